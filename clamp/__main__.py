@@ -1,0 +1,5 @@
+import sys
+
+from clamp.cli import main
+
+sys.exit(main())

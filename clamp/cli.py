@@ -1,0 +1,76 @@
+"""The ``clamp`` command line: ``clamp train``, ``clamp run``, ``clamp list``, ``clamp report``, ``clamp stats``.
+
+Why this file exists: one entry point (console script and ``python -m clamp``)
+whose subcommands live next to the code they drive; each module contributes a
+``register(subparsers)`` function, so this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    from clamp.model import ModelConfig
+    from clamp.tasks import FewShotConfig, RepeatConfig
+    from clamp.train import TrainConfig, train
+
+    task = FewShotConfig() if args.task == "fewshot" else RepeatConfig()
+    model = ModelConfig(n_layers=args.layers, n_heads=args.heads, d_model=args.d_model)
+    cfg = TrainConfig(n_sequences=args.sequences, lr=args.lr, batch_size=args.batch_size,
+                      eval_every=args.eval_every, device=args.device)
+    train(model, task, cfg, seeds=args.seeds, metrics_path=args.metrics, progress=not args.quiet)
+    if args.metrics:
+        print(f"metrics written to {args.metrics}")
+    return 0
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one model (R packed seeds) and write its metrics CSV")
+    p.add_argument("--task", choices=("fewshot", "repeat"), default="fewshot")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed, packed on the run axis")
+    p.add_argument("--sequences", type=int, default=100_000, help="training length in sequences seen")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-every", type=int, default=1_000, help="evaluate every this many sequences")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
+    p.add_argument("--metrics", default="metrics.csv", help="long-format CSV to write")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_train_command)
+
+
+def _registrars():
+    yield _register_train
+    # Each optional subsystem registers its own subcommands.
+    for mod_name in ("clamp.runner", "clamp.stats"):
+        try:
+            mod = __import__(mod_name, fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != mod_name:
+                raise
+            continue
+        yield mod.register
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clamp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in _registrars():
+        register(sub)
+    args = parser.parse_args(argv)
+    from clamp.errors import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"clamp: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

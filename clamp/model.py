@@ -1,0 +1,365 @@
+"""A tiny causal transformer with named hook points and a run axis.
+
+Why this file exists: every activation a researcher may read or clamp passes
+through a named identity module (a :class:`HookPoint`), and every parameter and
+activation carries a leading *run* axis ``R`` so that one model object trains R
+independent seeds at the cost of one.  Run ``r`` of a packed model is
+initialised from its own seed exactly as a single-run model with that seed.
+
+Shapes (R runs, B sequences, T positions, H heads, dh head dim, D d_model,
+C output classes)::
+
+    hook_embed                      [R, B, T, D]   item/token embedding (+ learned positions)
+    blocks.{l}.hook_resid_pre       [R, B, T, D]
+    blocks.{l}.attn.hook_q          [R, B, T, H, dh]  before RoPE
+    blocks.{l}.attn.hook_k          [R, B, T, H, dh]  before RoPE
+    blocks.{l}.attn.hook_v          [R, B, T, H, dh]
+    blocks.{l}.attn.hook_attn_scores [R, B, H, Tq, Tk] scaled, causal-masked (-inf), pre-softmax
+    blocks.{l}.attn.hook_pattern    [R, B, H, Tq, Tk] rows sum to 1
+    blocks.{l}.attn.hook_z          [R, B, T, H, dh]  per-head output before W_O
+    blocks.{l}.hook_attn_out        [R, B, T, D]
+    blocks.{l}.hook_resid_mid       [R, B, T, D]   only with MLPs
+    blocks.{l}.hook_mlp_out         [R, B, T, D]   only with MLPs
+    blocks.{l}.hook_resid_post      [R, B, T, D]
+    hook_logits                     [R, B, T, C]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clamp.errors import ConfigError
+from clamp.tasks.base import Batch
+
+Positions = Literal["rope", "learned", "none"]
+_POSITIONS = ("rope", "learned", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture of the transformer.
+
+    ``d_in``, ``d_vocab``, ``d_out`` and ``n_ctx`` may be left ``None``: they are
+    then taken from the task (see :meth:`resolve`).  Defaults are Singh et al.'s
+    model: 2 layers x 8 heads, d_model 64, attention-only, pre-LN, RoPE.
+
+    Example:
+        >>> ModelConfig(n_layers=1, n_heads=2, d_model=8).d_head_resolved
+        4
+    """
+
+    n_layers: int = 2
+    n_heads: int = 8
+    d_model: int = 64
+    d_head: int | None = None
+    attn_only: bool = True
+    d_mlp: int | None = None
+    layernorm: bool = True
+    positions: Positions = "rope"
+    rope_base: float = 10_000.0
+    d_in: int | None = None
+    d_vocab: int | None = None
+    d_out: int | None = None
+    n_ctx: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "n_heads", "d_model"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"ModelConfig.{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if self.d_head is None and self.d_model % self.n_heads != 0:
+            raise ConfigError(
+                f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "pick d_model as a multiple of n_heads or set d_head explicitly."
+            )
+        if self.d_head is not None and self.d_head < 1:
+            raise ConfigError(f"ModelConfig.d_head must be positive, got {self.d_head}.")
+        if self.positions not in _POSITIONS:
+            raise ConfigError(
+                f"ModelConfig.positions={self.positions!r} is unknown; choose one of {_POSITIONS}."
+            )
+        if self.positions == "rope" and self.d_head_resolved % 2:
+            raise ConfigError(f"RoPE needs an even head dimension, got d_head={self.d_head_resolved}.")
+        for name in ("d_in", "d_vocab", "d_out", "n_ctx", "d_mlp"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ConfigError(f"ModelConfig.{name} must be a non-negative integer or None, got {v!r}.")
+
+    @property
+    def d_head_resolved(self) -> int:
+        return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+    def resolve(self, dims: dict[str, int]) -> "ModelConfig":
+        """Fill the task-given sizes (``d_in``, ``d_vocab``, ``d_out``, ``n_ctx``).
+
+        A size set by the user must fit the task: ``n_ctx`` at least the task's
+        sequence length, the others equal.
+        """
+        updates = {}
+        for name, need in dims.items():
+            have = getattr(self, name)
+            if have is None:
+                updates[name] = need
+            elif name == "n_ctx" and have < need:
+                raise ConfigError(f"ModelConfig.n_ctx={have} is shorter than the task's sequences ({need}); raise it or leave it None.")
+            elif name != "n_ctx" and have != need:
+                raise ConfigError(f"ModelConfig.{name}={have} does not match the task ({need}); leave it None to take the task's.")
+        return replace(self, **updates)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"ModelConfig got unknown keys {sorted(unknown)}; valid keys are {sorted(known)}.")
+        return cls(**d)
+
+
+class HookPoint(nn.Identity):
+    """A named identity module: the place to read or replace an activation."""
+
+
+class RunLinear(nn.Module):
+    """``R`` independent linear maps: weight ``[R, d_in, d_out]``, optional bias ``[R, d_out]``."""
+
+    def __init__(self, n_runs: int, d_in: int, d_out: int, bias: bool) -> None:
+        super().__init__()
+        self.d_in, self.d_out = d_in, d_out
+        self.weight = nn.Parameter(torch.empty(n_runs, d_in, d_out))
+        self.bias = nn.Parameter(torch.empty(n_runs, d_out)) if bias else None
+
+    def init_run(self, r: int, gen: torch.Generator) -> None:
+        # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        bound = 1.0 / math.sqrt(self.d_in) if self.d_in else 0.0
+        self.weight.data[r] = (torch.rand(self.d_in, self.d_out, generator=gen) * 2 - 1) * bound
+        if self.bias is not None:
+            self.bias.data[r] = (torch.rand(self.d_out, generator=gen) * 2 - 1) * bound
+
+    def forward(self, x: Tensor) -> Tensor:  # [R, ..., d_in] -> [R, ..., d_out]
+        shape = x.shape
+        flat = x.reshape(shape[0], -1, shape[-1])  # (R, N, d_in)
+        if self.bias is None:
+            out = torch.bmm(flat, self.weight)
+        else:
+            out = torch.baddbmm(self.bias.unsqueeze(1), flat, self.weight)
+        return out.view(*shape[:-1], self.d_out)
+
+
+class RunLayerNorm(nn.Module):
+    """LayerNorm with a per-run gain ``[R, D]`` and bias ``[R, D]``."""
+
+    def __init__(self, n_runs: int, d: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_runs, d))
+        self.bias = nn.Parameter(torch.zeros(n_runs, d))
+
+    def init_run(self, r: int, gen: torch.Generator) -> None:
+        self.weight.data[r] = 1.0
+        self.bias.data[r] = 0.0
+
+    def forward(self, x: Tensor) -> Tensor:  # [R, B, T, D]
+        y = F.layer_norm(x, x.shape[-1:])
+        view = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        return y * self.weight.view(view) + self.bias.view(view)
+
+
+def rope(x: Tensor, base: float) -> Tensor:
+    """Rotary position embedding over the last dim of ``x`` ``[R, B, T, H, dh]``."""
+    T, dh = x.shape[2], x.shape[-1]
+    half = dh // 2
+    freqs = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    angles = torch.arange(T, dtype=torch.float32, device=x.device)[:, None] * freqs  # (T, half)
+    cos = angles.cos()[:, None, :].to(x.dtype)  # (T, 1, half)
+    sin = angles.sin()[:, None, :].to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention, manual path so the pattern is a tensor."""
+
+    def __init__(self, cfg: ModelConfig, n_runs: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        H, dh, D = cfg.n_heads, cfg.d_head_resolved, cfg.d_model
+        self.W_Q = RunLinear(n_runs, D, H * dh, bias=False)
+        self.W_K = RunLinear(n_runs, D, H * dh, bias=False)
+        self.W_V = RunLinear(n_runs, D, H * dh, bias=False)
+        self.W_O = RunLinear(n_runs, H * dh, D, bias=False)
+        self.hook_q = HookPoint()
+        self.hook_k = HookPoint()
+        self.hook_v = HookPoint()
+        self.hook_attn_scores = HookPoint()
+        self.hook_pattern = HookPoint()
+        self.hook_z = HookPoint()
+
+    def split_heads(self, x: Tensor) -> Tensor:  # [R, B, T, H*dh] -> [R, B, T, H, dh]
+        return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
+
+    def scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """Scaled, causally masked scores ``[R, B, H, Tq, Tk]`` from pre-RoPE q, k ``[R, B, T, H, dh]``."""
+        if self.cfg.positions == "rope":
+            q, k = rope(q, self.cfg.rope_base), rope(k, self.cfg.rope_base)
+        T = q.shape[2]
+        s = q.permute(0, 1, 3, 2, 4) @ k.permute(0, 1, 3, 4, 2)  # (R, B, H, Tq, Tk)
+        s = s / math.sqrt(self.cfg.d_head_resolved)
+        mask = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)
+        return s.masked_fill(mask, float("-inf"))
+
+    def forward(self, x: Tensor) -> Tensor:  # x: normalised residual [R, B, T, D]
+        q = self.hook_q(self.split_heads(self.W_Q(x)))
+        k = self.hook_k(self.split_heads(self.W_K(x)))
+        v = self.hook_v(self.split_heads(self.W_V(x)))
+        scores = self.hook_attn_scores(self.scores(q, k))
+        pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
+        z = pattern @ v.permute(0, 1, 3, 2, 4)  # (R, B, H, T, dh)
+        z = self.hook_z(z.permute(0, 1, 3, 2, 4))  # (R, B, T, H, dh)
+        return self.W_O(z.flatten(-2))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_runs: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.d_model
+        self.hook_resid_pre = HookPoint()
+        self.ln1 = RunLayerNorm(n_runs, D) if cfg.layernorm else nn.Identity()
+        self.attn = Attention(cfg, n_runs)
+        self.hook_attn_out = HookPoint()
+        if not cfg.attn_only:
+            d_mlp = cfg.d_mlp or 4 * D
+            self.hook_resid_mid = HookPoint()
+            self.ln2 = RunLayerNorm(n_runs, D) if cfg.layernorm else nn.Identity()
+            self.mlp_in = RunLinear(n_runs, D, d_mlp, bias=True)
+            self.mlp_out = RunLinear(n_runs, d_mlp, D, bias=True)
+            self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.hook_resid_pre(x)
+        x = x + self.hook_attn_out(self.attn(self.ln1(x)))
+        if not self.cfg.attn_only:
+            x = self.hook_resid_mid(x)
+            x = x + self.hook_mlp_out(self.mlp_out(F.gelu(self.mlp_in(self.ln2(x)))))
+        return self.hook_resid_post(x)
+
+
+class Transformer(nn.Module):
+    """The packed model: R runs of one architecture.
+
+    Args:
+        cfg: the architecture, with the task sizes resolved (see :meth:`ModelConfig.resolve`).
+        seeds: one initialisation seed per run; ``len(seeds)`` is R.
+
+    Example:
+        >>> cfg = ModelConfig(n_layers=1, n_heads=2, d_model=8, d_in=4, d_vocab=3, d_out=3, n_ctx=5)
+        >>> Transformer(cfg, seeds=[0, 1]).n_runs
+        2
+    """
+
+    def __init__(self, cfg: ModelConfig, seeds: Sequence[int]) -> None:
+        super().__init__()
+        missing = [n for n in ("d_in", "d_vocab", "d_out", "n_ctx") if getattr(cfg, n) is None]
+        if missing:
+            raise ConfigError(f"ModelConfig has unresolved sizes {missing}; call cfg.resolve(task.dims()) first.")
+        if len(seeds) < 1:
+            raise ConfigError("Transformer needs at least one seed (one run).")
+        self.cfg = cfg
+        self.seeds = [int(s) for s in seeds]
+        R, D = len(seeds), cfg.d_model
+        self.item_embed = RunLinear(R, cfg.d_in, D, bias=True) if cfg.d_in else None
+        self.token_embed = nn.Parameter(torch.empty(R, max(cfg.d_vocab, 1), D))
+        self.pos_embed = nn.Parameter(torch.empty(R, cfg.n_ctx, D)) if cfg.positions == "learned" else None
+        self.hook_embed = HookPoint()
+        self.blocks = nn.ModuleList(Block(cfg, R) for _ in range(cfg.n_layers))
+        self.ln_final = RunLayerNorm(R, D) if cfg.layernorm else nn.Identity()
+        self.unembed = RunLinear(R, D, cfg.d_out, bias=True)
+        self.hook_logits = HookPoint()
+        for r, seed in enumerate(self.seeds):
+            self._init_run(r, seed)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.seeds)
+
+    @torch.no_grad()
+    def _init_run(self, r: int, seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        # Fixed order, independent of R: token embedding, positions, then modules in registration order.
+        self.token_embed.data[r] = torch.randn(self.token_embed.shape[1:], generator=gen)
+        if self.pos_embed is not None:
+            self.pos_embed.data[r] = torch.randn(self.pos_embed.shape[1:], generator=gen) * 0.02
+        for module in self.modules():
+            if isinstance(module, (RunLinear, RunLayerNorm)):
+                module.init_run(r, gen)
+
+    def embed(self, batch: Batch) -> Tensor:
+        """Input embedding ``[R, B, T, D]`` (before ``hook_embed``)."""
+        R = self.n_runs
+        idx = torch.arange(R, device=batch.tokens.device)[:, None, None]
+        x = self.token_embed[idx, batch.tokens]  # (R, B, T, D)
+        if self.item_embed is not None and batch.items is not None:
+            x = torch.where(batch.item_mask[..., None], self.item_embed(batch.items), x)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed[:, None, : x.shape[2]]
+        return x
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Logits ``[R, B, T, C]`` at every position."""
+        if batch.tokens.shape[0] != self.n_runs:
+            raise ValueError(f"batch has {batch.tokens.shape[0]} runs, model has {self.n_runs}")
+        x = self.hook_embed(self.embed(batch))
+        for block in self.blocks:
+            x = block(x)
+        return self.hook_logits(self.unembed(self.ln_final(x)))
+
+    def hook_names(self) -> list[str]:
+        """Canonical dotted names of every hook point, in forward order."""
+        return [name for name, m in self.named_modules() if isinstance(m, HookPoint)]
+
+    def hook_point(self, name: str) -> HookPoint:
+        module = dict(self.named_modules()).get(name)
+        if not isinstance(module, HookPoint):
+            raise KeyError(name)
+        return module
+
+    def run_with_cache(self, batch: Batch, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward pass that also returns the named activations, detached.
+
+        Example:
+            >>> # logits, cache = model.run_with_cache(batch, ["blocks.1.attn.hook_pattern"])
+        """
+        cache: dict[str, Tensor] = {}
+        handles = []
+        try:
+            for name in names:
+                def save(_m, _i, out, name=name):
+                    cache[name] = out.detach()
+                handles.append(self.hook_point(name).register_forward_hook(save))
+            logits = self(batch)
+        finally:
+            for h in handles:
+                h.remove()
+        return logits, cache
+
+    def state_for_run(self, r: int) -> dict[str, Tensor]:
+        """Parameters of run ``r`` alone (leading axis dropped)."""
+        return {k: v[r].detach().clone() for k, v in self.state_dict().items()}
+
+
+def head_axis(hook_name: str) -> int | None:
+    """The axis holding heads in a hook's activation, or None if it has no head axis."""
+    leaf = hook_name.rsplit(".", 1)[-1]
+    if leaf in ("hook_q", "hook_k", "hook_v", "hook_z"):
+        return 3
+    if leaf in ("hook_attn_scores", "hook_pattern"):
+        return 2
+    return None

@@ -1,0 +1,177 @@
+"""Singh et al.'s few-shot in-context classification task, with synthetic items.
+
+Why this file exists: it is the flagship task (SCIENCE.md §2).  A sequence is
+``x1 l1 x2 l2 ... xq``: N item-label pairs then a query item whose class
+appears exactly once in the context.  Labels are re-drawn per sequence from a
+small vocabulary, so the task can only be solved in context.
+
+Class vectors are synthetic (Omniglot/ResNet features in the paper): exemplar
+``j`` of class ``k`` is ``(mu_k + eps * eta_kj) / sqrt(1 + eps^2)`` with
+``mu_k, eta_kj ~ N(0, I/d)`` (Reddy 2023).  With ``shared > 0`` every class mean
+is mixed with one fixed positive vector, ``mu_k = sqrt(1-c) g_k + sqrt(c) m``,
+so classes correlate (cosine about ``c``) as ReLU features do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from clamp.errors import ConfigError
+from clamp.metrics import induction_strength
+from clamp.tasks.base import IGNORE, Batch
+
+EVALUATORS = ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FewShotConfig:
+    """Parameters of the few-shot task.  Defaults are Singh et al.'s setup.
+
+    Example:
+        >>> FewShotConfig(n_classes=10).build().dims()["n_ctx"]
+        5
+    """
+
+    kind: Literal["fewshot"] = "fewshot"
+    n_classes: int = 50
+    n_labels: int = 5
+    n_pairs: int = 2
+    n_exemplars: int = 1
+    exemplar_noise: float = 0.1
+    shared: float = 0.0
+    d_in: int = 512
+    n_heldout_classes: int = 10
+    n_heldout_exemplars: int = 5
+    heldout_frac: float = 0.2
+    vectors_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_labels < 2:
+            raise ConfigError(f"FewShotConfig.n_labels={self.n_labels}: need at least 2 labels for in-context classification.")
+        if self.n_pairs < 1:
+            raise ConfigError(f"FewShotConfig.n_pairs={self.n_pairs}: need at least 1 context pair.")
+        if self.n_pairs > self.n_labels:
+            raise ConfigError(f"FewShotConfig.n_pairs={self.n_pairs} exceeds n_labels={self.n_labels}: each pair needs its own label.")
+        if self.n_pairs > self.n_classes:
+            raise ConfigError(f"FewShotConfig.n_pairs={self.n_pairs} exceeds n_classes={self.n_classes}: each pair needs its own class.")
+        if 0 < self.n_heldout_classes < self.n_pairs:
+            raise ConfigError(f"FewShotConfig.n_heldout_classes={self.n_heldout_classes} is fewer than n_pairs={self.n_pairs}; use 0 or at least n_pairs.")
+        if self.n_exemplars < 1:
+            raise ConfigError(f"FewShotConfig.n_exemplars={self.n_exemplars}: need at least 1 exemplar per class.")
+        if not 0.0 <= self.shared < 1.0:
+            raise ConfigError(f"FewShotConfig.shared={self.shared} must be in [0, 1).")
+        if not 0.0 <= self.heldout_frac < 1.0:
+            raise ConfigError(f"FewShotConfig.heldout_frac={self.heldout_frac} must be in [0, 1).")
+        if self.d_in < 1 or self.exemplar_noise < 0 or self.n_heldout_exemplars < 0:
+            raise ConfigError("FewShotConfig.d_in must be positive, exemplar_noise and n_heldout_exemplars non-negative.")
+
+    def build(self) -> "FewShotTask":
+        return FewShotTask(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FewShotTask:
+    """Sampler and metrics for :class:`FewShotConfig`.
+
+    Example:
+        >>> task = FewShotConfig(n_classes=10).build()
+        >>> b = task.sample(4, torch.Generator().manual_seed(0))
+        >>> b.tokens.shape, b.items.shape
+        (torch.Size([1, 4, 5]), torch.Size([1, 4, 5, 512]))
+    """
+
+    def __init__(self, cfg: FewShotConfig) -> None:
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.vectors_seed)
+        n_cls = cfg.n_classes + cfg.n_heldout_classes
+        n_ex = cfg.n_exemplars + cfg.n_heldout_exemplars
+        d = cfg.d_in
+        mu = torch.randn(n_cls, d, generator=gen) / math.sqrt(d)
+        if cfg.shared > 0:
+            m = torch.randn(d, generator=gen).abs() / math.sqrt(d)
+            mu = math.sqrt(1 - cfg.shared) * mu + math.sqrt(cfg.shared) * m
+        eta = torch.randn(n_cls, n_ex, d, generator=gen) / math.sqrt(d)
+        eps = cfg.exemplar_noise
+        self.vectors = (mu[:, None, :] + eps * eta) / math.sqrt(1 + eps**2)  # (classes, exemplars, d_in)
+
+        sets = list(itertools.combinations(range(cfg.n_labels), cfg.n_pairs))
+        order = torch.randperm(len(sets), generator=gen).tolist()
+        n_held = round(cfg.heldout_frac * len(sets))
+        if cfg.heldout_frac > 0 and len(sets) >= 2:
+            n_held = min(max(n_held, 1), len(sets) - 1)
+        self.heldout_sets = torch.tensor([sets[i] for i in order[:n_held]], dtype=torch.long).view(-1, cfg.n_pairs)
+        self.train_sets = torch.tensor([sets[i] for i in order[n_held:]], dtype=torch.long)
+        self.evaluators = tuple(
+            e for e in EVALUATORS
+            if not (e == "heldout_pairs" and n_held == 0)
+            and not (e == "heldout_classes" and cfg.n_heldout_classes == 0)
+            and not (e == "heldout_exemplars" and cfg.n_heldout_exemplars == 0)
+        )
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.cfg.n_pairs + 1
+
+    def dims(self) -> dict[str, int]:
+        return {"d_in": self.cfg.d_in, "d_vocab": self.cfg.n_labels, "d_out": self.cfg.n_labels, "n_ctx": self.seq_len}
+
+    def sample(self, n: int, gen: torch.Generator, evaluator: str = "train") -> Batch:
+        """``n`` sequences (leading run axis of size 1) from the named distribution."""
+        if evaluator not in self.evaluators:
+            raise ValueError(f"unknown evaluator {evaluator!r}; this task has {self.evaluators}")
+        cfg, N, T = self.cfg, self.cfg.n_pairs, self.seq_len
+        sets = self.heldout_sets if evaluator == "heldout_pairs" else self.train_sets
+        if evaluator == "heldout_classes":
+            cls_lo, cls_n = cfg.n_classes, cfg.n_heldout_classes
+        else:
+            cls_lo, cls_n = 0, cfg.n_classes
+        if evaluator == "heldout_exemplars":
+            ex_lo, ex_n = cfg.n_exemplars, cfg.n_heldout_exemplars
+        else:
+            ex_lo, ex_n = 0, cfg.n_exemplars
+
+        label_set = sets[torch.randint(len(sets), (n,), generator=gen)]  # (n, N)
+        labels = label_set.gather(1, torch.rand(n, N, generator=gen).argsort(1))  # random class->label map
+        classes = torch.rand(n, cls_n, generator=gen).argsort(1)[:, :N] + cls_lo  # N distinct classes
+        ex = torch.randint(ex_n, (n, N + 1), generator=gen) + ex_lo  # context exemplars, then query's
+        q = torch.randint(N, (n,), generator=gen)  # which context pair the query matches
+
+        item_cls = torch.cat([classes, classes.gather(1, q[:, None])], dim=1)  # (n, N+1)
+        item_vecs = self.vectors[item_cls, ex]  # (n, N+1, d_in)
+        item_pos = torch.tensor([2 * i for i in range(N)] + [T - 1])
+        label_pos = torch.arange(1, 2 * N, 2)
+
+        items = torch.zeros(n, T, cfg.d_in)
+        items[:, item_pos] = item_vecs
+        tokens = torch.zeros(n, T, dtype=torch.long)
+        tokens[:, label_pos] = labels
+        targets = torch.full((n, T), IGNORE, dtype=torch.long)
+        targets[:, T - 1] = labels.gather(1, q[:, None])[:, 0]
+        item_mask = torch.zeros(n, T, dtype=torch.bool)
+        item_mask[:, item_pos] = True
+        meta = {
+            "correct_pos": 2 * q + 1,  # key position of the correct label token
+            "label_pos": label_pos.expand(n, N).clone(),
+            "context_labels": labels,  # label id at each label position
+            "query_class": item_cls[:, -1],
+        }
+        return Batch(tokens[None], targets[None], items[None], item_mask[None], {k: v[None] for k, v in meta.items()})
+
+    def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
+        """Induction strength of every head in layers >= 1: ``induction/L{l}H{h}``, each ``[R]``."""
+        out: dict[str, Tensor] = {}
+        for layer, pattern in patterns.items():
+            if layer < 1:
+                continue
+            s = induction_strength(pattern, self.seq_len - 1, batch.meta["correct_pos"], batch.meta["label_pos"])
+            for h in range(s.shape[1]):
+                out[f"induction/L{layer}H{h}"] = s[:, h]
+        return out
