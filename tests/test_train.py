@@ -1,0 +1,129 @@
+"""The training loop: packing equivalence, determinism, resume, schedule and the metrics file."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from clamp.errors import ConfigError
+from clamp.model import ModelConfig
+from clamp.tasks import FewShotConfig, RepeatConfig
+from clamp.train import RunSeeds, TrainConfig, Trainer, train
+
+
+def _collect(model_cfg, task_cfg, train_cfg, seeds):
+    rows = {}
+
+    def cb(seen, metrics):
+        rows[seen] = {k: v.clone() for k, v in metrics.items()}
+
+    train(model_cfg, task_cfg, train_cfg, seeds, callback=cb)
+    return rows
+
+
+def test_packed_runs_match_separate_runs(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg):
+    seeds = [0, 1, 2, 3, 4]
+    packed = _collect(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, seeds)
+    for r, seed in enumerate(seeds):
+        single = _collect(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [seed])
+        assert single.keys() == packed.keys()
+        for seen in single:
+            for name, v in single[seen].items():
+                torch.testing.assert_close(packed[seen][name][r], v[0], rtol=1e-4, atol=1e-5, msg=f"{name}@{seen}")
+
+
+def test_same_seeds_same_numbers(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg):
+    a = _collect(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [7, 8])
+    b = _collect(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [7, 8])
+    for seen in a:
+        for name in a[seen]:
+            assert torch.equal(a[seen][name], b[seen][name])
+    c = _collect(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [9, 8])
+    assert not torch.equal(c[256]["train/loss"][0], a[256]["train/loss"][0])
+
+
+def test_init_data_and_eval_seeds_are_separate(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg):
+    base = Trainer(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [RunSeeds(init=1, data=2, eval=3)])
+    other_data = Trainer(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [RunSeeds(init=1, data=5, eval=3)])
+    other_eval = Trainer(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [RunSeeds(init=1, data=2, eval=6)])
+    assert all(torch.equal(a, b) for a, b in zip(base.model.parameters(), other_data.model.parameters()))
+    assert torch.equal(base.eval_sets["train"].items, other_data.eval_sets["train"].items)
+    assert not torch.equal(base.next_batch().items, other_data.next_batch().items)
+    assert not torch.equal(base.eval_sets["train"].items, other_eval.eval_sets["train"].items)
+
+
+def test_resume_from_state_dict_is_bit_exact(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, tmp_path):
+    full = _collect(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [0, 1])
+    first = Trainer(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [0, 1])
+    first.run(until=128, on_eval=lambda s, m: None)
+    torch.save(first.state_dict(), tmp_path / "ckpt.pt")
+    resumed = Trainer(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [0, 1])
+    resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    rows = {}
+    resumed.run(on_eval=lambda s, m: rows.__setitem__(s, m))
+    assert sorted(rows) == [192, 256]
+    for seen, metrics in rows.items():
+        for name, v in metrics.items():
+            assert torch.equal(v, full[seen][name]), (seen, name)
+
+
+def test_eval_schedule_in_sequences_seen(tiny_model_cfg, tiny_task_cfg):
+    cfg = TrainConfig(n_sequences=100, batch_size=16, eval_every=40, eval_size=8)
+    rows = _collect(tiny_model_cfg, tiny_task_cfg, cfg, [0])
+    # steps end at 16, 32, 48, ...; evaluate at the first step at or after each multiple of 40, and at the end
+    assert sorted(rows) == [0, 48, 80, 112]
+
+
+def test_metrics_csv_long_format(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, tmp_path):
+    path = tmp_path / "metrics.csv"
+    train(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg, [3, 4], metrics_path=path)
+    df = pd.read_csv(path)
+    assert list(df.columns) == ["sequences_seen", "run", "metric", "value"]
+    assert set(df["run"]) == {3, 4}
+    assert sorted(df["sequences_seen"].unique()) == [0, 64, 128, 192, 256]
+    names = set(df["metric"])
+    for ev in ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars"):
+        assert {f"{ev}/loss", f"{ev}/acc"} <= names
+    assert {f"induction/L1H{h}" for h in range(2)} <= names
+    assert {f"prev_token/L{l}H{h}" for l in range(2) for h in range(2)} <= names
+    assert "induction/L0H0" not in names and "train_batch/loss" in names
+    assert df["value"].notna().all()
+
+
+def test_repeat_task_metrics(tiny_model_cfg):
+    rows = _collect(tiny_model_cfg, RepeatConfig(vocab=16, half=5),
+                    TrainConfig(n_sequences=64, batch_size=16, eval_every=64, eval_size=16), [0])
+    m = rows[64]
+    assert {"loss/first_repeat", "loss/second_repeat", "prefix_match/L1H0", "prefix_match/L0H1"} <= set(m)
+    assert abs(m["loss/first_repeat"].item() - math.log(16)) < 1.0
+
+
+def test_learning_happens(tiny_task_cfg):
+    cfg = TrainConfig(n_sequences=3200, batch_size=32, lr=3e-3, eval_every=3200, eval_size=128)
+    rows = _collect(ModelConfig(n_layers=2, n_heads=2, d_model=16), tiny_task_cfg, cfg, [0])
+    assert rows[3200]["train/loss"].item() < rows[0]["train/loss"].item() - 0.3
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(n_sequences=1000, batch_size=10, lr=1.0, warmup_sequences=100, schedule="cosine")
+    assert cfg.lr_at(0) == pytest.approx(0.1)
+    assert cfg.lr_at(90) == pytest.approx(1.0)
+    assert cfg.lr_at(100) == pytest.approx(1.0)
+    assert cfg.lr_at(550) == pytest.approx(0.5)
+    assert TrainConfig(lr=2e-5).lr_at(10**6) == 2e-5
+
+
+@pytest.mark.parametrize("kwargs, field", [(dict(lr=0), "lr"), (dict(schedule="step"), "schedule"),
+                                           (dict(eval_every=0), "eval_every")])
+def test_bad_train_config(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**kwargs)
+
+
+def test_train_config_round_trip():
+    cfg = TrainConfig(betas=(0.8, 0.99), schedule="cosine")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
