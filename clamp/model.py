@@ -171,16 +171,36 @@ class RunLayerNorm(nn.Module):
         return y * self.weight.view(view) + self.bias.view(view)
 
 
+# Attention over short contexts runs in a "heads-last" layout ([Tq, Tk, R, B, H]):
+# with T ~ 5 the batched-matmul path spends its time on thousands of tiny
+# matrices, while broadcast-multiply-and-sum over a contiguous trailing
+# R*B*H axis vectorises well (about 2x faster forward+backward, softmax 15x).
+# Longer contexts use batched matmuls.  Hook tensors have the documented shapes
+# either way (as permuted views).
+HEADS_LAST_MAX_T = 32
+
+
+def _rope_tables(T: int, dh: int, base: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    half = dh // 2
+    freqs = base ** (-torch.arange(half, dtype=torch.float32, device=device) / half)
+    angles = torch.arange(T, dtype=torch.float32, device=device)[:, None] * freqs  # (T, half)
+    return angles.cos(), angles.sin()
+
+
 def rope(x: Tensor, base: float) -> Tensor:
     """Rotary position embedding over the last dim of ``x`` ``[R, B, T, H, dh]``."""
-    T, dh = x.shape[2], x.shape[-1]
-    half = dh // 2
-    freqs = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    angles = torch.arange(T, dtype=torch.float32, device=x.device)[:, None] * freqs  # (T, half)
-    cos = angles.cos()[:, None, :].to(x.dtype)  # (T, 1, half)
-    sin = angles.sin()[:, None, :].to(x.dtype)
+    cos, sin = _rope_tables(x.shape[2], x.shape[-1], base, x.device)
+    cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)  # (T, 1, half)
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def _rope_heads_last(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE on ``x`` ``[dh, T, R, B, H]``; ``cos``/``sin`` ``[half, T, 1, 1, 1]``."""
+    half = x.shape[0] // 2
+    x1, x2 = x[:half], x[half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=0)
 
 
 class Attention(nn.Module):
@@ -200,29 +220,55 @@ class Attention(nn.Module):
         self.hook_attn_scores = HookPoint()
         self.hook_pattern = HookPoint()
         self.hook_z = HookPoint()
+        self._tables: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
 
     def split_heads(self, x: Tensor) -> Tensor:  # [R, B, T, H*dh] -> [R, B, T, H, dh]
         return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
 
+    def _constants(self, T: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Causal mask (0 / -inf) ``[Tq, Tk, 1, 1, 1]`` and RoPE tables ``[half, T, 1, 1, 1]``, cached."""
+        key = (T, device)
+        if key not in self._tables:
+            neg = torch.full((T, T), float("-inf"), device=device).triu(1)[:, :, None, None, None]
+            cos, sin = _rope_tables(T, self.cfg.d_head_resolved, self.cfg.rope_base, device)
+            self._tables[key] = (neg, cos.T[:, :, None, None, None].contiguous(), sin.T[:, :, None, None, None].contiguous())
+        return self._tables[key]
+
     def scores(self, q: Tensor, k: Tensor) -> Tensor:
         """Scaled, causally masked scores ``[R, B, H, Tq, Tk]`` from pre-RoPE q, k ``[R, B, T, H, dh]``."""
-        if self.cfg.positions == "rope":
-            q, k = rope(q, self.cfg.rope_base), rope(k, self.cfg.rope_base)
         T = q.shape[2]
-        s = q.permute(0, 1, 3, 2, 4) @ k.permute(0, 1, 3, 4, 2)  # (R, B, H, Tq, Tk)
-        s = s / math.sqrt(self.cfg.d_head_resolved)
-        mask = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)
-        return s.masked_fill(mask, float("-inf"))
+        scale = 1.0 / math.sqrt(self.cfg.d_head_resolved)
+        if T > HEADS_LAST_MAX_T:
+            if self.cfg.positions == "rope":
+                q, k = rope(q, self.cfg.rope_base), rope(k, self.cfg.rope_base)
+            s = (q.permute(0, 1, 3, 2, 4) @ k.permute(0, 1, 3, 4, 2)) * scale  # (R, B, H, Tq, Tk)
+            mask = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)
+            return s.masked_fill(mask, float("-inf"))
+        neg, cos, sin = self._constants(T, q.device)
+        qT = q.permute(4, 2, 0, 1, 3).contiguous()  # (dh, T, R, B, H)
+        kT = k.permute(4, 2, 0, 1, 3).contiguous()
+        if self.cfg.positions == "rope":
+            qT, kT = _rope_heads_last(qT, cos, sin), _rope_heads_last(kT, cos, sin)
+        s = (qT[:, :, None] * kT[:, None]).sum(0) * scale + neg  # (Tq, Tk, R, B, H)
+        return s.permute(2, 3, 4, 0, 1)
 
     def forward(self, x: Tensor) -> Tensor:  # x: normalised residual [R, B, T, D]
         q = self.hook_q(self.split_heads(self.W_Q(x)))
         k = self.hook_k(self.split_heads(self.W_K(x)))
         v = self.hook_v(self.split_heads(self.W_V(x)))
         scores = self.hook_attn_scores(self.scores(q, k))
-        pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
-        z = pattern @ v.permute(0, 1, 3, 2, 4)  # (R, B, H, T, dh)
-        z = self.hook_z(z.permute(0, 1, 3, 2, 4))  # (R, B, T, H, dh)
-        return self.W_O(z.flatten(-2))
+        R, B, T = v.shape[:3]
+        if T > HEADS_LAST_MAX_T:
+            pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
+            z = (pattern @ v.permute(0, 1, 3, 2, 4)).permute(0, 1, 3, 2, 4)  # (R, B, T, H, dh)
+        else:
+            p = torch.softmax(scores.permute(3, 4, 0, 1, 2), dim=1)  # (Tq, Tk, R, B, H)
+            pattern = self.hook_pattern(p.permute(2, 3, 4, 0, 1))
+            pT = pattern.permute(3, 4, 0, 1, 2)
+            vT = v.permute(2, 4, 0, 1, 3).contiguous()  # (Tk, dh, R, B, H)
+            z = (pT[:, :, None] * vT[None]).sum(1).permute(2, 3, 0, 4, 1)  # (R, B, Tq, H, dh)
+        z = self.hook_z(z)
+        return self.W_O(z.reshape(R, B, T, -1))
 
 
 class Block(nn.Module):
