@@ -54,7 +54,9 @@ def _registrars():
             if e.name != mod_name:
                 raise
             continue
-        yield mod.register
+        register = getattr(mod, "register", None)
+        if register is not None:
+            yield register
 
 
 def main(argv: Sequence[str] | None = None) -> int:
