@@ -1,0 +1,63 @@
+"""Causal interventions applied during training: clamps, knockouts, grafts.
+
+Why this package exists: it turns an arm's list of interventions (data, see
+:mod:`clamp.interventions.spec`) into the intervener the trainer calls at every
+step and evaluation.  Importing this package does not import nnsight (which
+patches torch globally); :func:`make_intervener` imports the applier lazily.
+
+Example:
+    >>> from clamp.interventions import knockout_heads, match_clamp
+    >>> arm = [knockout_heads(layer=1, keep=[0]), match_clamp(layer=1, head=0)]
+    >>> [iv.name for iv in arm]
+    ['knockout_L1_v_keep0', 'induction_L1H0']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from clamp.interventions.spec import (
+    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Intervention, Knockout, PatternClamp,
+    PerfectCopy, PreservingAblation, Window, ideal_layer1, intervention_from_dict, knockout_heads, match_clamp,
+    perfect_copy, prev_token_pattern_clamp, replace_windows, uniform_pattern_clamp,
+)
+from clamp.interventions.validate import validate_interventions
+
+
+def make_intervener(interventions: Sequence[Intervention | dict], task: Any) -> Callable[[Any], Any]:
+    """A factory for ``Trainer(intervener_factory=...)``: called with the model, returns its intervener.
+
+    The interventions are checked against the model when the factory is called
+    (everything but the run length, which :func:`validate_interventions` checks
+    given ``n_sequences``), so a bad arm fails before the first step.
+
+    Example:
+        >>> from clamp.model import ModelConfig
+        >>> from clamp.tasks import FewShotConfig
+        >>> from clamp.train import Trainer, TrainConfig
+        >>> task_cfg = FewShotConfig(n_classes=10, d_in=8)
+        >>> t = Trainer(ModelConfig(n_layers=2, n_heads=2, d_model=8), task_cfg,
+        ...             TrainConfig(n_sequences=64, eval_every=32, eval_size=16), seeds=[0],
+        ...             intervener_factory=make_intervener([perfect_copy()], task_cfg.build()))
+        >>> t.run(64, on_eval=lambda seen, m: None)
+        >>> t.evaluate()["fired/perfect_copy_L1H0"].tolist()
+        [1.0]
+    """
+    ivs = [intervention_from_dict(iv) if isinstance(iv, dict) else iv for iv in interventions]
+
+    def factory(model: Any) -> Any:
+        validate_interventions(ivs, model.cfg, task, None)
+        from clamp.interventions.apply import Applier  # imports nnsight
+
+        return Applier(model, ivs, task)
+
+    return factory
+
+
+__all__ = [
+    "Intervention", "Window", "KINDS", "intervention_from_dict", "validate_interventions", "make_intervener",
+    "Clamp", "PatternClamp", "FunctionClamp", "IdealLayer1", "PerfectCopy", "Knockout", "PreservingAblation",
+    "GraftOutput", "GraftParams",
+    "knockout_heads", "prev_token_pattern_clamp", "uniform_pattern_clamp", "match_clamp", "ideal_layer1",
+    "perfect_copy", "replace_windows",
+]

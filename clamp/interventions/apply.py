@@ -1,0 +1,196 @@
+"""Applies interventions inside an nnsight trace: the only module that imports nnsight.
+
+Why this file exists: importing nnsight patches torch process-wide, so it is
+kept behind one module that is imported lazily, when an arm with
+interventions first builds its intervener (see NNSIGHT.md).
+
+How a forward runs (:meth:`Applier.forward`):
+
+1. The active set at ``seen`` is looked up; with none active the plain
+   ``model(batch)`` / ``model.run_with_cache`` path runs and the model is left
+   unwrapped (no nnsight controller on any module), so a window that never opens
+   or has closed leaves training bit-identical to having no intervention.
+2. Otherwise the model is wrapped once (``NNsight(model)``, kept until the active
+   set becomes empty), a *plan* is built once per active set (the touched hook
+   points in forward order, each with its ops in arm order), effects compute
+   their values (``prepare``), a clean pass runs if an effect needs one, and one
+   trace applies every op in forward order, clone-edit-assign, saving detached
+   copies of the requested activations *after* interventions.
+
+Firing record (:meth:`Applier.firing_metrics`), per run (every run of a packed
+model gets the same interventions, so the values are equal across runs):
+
+- ``interventions/fired``: how many distinct interventions of the arm edited
+  an activation in at least one evaluation forward since the last call;
+- ``fired/<name>`` for every intervention of the arm: the number of training
+  steps since the last call in which it edited an activation, plus 1 if it did
+  so in at least one evaluation forward.  An intervention active over a whole
+  eval interval of ``k`` steps reads ``k + 1``; one whose window is closed
+  reads 0.
+
+"Fired" is recorded from inside the trace body, after the edit ran, so a body
+that nnsight silently skipped shows as not fired.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from nnsight import NNsight
+from nnsight.intervention.source import STATE, Controller
+from torch import Tensor
+
+from clamp.interventions.effects import Ctx, Effect, Op, compile_effect
+from clamp.interventions.spec import Intervention
+from clamp.model import Transformer
+from clamp.tasks.base import Batch
+
+
+@dataclass
+class _Plan:
+    """The ops of one active set, grouped by hook point in forward order."""
+
+    active: tuple[int, ...]
+    steps: list[tuple[str, Any, list[tuple[int, Op]]]]  # (hook name, envoy, [(owner, op)])
+    clean: list[tuple[str, Any]]  # (hook name, envoy) needed from a clean pass
+
+
+class Applier:
+    """The :class:`clamp.train.Intervener` for one arm on one (packed) model.
+
+    Args:
+        model: the model being trained (not wrapped; wrapped here when needed).
+        interventions: the arm's interventions, validated.
+        task: the built task (for reference sets).
+    """
+
+    def __init__(self, model: Transformer, interventions: Sequence[Intervention], task: Any) -> None:
+        self.model = model
+        self.interventions = list(interventions)
+        self.effects: list[Effect] = [compile_effect(iv, model, task) for iv in self.interventions]
+        self.order = {name: i for i, name in enumerate(model.hook_names())}
+        self._wrapped: NNsight | None = None
+        self._plans: dict[tuple[tuple[int, ...], tuple[str, ...]], _Plan] = {}
+        self._step_fired: Counter[int] = Counter()
+        self._eval_fired: set[int] = set()
+
+    # ----------------------------------------------------------------- schedule
+
+    def active(self, seen: int) -> tuple[int, ...]:
+        """Indices of the interventions active at ``seen`` sequences."""
+        return tuple(i for i, iv in enumerate(self.interventions) if iv.active(seen))
+
+    # ----------------------------------------------------------------- wrapping
+
+    def _wrap(self) -> NNsight:
+        if self._wrapped is None:
+            self._wrapped = NNsight(self.model)
+            self._plans.clear()  # plans hold envoys of the wrapper
+        return self._wrapped
+
+    def unwrap(self) -> None:
+        """Remove nnsight's controllers from every module (nothing of nnsight stays on the model)."""
+        if self._wrapped is None:
+            return
+        for m in self.model.modules():
+            if isinstance(m.__dict__.get("forward"), Controller):
+                del m.__dict__["forward"]
+            m.__dict__.pop(STATE, None)
+        self._wrapped = None
+        self._plans.clear()
+
+    def _plan(self, active: tuple[int, ...], cache_names: Sequence[str]) -> _Plan:
+        key = (active, tuple(sorted(set(cache_names))))
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        wrapped = self._wrap()
+        by_site: dict[str, list[tuple[int, Op]]] = {name: [] for name in cache_names}
+        clean: set[str] = set()
+        for i in active:
+            for op in self.effects[i].ops:
+                by_site.setdefault(op.site, []).append((i, op))
+            clean.update(self.effects[i].clean_sites)
+        sites = sorted(by_site, key=self.order.__getitem__)
+        plan = _Plan(
+            active,
+            [(s, wrapped.get(s), by_site[s]) for s in sites],
+            [(s, wrapped.get(s)) for s in sorted(clean, key=self.order.__getitem__)],
+        )
+        self._plans[key] = plan
+        return plan
+
+    # ----------------------------------------------------------------- forward
+
+    def forward(self, batch: Batch, seen: int, cache_names: Sequence[str], train: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits ``[R, B, T, C]`` with the interventions active at ``seen``, and detached activations after them."""
+        active = self.active(seen)
+        if not active:
+            self.unwrap()
+            if cache_names:
+                return self.model.run_with_cache(batch, cache_names)
+            return self.model(batch), {}
+        plan = self._plan(active, cache_names)
+        ctx = Ctx(batch=batch, train=train)
+        try:
+            if plan.clean:
+                ctx.clean = self._clean_pass(batch, plan.clean, train)
+            for i in active:
+                self.effects[i].prepare(ctx)
+            logits, cache, fired = self._traced(batch, plan, set(cache_names), ctx)
+        finally:
+            for i in active:
+                self.effects[i].release()
+        if train:
+            self._step_fired.update(fired)
+        else:
+            self._eval_fired.update(fired)
+        return logits, cache
+
+    def _traced(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx) -> tuple[Tensor, dict[str, Tensor], set[int]]:
+        steps = plan.steps
+        cache: dict[str, Tensor] = {}
+        fired: set[int] = set()
+        wrapped = self._wrapped
+        with wrapped.trace(batch):
+            for name, envoy, ops in steps:
+                x = envoy.output
+                y = x
+                for owner, op in ops:
+                    y = op.fn(y, ctx)
+                    if op.edits:
+                        fired.add(owner)
+                if y is not x:
+                    envoy.output = y
+                if name in cache_set:
+                    cache[name] = y.detach()
+            logits = wrapped.output.save()
+        return logits, cache, fired
+
+    def _clean_pass(self, batch: Batch, sites: list[tuple[str, Any]], train: bool) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        with self._wrapped.trace(batch):
+            for name, envoy in sites:
+                x = envoy.output
+                out[name] = x if train else x.detach()
+        return out
+
+    # ----------------------------------------------------------------- firing
+
+    def firing_metrics(self) -> dict[str, Tensor]:
+        """Per-run firing counts since the last call (see the module docstring), then reset."""
+        R = self.model.n_runs
+        out = {"interventions/fired": torch.full((R,), float(len(self._eval_fired)))}
+        for i, iv in enumerate(self.interventions):
+            n = self._step_fired.get(i, 0) + (1 if i in self._eval_fired else 0)
+            out[f"fired/{iv.name}"] = torch.full((R,), float(n))
+        self._step_fired.clear()
+        self._eval_fired.clear()
+        return out
+
+
+def build_applier(interventions: Sequence[Intervention], task: Any, model: Transformer) -> Applier:
+    return Applier(model, interventions, task)
