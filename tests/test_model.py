@@ -118,3 +118,21 @@ def test_model_config_round_trip():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown keys"):
         ModelConfig.from_dict({"n_layer": 2})
+
+
+def test_short_and_long_attention_paths_agree(tiny_model_cfg, tiny_task_cfg, monkeypatch):
+    import clamp.model as model_mod
+
+    model, batch = _model_and_batch(tiny_model_cfg, tiny_task_cfg, seeds=(0, 1))
+    names = ["blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]
+    fast_logits, fast = model.run_with_cache(batch, names)
+    fast_logits.sum().backward()
+    fast_grad = model.blocks[0].attn.W_Q.weight.grad.clone()
+    model.zero_grad()
+    monkeypatch.setattr(model_mod, "HEADS_LAST_MAX_T", 0)  # force the batched-matmul path
+    slow_logits, slow = model.run_with_cache(batch, names)
+    slow_logits.sum().backward()
+    torch.testing.assert_close(fast_logits, slow_logits, rtol=1e-5, atol=1e-6)
+    for n in names:
+        torch.testing.assert_close(fast[n], slow[n], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_grad, model.blocks[0].attn.W_Q.weight.grad, rtol=1e-4, atol=1e-6)
