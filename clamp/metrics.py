@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clamp.tasks.base import IGNORE, Batch
+from clamp.batch import IGNORE, Batch
 
 
 def induction_strength(pattern: Tensor, query_pos: int, correct_pos: Tensor, label_pos: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clamp.errors import ConfigError
-from clamp.tasks.base import Batch
+from clamp.batch import Batch
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")

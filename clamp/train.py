@@ -185,6 +185,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=train_cfg.lr, betas=train_cfg.betas,
             eps=train_cfg.adam_eps, weight_decay=train_cfg.weight_decay,
+            fused=True,  # one kernel per step instead of ~10 ops per parameter tensor
         )
         self.data_gens = [torch.Generator().manual_seed(s.data) for s in self.seeds]
         self.eval_sets = self._make_eval_sets()
