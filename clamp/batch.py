@@ -83,5 +83,8 @@ class Task(Protocol):
     def sample(self, n: int, gen: torch.Generator, evaluator: str = "train") -> Batch:
         """``n`` sequences for one run (leading axis 1), drawn with ``gen``."""
 
+    def sample_runs(self, n: int, gens: list[torch.Generator], evaluator: str = "train") -> Batch:
+        """``n`` sequences for each run, run ``r`` drawn with ``gens[r]`` alone: same as stacking ``sample``."""
+
     def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
         """Task-specific metrics, each a ``[R]`` tensor; ``patterns[layer]`` is ``[R, B, H, T, T]``."""

@@ -59,7 +59,8 @@ class TrainConfig:
     warmup_sequences: int = 0
     schedule: Literal["constant", "cosine"] = "constant"
     eval_every: int = 1_000
-    eval_size: int = 512
+    eval_size: int = 512  # sequences per run in the "train" evaluation set (phase-change detection uses it)
+    heldout_eval_size: int = 128  # sequences per run in each held-out evaluation set
     device: str = "cpu"
     flush_denormal: bool = True
 
@@ -68,8 +69,8 @@ class TrainConfig:
             raise ConfigError("TrainConfig.n_sequences and batch_size must be positive.")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr={self.lr} must be positive.")
-        if self.eval_every < 1 or self.eval_size < 1:
-            raise ConfigError("TrainConfig.eval_every and eval_size must be positive (in sequences).")
+        if self.eval_every < 1 or self.eval_size < 1 or self.heldout_eval_size < 1:
+            raise ConfigError("TrainConfig.eval_every, eval_size and heldout_eval_size must be positive (in sequences).")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"TrainConfig.schedule={self.schedule!r} is unknown; choose 'constant' or 'cosine'.")
         if self.warmup_sequences < 0 or self.warmup_sequences > self.n_sequences:
@@ -205,15 +206,15 @@ class Trainer:
         return self.step * self.cfg.batch_size
 
     def _make_eval_sets(self) -> dict[str, Batch]:
-        sets: dict[str, list[Batch]] = {e: [] for e in self.task.evaluators}
-        for s in self.seeds:
-            gen = torch.Generator().manual_seed(s.eval)
-            for e in self.task.evaluators:
-                sets[e].append(self.task.sample(self.cfg.eval_size, gen, e))
-        return {e: Batch.stack(b).to(self.device) for e, b in sets.items()}
+        gens = [torch.Generator().manual_seed(s.eval) for s in self.seeds]
+        sets = {}
+        for e in self.task.evaluators:
+            n = self.cfg.eval_size if e == "train" else self.cfg.heldout_eval_size
+            sets[e] = self.task.sample_runs(n, gens, e).to(self.device)
+        return sets
 
     def next_batch(self) -> Batch:
-        return Batch.stack([self.task.sample(self.cfg.batch_size, g) for g in self.data_gens]).to(self.device)
+        return self.task.sample_runs(self.cfg.batch_size, self.data_gens).to(self.device)
 
     def train_step(self) -> Tensor:
         """One Adam step on every run; returns the per-run batch loss ``[R]`` (detached)."""

@@ -118,3 +118,15 @@ def test_task_config_round_trip():
         task_from_dict({"kind": "omniglot"})
     with pytest.raises(ConfigError, match="unknown keys"):
         task_from_dict({"kind": "fewshot", "n_class": 3})
+
+
+def test_sample_runs_equals_separate_single_run_samples():
+    task = FewShotConfig(n_classes=10, d_in=8, n_heldout_exemplars=2).build()
+    for ev in task.evaluators:
+        packed = task.sample_runs(7, [torch.Generator().manual_seed(s) for s in (3, 4)], ev)
+        for r, s in enumerate((3, 4)):
+            single = task.sample(7, torch.Generator().manual_seed(s), ev)
+            run = packed.run(r)
+            assert torch.equal(run.items, single.items) and torch.equal(run.tokens, single.tokens)
+            assert torch.equal(run.targets, single.targets)
+            assert all(torch.equal(run.meta[k], single.meta[k]) for k in single.meta)

@@ -125,6 +125,14 @@ class FewShotTask:
 
     def sample(self, n: int, gen: torch.Generator, evaluator: str = "train") -> Batch:
         """``n`` sequences (leading run axis of size 1) from the named distribution."""
+        return self.sample_runs(n, [gen], evaluator)
+
+    def sample_runs(self, n: int, gens: list[torch.Generator], evaluator: str = "train") -> Batch:
+        """``n`` sequences for each of ``len(gens)`` runs, run ``r`` drawn with ``gens[r]`` only.
+
+        The random draws are per run (so a run's data does not depend on which
+        runs it is packed with); the tensors are then built once for all runs.
+        """
         if evaluator not in self.evaluators:
             raise ValueError(f"unknown evaluator {evaluator!r}; this task has {self.evaluators}")
         cfg, N, T = self.cfg, self.cfg.n_pairs, self.seq_len
@@ -138,32 +146,37 @@ class FewShotTask:
         else:
             ex_lo, ex_n = 0, cfg.n_exemplars
 
-        label_set = sets[torch.randint(len(sets), (n,), generator=gen)]  # (n, N)
-        labels = label_set.gather(1, torch.rand(n, N, generator=gen).argsort(1))  # random class->label map
-        classes = torch.rand(n, cls_n, generator=gen).argsort(1)[:, :N] + cls_lo  # N distinct classes
-        ex = torch.randint(ex_n, (n, N + 1), generator=gen) + ex_lo  # context exemplars, then query's
-        q = torch.randint(N, (n,), generator=gen)  # which context pair the query matches
-
-        item_cls = torch.cat([classes, classes.gather(1, q[:, None])], dim=1)  # (n, N+1)
-        item_vecs = self.vectors[item_cls, ex]  # (n, N+1, d_in)
+        draws = []
+        for gen in gens:
+            set_idx = torch.randint(len(sets), (n,), generator=gen)
+            order = torch.rand(n, N, generator=gen).argsort(1)  # random class->label map
+            classes = torch.rand(n, cls_n, generator=gen).argsort(1)[:, :N]  # N distinct classes
+            ex = torch.randint(ex_n, (n, N + 1), generator=gen)  # context exemplars, then the query's
+            q = torch.randint(N, (n,), generator=gen)  # which context pair the query matches
+            draws.append((set_idx, order, classes, ex, q))
+        set_idx, order, classes, ex, q = (torch.stack(x) for x in zip(*draws))  # each (R, n, ...)
+        R = len(gens)
+        labels = sets[set_idx].gather(2, order)  # (R, n, N)
+        classes = classes + cls_lo
+        item_cls = torch.cat([classes, classes.gather(2, q[..., None])], dim=2)  # (R, n, N+1)
         item_pos = torch.tensor([2 * i for i in range(N)] + [T - 1])
         label_pos = torch.arange(1, 2 * N, 2)
 
-        items = torch.zeros(n, T, cfg.d_in)
-        items[:, item_pos] = item_vecs
-        tokens = torch.zeros(n, T, dtype=torch.long)
-        tokens[:, label_pos] = labels
-        targets = torch.full((n, T), IGNORE, dtype=torch.long)
-        targets[:, T - 1] = labels.gather(1, q[:, None])[:, 0]
-        item_mask = torch.zeros(n, T, dtype=torch.bool)
-        item_mask[:, item_pos] = True
+        items = torch.zeros(R, n, T, cfg.d_in)
+        items[:, :, item_pos] = self.vectors[item_cls, ex + ex_lo]
+        tokens = torch.zeros(R, n, T, dtype=torch.long)
+        tokens[:, :, label_pos] = labels
+        targets = torch.full((R, n, T), IGNORE, dtype=torch.long)
+        targets[:, :, T - 1] = labels.gather(2, q[..., None])[..., 0]
+        item_mask = torch.zeros(R, n, T, dtype=torch.bool)
+        item_mask[:, :, item_pos] = True
         meta = {
             "correct_pos": 2 * q + 1,  # key position of the correct label token
-            "label_pos": label_pos.expand(n, N).clone(),
+            "label_pos": label_pos.expand(R, n, N).clone(),
             "context_labels": labels,  # label id at each label position
-            "query_class": item_cls[:, -1],
+            "query_class": item_cls[..., -1],
         }
-        return Batch(tokens[None], targets[None], items[None], item_mask[None], {k: v[None] for k, v in meta.items()})
+        return Batch(tokens, targets, items, item_mask, meta)
 
     def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
         """Induction strength of every head in layers >= 1: ``induction/L{l}H{h}``, each ``[R]``."""

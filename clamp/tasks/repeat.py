@@ -63,6 +63,9 @@ class RepeatTask:
         targets[:, :-1] = tokens[:, 1:]
         return Batch(tokens[None], targets[None])
 
+    def sample_runs(self, n: int, gens: list[torch.Generator], evaluator: str = "train") -> Batch:
+        return Batch.stack([self.sample(n, g, evaluator) for g in gens])
+
     def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
         """Loss on each repeat (``loss/first_repeat``, ``loss/second_repeat``) and ``prefix_match/L{l}H{h}``.
 
