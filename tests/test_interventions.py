@@ -11,9 +11,9 @@ import torch
 
 from clamp.errors import ConfigError
 from clamp.interventions import (
-    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Knockout, PatternClamp, PerfectCopy,
-    PreservingAblation, Window, ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp,
-    perfect_copy, prev_token_pattern_clamp, validate_interventions,
+    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, Knockout, PatternClamp, PreservingAblation, Window,
+    ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp, perfect_copy,
+    prev_token_pattern_clamp, validate_interventions,
 )
 from clamp.model import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig

@@ -96,7 +96,7 @@ def expected(key: str, iv, t: Trainer, batch: Batch, ckpt: str) -> tuple[str, to
     if key == "clamp":
         return "blocks.0.attn.hook_z", (slice(None), slice(None), slice(None), 1), torch.full_like(clean["blocks.0.attn.hook_z"][:, :, :, 1], 0.5)
     if key in ("prev_token", "uniform"):
-        layer, head = iv.layer, iv.heads[0]
+        head = iv.heads[0]
         p, _ = build_pattern(iv.pattern, batch, T, 1.0)
         return iv.site, (slice(None), slice(None), head), p
     if key == "match":
@@ -147,9 +147,7 @@ def expected(key: str, iv, t: Trainer, batch: Batch, ckpt: str) -> tuple[str, to
             _, c = donor(ckpt, [0, 1]).run_with_cache(batch, [iv.site])
         return iv.site, (Ellipsis,), c[iv.site]
     if key == "graft_params":
-        with torch.no_grad():
-            blk = donor(ckpt, [0, 0]).blocks[1]
-        return "blocks.1.hook_resid_post", (Ellipsis,), None  # checked in the test (needs the intervened input)
+        return "blocks.1.hook_resid_post", (Ellipsis,), None  # set in the test: needs this pass's input to the block
     raise KeyError(key)
 
 
