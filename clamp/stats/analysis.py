@@ -151,6 +151,10 @@ def _warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame
         elif not r.can_reach_alpha:
             out.append(f"{r.arm} vs {r.reference}: with {r.family_size} comparisons ({correction}) its exact rank test "
                        f"cannot reach adjusted p < {alpha:g} (smallest reachable p {r.min_p:.3g}); add seeds.")
+        if r.test == "log-rank" and r.p < r.min_p:
+            out.append(f"{r.arm} vs {r.reference}: the log-rank p ({r.p:.3g}) is asymptotic and below what an exact "
+                       f"test can reach with {r.n_arm} vs {r.n_reference} runs ({r.min_p:.3g}); treat it as approximate "
+                       f"(exact rank test with censored runs tied at the top: p = {r.p_rank:.3g}).")
         if r.n_pairs and r.paired_min_p > alpha:
             out.append(f"{r.arm} vs {r.reference}: the paired analysis ({r.n_pairs} shared seeds) cannot reach "
                        f"p < {alpha:g} (its floor is {r.paired_min_p:.3g}); it is reported as a secondary check.")

@@ -87,7 +87,7 @@ def plot_phase_times(phase_times: pd.DataFrame, rule: PhaseRule, arms: Sequence[
     ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
     _plain_log(ax, "y")
     ax.set_ylabel("phase-change time (sequences seen)")
-    ax.set_title(f"Phase-change time per arm ({rule.describe()}, {estimator}); bars: medians", fontsize=9)
+    ax.set_title(f"Phase-change time per arm\n({rule.describe()}, {estimator} estimator; bars: medians)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
@@ -123,7 +123,8 @@ def plot_km(phase_times: pd.DataFrame, rule: PhaseRule, arms: Sequence[str], *, 
     from matplotlib.ticker import EngFormatter
 
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.set_title(f"Kaplan–Meier: runs still before the phase change ({rule.describe()}); + = censored", fontsize=9)
+    ax.set_title(f"Kaplan–Meier: runs still before the phase change\n({rule.describe()}; + = censored at last evaluation)",
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -162,7 +163,7 @@ def plot_estimator_agreement(phase_times: pd.DataFrame, rule: PhaseRule, arms: S
         ax.scatter([], [], color=colours[arm], marker="o", s=26, label=arm)
     ax.set_xlabel("threshold-rule time (sequences seen)")
     ax.set_ylabel("other estimator's time (sequences seen)")
-    ax.set_title(f"Agreement of phase-change estimators ({rule.metric}, crossed runs)", fontsize=9)
+    ax.set_title(f"Agreement of phase-change estimators\n({rule.describe()}, crossed runs)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

@@ -1,0 +1,167 @@
+"""End to end on small fake study folders written by hand (no runner, no training)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clamp.cli import main
+from clamp.errors import ConfigError
+from clamp.stats import analyse_study, load_study
+
+LN2 = math.log(2)
+X = np.arange(0, 200_001, 2_000)
+
+
+def loss_curve(mid: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Plateau at ln 2 then a drop at ``mid``; ``None`` never drops."""
+    if mid is None:
+        y = np.full(X.size, LN2)
+    else:
+        y = 0.02 + (LN2 - 0.02) / (1 + np.exp((X - mid) / (mid / 15)))
+    return y + rng.normal(0, 0.01, X.size)
+
+
+def write_study(root: Path, mids: dict[str, list[float | None]], *, control: str | None = "control",
+                statuses: dict[tuple[str, int], str] | None = None, factors: dict[str, dict] | None = None,
+                phase: object = None, comparisons: list | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    seeds = list(range(len(next(iter(mids.values())))))
+    study = {"name": root.name, "seeds": seeds, "control": control, "comparisons": comparisons or [],
+             "phase": phase or {"metric": "train/loss", "threshold": 0.4 * LN2, "direction": "below"}, "alpha": 0.05,
+             "arms": [{"name": a, "factors": (factors or {}).get(a, {}), "model": {}, "task": {},
+                       "train": {"n_sequences": int(X[-1]), "batch_size": 32, "eval_every": 2000},
+                       "interventions": []} for a in mids],
+             "git_revision": "abc"}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "study.json").write_text(json.dumps(study))
+    for arm, arm_mids in mids.items():
+        for seed, mid in zip(seeds, arm_mids):
+            d = root / "runs" / arm / f"seed{seed}"
+            d.mkdir(parents=True)
+            status = (statuses or {}).get((arm, seed), "finished")
+            (d / "run.json").write_text(json.dumps({"arm": arm, "seed": seed, "status": status}))
+            loss = loss_curve(mid, rng)
+            score = 1 - loss / LN2
+            rows = [(x, seed, m, v) for x, l, s in zip(X, loss, score)
+                    for m, v in (("train/loss", l), ("induction/L1H0", s), ("train/acc", 1 - l))]
+            pd.DataFrame(rows, columns=["sequences_seen", "run", "metric", "value"]).to_csv(d / "metrics.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def headline_study(tmp_path: Path) -> Path:
+    return write_study(tmp_path / "headline", {
+        "control": [150_000, 160_000, None, 140_000, 170_000],
+        "match clamp": [20_000, 22_000, 18_000, 21_000, 19_000],
+        "copy clamp": [30_000, 32_000, 28_000, 31_000, 29_000],
+    }, statuses={("copy clamp", 4): "diverged"})
+
+
+@pytest.mark.slow
+def test_analyse_study_writes_every_output(headline_study: Path):
+    res = analyse_study(headline_study, quiet=True, n_boot=500)
+    for name in ("phase_times.csv", "stats.csv", "stats.md", "plots/phase_times.png", "plots/phase_times.svg",
+                 "plots/km.png", "plots/km.svg", "plots/estimators.png"):
+        assert (headline_study / name).is_file(), name
+    assert not (headline_study / "factorial.csv").exists()
+    phase = pd.read_csv(headline_study / "phase_times.csv")
+    assert len(phase) == 15 * 5  # runs × estimators, one rule
+    thr = phase[phase.estimator == "threshold"].set_index(["arm", "seed"])
+    # The control run that never drops is censored at its last evaluation, not dropped.
+    assert not thr.loc[("control", 2), "event"] and thr.loc[("control", 2), "time"] == X[-1]
+    assert thr.loc[("control", 2), "included"]
+    # The diverged run is listed with its status but excluded.
+    assert thr.loc[("copy clamp", 4), "status"] == "diverged" and not thr.loc[("copy clamp", 4), "included"]
+    stats_df = pd.read_csv(headline_study / "stats.csv")
+    prim = stats_df[stats_df.primary].set_index("arm")
+    assert set(prim.index) == {"match clamp", "copy clamp"}
+    assert prim.loc["copy clamp", "n_arm"] == 4 and prim.loc["copy clamp", "n_excluded"] == 1
+    assert prim.loc["match clamp", "test"] == "log-rank"  # the control has a censored run
+    assert prim.loc["match clamp", "censored_reference"] == 1
+    assert prim.loc["match clamp", "ratio_high"] < 0.3
+    np.testing.assert_allclose(prim["p_adjusted"].sort_values(),
+                               np.minimum(1, np.maximum.accumulate(prim["p"].sort_values() * [2, 1])))
+    assert len(res.sentences) == 2
+
+
+def test_stats_md_has_one_sentence_per_comparison_and_the_warnings(headline_study: Path):
+    md = analyse_study(headline_study, quiet=True, n_boot=500, plots=False).markdown
+    assert md == (headline_study / "stats.md").read_text()
+    assert "- match clamp: phase change" in md and "× sooner than control (95 % CI" in md
+    assert "5/5 runs crossed (control 4/5)" in md and "(log-rank, Holm)" in md
+    assert "copy clamp/seed4 (diverged)" in md
+    assert "right-censored" in md
+
+
+def test_same_metrics_give_the_same_numbers(headline_study: Path):
+    a = analyse_study(headline_study, quiet=True, n_boot=300, plots=False).stats
+    b = analyse_study(headline_study, quiet=True, n_boot=300, plots=False).stats
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_three_seeds_warn_that_alpha_is_unreachable(tmp_path: Path):
+    root = write_study(tmp_path / "small", {"control": [150_000, 160_000, 140_000], "match": [20_000, 22_000, 18_000]})
+    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    row = res.stats[res.stats.primary].iloc[0]
+    assert row.min_p == pytest.approx(0.1) and not row.can_reach_alpha
+    assert any("smallest p an exact rank test can reach is 0.1" in w for w in res.warnings)
+
+
+def test_factorial_study_writes_factorial_csv(tmp_path: Path):
+    base = np.array([150_000, 160_000, 140_000, 155_000])
+    arms = {"none": base, "A": base * 0.4, "B": base * 0.5, "A+B": base * 0.2 * np.array([1.05, 0.95, 1, 1.02])}
+    factors = {"none": {"A": False, "B": False}, "A": {"A": True, "B": False}, "B": {"A": False, "B": True},
+               "A+B": {"A": True, "B": True}}
+    root = write_study(tmp_path / "fact", {k: list(v) for k, v in arms.items()}, control="none", factors=factors)
+    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    fact = pd.read_csv(root / "factorial.csv").set_index("term")
+    assert fact.loc["A", "ratio"] == pytest.approx(0.4, rel=0.1)
+    assert fact.loc["B", "ratio"] == pytest.approx(0.5, rel=0.1)
+    assert fact.loc["A:B", "ratio_low"] <= 1 <= fact.loc["A:B", "ratio_high"]
+    assert "No evidence of interaction" in res.markdown
+
+
+@pytest.mark.slow
+def test_several_rules_and_extra_pairs(tmp_path: Path):
+    rules = [{"metric": "train/loss", "threshold": 0.4 * LN2, "direction": "below"},
+             {"metric": "induction/L1H0", "threshold": 0.5, "direction": "above"}]
+    root = write_study(tmp_path / "rules", {"control": [150_000] * 3, "a": [20_000] * 3, "b": [40_000] * 3},
+                       phase=rules, comparisons=[["a", "b"]])
+    res = analyse_study(root, quiet=True, n_boot=200)
+    assert set(res.phase_times.metric) == {"train/loss", "induction/L1H0"}
+    prim = res.stats[res.stats.primary]
+    assert list(zip(prim.arm, prim.reference)) == [("a", "control"), ("b", "control"), ("a", "b")]
+    assert set(res.stats.metric) == {"train/loss", "induction/L1H0"}
+    assert (root / "plots" / "phase_times__induction-L1H0.png").is_file()
+
+
+@pytest.mark.slow
+def test_cli_recomputes_from_stored_metrics(headline_study: Path, capsys):
+    assert main(["stats", str(headline_study), "--n-boot", "200", "--correction", "bonferroni", "--alpha", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "Bonferroni" in out and "90 % CI" in out
+    assert (headline_study / "stats.csv").is_file()
+
+
+def test_bad_study_files_name_the_fix(tmp_path: Path):
+    assert main(["stats", str(tmp_path)]) == 2
+    (tmp_path / "study.json").write_text(json.dumps({"arms": [{"name": "a"}], "control": "ctrl"}))
+    with pytest.raises(ConfigError, match="'control'='ctrl' is not an arm"):
+        load_study(tmp_path)
+
+
+def test_missing_and_running_runs_are_listed_not_compared(tmp_path: Path):
+    root = write_study(tmp_path / "partial", {"control": [150_000, 160_000], "a": [20_000, 21_000]},
+                       statuses={("a", 1): "running"})
+    study = json.loads((root / "study.json").read_text())
+    study["seeds"] = [0, 1, 2]
+    (root / "study.json").write_text(json.dumps(study))
+    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    thr = res.phase_times[res.phase_times.estimator == "threshold"].set_index(["arm", "seed"])
+    assert thr.loc[("a", 2), "status"] == "missing" and not thr.loc[("a", 2), "included"]
+    assert thr.loc[("a", 1), "status"] == "running" and not thr.loc[("a", 1), "included"]
+    assert res.stats[res.stats.primary].iloc[0].n_arm == 1
