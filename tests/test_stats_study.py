@@ -64,8 +64,8 @@ def headline_study(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_analyse_study_writes_every_output(headline_study: Path):
     res = analyse_study(headline_study, quiet=True, n_boot=500)
-    for name in ("phase_times.csv", "stats.csv", "stats.md", "plots/phase_times.png", "plots/phase_times.svg",
-                 "plots/km.png", "plots/km.svg", "plots/estimators.png"):
+    for name in ("phase_times.csv", "stats.csv", "stats.md", "plots/stats_phase_times.png",
+                 "plots/stats_phase_times.svg", "plots/stats_km.png", "plots/stats_km.svg", "plots/stats_estimators.png"):
         assert (headline_study / name).is_file(), name
     assert not (headline_study / "factorial.csv").exists()
     phase = pd.read_csv(headline_study / "phase_times.csv")
@@ -136,7 +136,7 @@ def test_several_rules_and_extra_pairs(tmp_path: Path):
     prim = res.stats[res.stats.primary]
     assert list(zip(prim.arm, prim.reference)) == [("a", "control"), ("b", "control"), ("a", "b")]
     assert set(res.stats.metric) == {"train/loss", "induction/L1H0"}
-    assert (root / "plots" / "phase_times__induction-L1H0.png").is_file()
+    assert (root / "plots" / "stats_phase_times__induction-L1H0.png").is_file()
 
 
 @pytest.mark.slow

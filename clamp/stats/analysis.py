@@ -10,7 +10,8 @@ comparisons (:mod:`.compare`), factorial effects (:mod:`.factorial`), figures
     stats.csv        one row per comparison × phase rule × estimator (``primary`` marks the headline family)
     factorial.csv    main effects and interactions (factorial studies only)
     stats.md         one plain sentence per comparison, plus warnings and method notes
-    plots/           phase_times, km (when any run is censored), estimators; PNG and SVG
+    plots/stats_*    phase_times, km (when any run is censored), estimators; PNG and SVG
+                     (a second rule's figures get a ``__<metric>`` suffix)
 
 Multiple-comparison correction is applied within each (rule, estimator)
 family, across that family's comparisons.  All resampling is seeded, so the
@@ -258,8 +259,8 @@ def _write_plots(folder: Path, phase: pd.DataFrame, spec: StudySpec) -> list[Pat
         sel = phase[(phase["metric"] == rule.metric) & (phase["estimator"] == "threshold") & phase["included"]]
         if sel.empty:
             continue
-        written += plots.save(plots.plot_phase_times(phase, rule, arms, spec.control), folder / f"phase_times{suffix}")
+        written += plots.save(plots.plot_phase_times(phase, rule, arms, spec.control), folder / f"stats_phase_times{suffix}")
         if sel["censored"].any():
-            written += plots.save(plots.plot_km(phase, rule, arms), folder / f"km{suffix}")
-        written += plots.save(plots.plot_estimator_agreement(phase, rule, arms), folder / f"estimators{suffix}")
+            written += plots.save(plots.plot_km(phase, rule, arms), folder / f"stats_km{suffix}")
+        written += plots.save(plots.plot_estimator_agreement(phase, rule, arms), folder / f"stats_estimators{suffix}")
     return written
