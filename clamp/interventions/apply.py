@@ -46,7 +46,7 @@ from torch import Tensor
 from clamp.interventions.effects import Ctx, Effect, Op, compile_effect
 from clamp.interventions.spec import Intervention
 from clamp.model import Transformer
-from clamp.tasks.base import Batch
+from clamp.batch import Batch
 
 
 @dataclass

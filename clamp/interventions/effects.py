@@ -29,7 +29,7 @@ from clamp.interventions.spec import (
     PatternClamp, PerfectCopy, PreservingAblation,
 )
 from clamp.model import Transformer, head_axis
-from clamp.tasks.base import Batch
+from clamp.batch import Batch
 
 QUERY_AXIS_LEAVES = ("hook_attn_scores", "hook_pattern")
 

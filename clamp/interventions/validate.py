@@ -24,7 +24,7 @@ from clamp.interventions.spec import (
     PerfectCopy, PreservingAblation, intervention_from_dict,
 )
 from clamp.model import ModelConfig, Transformer, head_axis
-from clamp.tasks.base import Batch
+from clamp.batch import Batch
 
 
 class _Probe:
