@@ -1,0 +1,707 @@
+"""Studies: a named set of arms, each trained on the same seeds and schedule.
+
+Why this file exists: an experiment is *data*.  A study file is plain Python in
+``studies/`` that builds a :class:`Study` and exposes it as a module-level
+``STUDY``; :func:`load_study` imports it with :mod:`importlib` (never ``exec``)
+and turns every problem -- a syntax error, a missing or mistyped ``STUDY``, an
+unknown field, duplicate arm names, no seeds, an intervention that does not fit
+the model -- into one :class:`StudyError` naming the file, the line where it
+can, and the fix, before any training starts.
+
+Example study file (``studies/lr_sweep.py``)::
+
+    from clamp.study import Arm, Study
+    from clamp.model import ModelConfig
+    from clamp.tasks import FewShotConfig
+
+    model = ModelConfig(n_layers=2, n_heads=2, d_model=16)
+    task = FewShotConfig(n_classes=20, d_in=16)
+    STUDY = Study(
+        name="lr_sweep",
+        arms=[Arm(name="slow", model=model, task=task, lr=1e-3),
+              Arm(name="fast", model=model, task=task, lr=3e-3)],
+        seeds=[0, 1, 2],
+        n_sequences=20_000,
+        eval_every=500,
+    )
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import json
+import math
+import re
+import sys
+import traceback
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from clamp.errors import ConfigError
+from clamp.model import ModelConfig
+from clamp.tasks import FewShotConfig, TaskConfig
+from clamp.train import LN2, THRESHOLD, TrainConfig
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
+
+
+class StudyError(ConfigError):
+    """A study file, or an override of it, is invalid; the message names the file, line and fix."""
+
+
+def _interventions_module() -> types.ModuleType | None:
+    """``clamp.interventions`` if installed, else None (arms without interventions still work)."""
+    try:
+        import clamp.interventions as mod
+    except ModuleNotFoundError as e:
+        if e.name != "clamp.interventions":
+            raise
+        return None
+    return mod
+
+
+def _call_site() -> str | None:
+    """``file:line`` of the first frame outside this module (where an Arm/Study was written)."""
+    frame = sys._getframe(2)
+    here = __file__
+    while frame is not None and (frame.f_code.co_filename in (here, "<string>") or "dataclasses" in frame.f_code.co_filename):
+        frame = frame.f_back
+    return None if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+# --- field type checking (shared by construction and --set overrides) -------------------------
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"{len(args)} values ({', '.join(_type_name(a) for a in args)})"
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, tp)
+
+
+def _check_fields(obj: Any, skip: Sequence[str] = ()) -> None:
+    """Raise ConfigError naming the field if a value does not match its annotation."""
+    hints = _hints(type(obj))
+    for f in fields(obj):
+        if f.name in skip:
+            continue
+        v = getattr(obj, f.name)
+        if not _matches(v, hints[f.name]):
+            raise ConfigError(
+                f"{type(obj).__name__}.{f.name} expects {_type_name(hints[f.name])}, got {v!r} ({type(v).__name__})."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dense:
+    """A window of sequences where evaluation and/or checkpoints are denser.
+
+    Use one around the expected phase change.
+
+    Example:
+        >>> Dense(start=20_000, stop=40_000, eval_every=250, checkpoint_every=2_500).stop
+        40000
+    """
+
+    start: int
+    stop: int
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if not 0 <= self.start < self.stop:
+            raise ConfigError(f"Dense(start={self.start}, stop={self.stop}): need 0 <= start < stop (in sequences seen).")
+        for name in ("eval_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"Dense.{name}={v} must be a positive number of sequences, or None.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseRule:
+    """When a run has learned: the first evaluation at which ``metric`` crosses ``threshold``.
+
+    The default is Singh et al.'s learning time: training loss below 0.4 ln 2.
+
+    Example:
+        >>> round(PhaseRule().threshold, 3)
+        0.277
+    """
+
+    metric: str = "train/loss"
+    threshold: float = THRESHOLD
+    direction: Literal["below", "above"] = "below"
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "threshold": self.threshold, "direction": self.direction}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arm:
+    """One condition of a study: a model, a task, interventions and optimiser settings.
+
+    Every arm is trained on each of the study's seeds.  Optimiser fields mirror
+    :class:`clamp.train.TrainConfig`; the study fixes the length and schedule.
+
+    Args:
+        name: folder-safe name (letters, digits, ``_``, ``-``), unique in the study.
+        model: architecture; task sizes may be left None.
+        task: a task config (:class:`~clamp.tasks.FewShotConfig`, :class:`~clamp.tasks.RepeatConfig`).
+        interventions: interventions from :mod:`clamp.interventions`, any number.
+        factors: for factorial designs, which factors this arm switches on (``{"copy": True}``).
+        description: one line for the report.
+
+    Example:
+        >>> Arm(name="control", lr=1e-3).train_config(n_sequences=64, eval_every=32, eval_size=16).lr
+        0.001
+    """
+
+    name: str
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = FewShotConfig()
+    interventions: tuple[Any, ...] = ()
+    lr: float = 1e-5
+    batch_size: int = 32
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_sequences: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    factors: Mapping[str, bool] = field(default_factory=dict)
+    description: str = ""
+    origin: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            object.__setattr__(self, "origin", _call_site())
+        for name in ("interventions", "betas"):
+            v = getattr(self, name)
+            if isinstance(v, list):
+                object.__setattr__(self, name, tuple(v))
+        if isinstance(self.interventions, dict) or not isinstance(self.interventions, tuple):
+            object.__setattr__(self, "interventions", (self.interventions,))
+        if isinstance(self.factors, Mapping):
+            object.__setattr__(self, "factors", types.MappingProxyType(dict(self.factors)))
+        _check_fields(self, skip=("interventions", "factors", "origin"))
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"Arm name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
+        if not isinstance(self.factors, Mapping) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in self.factors.items()):
+            raise ConfigError(f"Arm {self.name!r}: factors must map factor names to True/False, got {self.factors!r}.")
+        mod = _interventions_module()
+        for i in self.interventions:
+            if mod is None or not isinstance(i, mod.Intervention):
+                raise ConfigError(
+                    f"Arm {self.name!r}: {i!r} is not an intervention; build interventions with the "
+                    "constructors in clamp.interventions (e.g. match_clamp(layer=1, head=0))."
+                )
+        self.train_config(n_sequences=max(self.batch_size, self.warmup_sequences, 1), eval_every=1, eval_size=1)
+
+    def train_config(self, *, n_sequences: int, eval_every: int, eval_size: int, device: str = "cpu") -> TrainConfig:
+        """The :class:`TrainConfig` this arm trains with, given the study's length and schedule."""
+        return TrainConfig(
+            n_sequences=n_sequences, batch_size=self.batch_size, lr=self.lr, betas=tuple(self.betas),
+            adam_eps=self.adam_eps, weight_decay=self.weight_decay, warmup_sequences=self.warmup_sequences,
+            schedule=self.schedule, eval_every=eval_every, eval_size=eval_size, device=device,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Study:
+    """A named experiment: arms x seeds, one length and one evaluation/checkpoint schedule.
+
+    Args:
+        name: folder-safe; results go to ``results/<name>/``.
+        arms: the conditions (at least one, unique names).
+        seeds: one run per seed per arm (at least one, unique).
+        n_sequences: training length in sequences seen.
+        eval_every: evaluate every this many sequences (and at 0, at the end, at every checkpoint).
+        eval_size: sequences per evaluation set.
+        checkpoint_every: save a checkpoint every this many sequences; None means 10 evenly spaced.
+        dense: windows (e.g. around the expected phase change) with denser evaluation/checkpoints.
+        control: the arm the others are compared with; by default the arm named ``"control"`` if any.
+        comparisons: extra ``(arm, arm)`` pairs for the statistics.
+        phase: the rule(s) that define when a run has learned.
+        alpha: significance level for the statistics.
+        heatmap_heads: heads whose attention patterns the report draws, as ``"L1H0"``; default all of the last layer (at most 4).
+        heatmap_at: sequences seen at which to draw them (nearest checkpoint); default 4 spread over training.
+        device: ``"cpu"`` or ``"cuda"``.
+        description: a paragraph for the report.
+
+    Example:
+        >>> Study(name="s", arms=[Arm(name="control")], seeds=[0, 1], n_sequences=1000).control
+        'control'
+    """
+
+    name: str
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_sequences: int = 1_000_000
+    eval_every: int = 1_000
+    eval_size: int = 512
+    checkpoint_every: int | None = None
+    dense: tuple[Dense, ...] = ()
+    control: str | None = _AUTO
+    comparisons: tuple[tuple[str, str], ...] = ()
+    phase: tuple[PhaseRule, ...] = (PhaseRule(),)
+    alpha: float = 0.05
+    heatmap_heads: tuple[str, ...] = ()
+    heatmap_at: tuple[int, ...] = ()
+    device: str = "cpu"
+    description: str = ""
+    origin: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            object.__setattr__(self, "origin", _call_site())
+        norm = {
+            "arms": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "seeds": lambda v: tuple(v) if isinstance(v, (list, tuple, range)) else (v,),
+            "dense": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "phase": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "comparisons": lambda v: tuple(tuple(p) if isinstance(p, list) else p for p in v) if isinstance(v, (list, tuple)) else v,
+            "heatmap_heads": lambda v: (v,) if isinstance(v, str) else tuple(v),
+            "heatmap_at": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+        }
+        for name, f in norm.items():
+            object.__setattr__(self, name, f(getattr(self, name)))
+        _check_fields(self, skip=("control", "origin"))
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"Study name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
+        if not self.arms:
+            raise ConfigError("Study has no arms; give arms=[Arm(name='control', ...), ...].")
+        names = [a.name for a in self.arms]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"Study {self.name!r} has duplicate arm names {dup}; give every arm its own name.")
+        if not self.seeds:
+            raise ConfigError(f"Study {self.name!r} has no seeds; give seeds=[0, 1, 2] (one run per seed per arm).")
+        if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise ConfigError(f"Study {self.name!r}: seeds {list(self.seeds)} must be distinct non-negative integers.")
+        for name in ("n_sequences", "eval_every", "eval_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Study.{name}={getattr(self, name)} must be positive.")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"Study.checkpoint_every={self.checkpoint_every} must be positive, or None for 10 evenly spaced.")
+        if self.control == _AUTO:
+            object.__setattr__(self, "control", "control" if "control" in names else None)
+        if self.control is not None and self.control not in names:
+            raise ConfigError(f"Study.control={self.control!r} is not an arm; choose one of {names} or None.")
+        for pair in self.comparisons:
+            if len(pair) != 2 or any(p not in names for p in pair):
+                raise ConfigError(f"Study.comparisons entry {pair!r} must be two arm names from {names}.")
+        if not self.phase:
+            raise ConfigError("Study.phase needs at least one PhaseRule.")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"Study.alpha={self.alpha} must be in (0, 1).")
+        for h in self.heatmap_heads:
+            if not re.fullmatch(r"L\d+H\d+", h):
+                raise ConfigError(f"Study.heatmap_heads entry {h!r} must look like 'L1H0' (layer 1, head 0).")
+        if any(x < 0 for x in self.heatmap_at):
+            raise ConfigError("Study.heatmap_at must hold non-negative sequence counts.")
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ConfigError(f"Study {self.name!r} has no arm {name!r}; its arms are {[a.name for a in self.arms]}.")
+
+    def train_config(self, arm: Arm) -> TrainConfig:
+        return arm.train_config(n_sequences=self.n_sequences, eval_every=self.eval_every,
+                                eval_size=self.eval_size, device=self.device)
+
+    def checkpoint_points(self, arm: Arm) -> list[int]:
+        """Sequences seen at which ``arm``'s runs checkpoint (rounded up to whole batches); includes 0 and the end."""
+        every = self.checkpoint_every or max(1, math.ceil(self.n_sequences / 10))
+        pts = set(range(0, self.n_sequences, every)) | {self.n_sequences}
+        for d in self.dense:
+            if d.checkpoint_every:
+                pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.checkpoint_every))
+        return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+
+    def extra_eval_points(self, arm: Arm) -> list[int]:
+        """Evaluation points beyond the regular ``eval_every`` grid (dense windows), in whole batches."""
+        pts: set[int] = set()
+        for d in self.dense:
+            if d.eval_every:
+                pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.eval_every))
+        return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+
+
+def _round_to_batches(pts: set[int], batch: int, n: int) -> list[int]:
+    end = math.ceil(n / batch) * batch
+    return sorted({min(math.ceil(p / batch) * batch, end) for p in pts})
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def _where(path: Path, exc: BaseException) -> str:
+    """``path:line`` of the deepest frame of ``exc`` inside the study file, else ``path``."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{path}:{exc.lineno}"
+    line = None
+    for fs in traceback.extract_tb(exc.__traceback__):
+        if Path(fs.filename).resolve() == path.resolve():
+            line = fs.lineno
+    return f"{path}:{line}" if line else str(path)
+
+
+def _unknown_kwarg_fix(exc: TypeError) -> str | None:
+    """Turn ``X.__init__() got an unexpected keyword argument 'y'`` into a fix naming valid fields."""
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(exc))
+    if not m:
+        return None
+    cls_name, bad = m.groups()
+    from clamp import tasks
+    candidates = {"Arm": Arm, "Study": Study, "Dense": Dense, "PhaseRule": PhaseRule, "ModelConfig": ModelConfig,
+                  "TrainConfig": TrainConfig, **{c.__name__: c for c in tasks.TASK_KINDS.values()}}
+    cls = candidates.get(cls_name)
+    if cls is None:
+        return None
+    valid = [f.name for f in fields(cls) if f.init and f.name != "origin"]
+    close = difflib.get_close_matches(bad, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{cls_name} has no field {bad!r}; {hint}valid fields are {valid}."
+
+
+def load_study(path: str | Path) -> Study:
+    """Import a study file and return its validated ``STUDY``.
+
+    The file is imported with :mod:`importlib` under a private module name; it
+    is never ``exec``-ed.  Every problem raises :class:`StudyError`.
+
+    Args:
+        path: a ``.py`` file exposing a module-level ``STUDY = Study(...)``.
+
+    Returns:
+        The study, with every arm validated (see :func:`validate_study`).
+
+    Example:
+        >>> # study = load_study("studies/quickstart.py")
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = ""
+        if path.parent.is_dir():
+            near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob("*.py")], n=1)
+            hint = f" Did you mean {path.parent / near[0]}?" if near else ""
+        raise StudyError(f"{path}: no such study file. Fix: give the path of a .py file in studies/ (`clamp list` shows them).{hint}")
+    if path.suffix != ".py":
+        raise StudyError(f"{path}: a study file must be a Python file ending in .py.")
+    mod_name = f"clamp_study_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise StudyError(f"{path}: cannot be imported as a Python module.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise StudyError(f"{_where(path, e)}: syntax error: {e.msg}. Fix the Python syntax on that line.") from e
+    except ConfigError as e:
+        raise StudyError(f"{_where(path, e)}: {e} Fix that value in the study file.") from e
+    except TypeError as e:
+        fix = _unknown_kwarg_fix(e)
+        msg = fix or f"{e}. Fix: Arm, Study and configs take keyword arguments only (name=..., arms=[...])."
+        raise StudyError(f"{_where(path, e)}: {msg}") from e
+    except Exception as e:  # noqa: BLE001 - any error while importing the user's file is reported the same way
+        raise StudyError(f"{_where(path, e)}: importing the study file raised {type(e).__name__}: {e}. Fix the error on that line.") from e
+    finally:
+        sys.modules.pop(mod_name, None)
+    if not hasattr(module, "STUDY"):
+        raise StudyError(f"{path}: defines no module-level STUDY. Fix: end the file with `STUDY = Study(name=..., arms=[...])`.")
+    study = module.STUDY
+    if not isinstance(study, Study):
+        raise StudyError(
+            f"{path}: STUDY is a {type(study).__name__}, not a clamp.study.Study. "
+            "Fix: `from clamp.study import Study, Arm` and set `STUDY = Study(...)`."
+        )
+    validate_study(study, path=path)
+    return study
+
+
+def validate_study(study: Study, path: str | Path | None = None) -> None:
+    """Check that every arm can be built: task, resolved model, train config, interventions.
+
+    Raises :class:`StudyError` naming the arm (and its line in the study file) before any training.
+    """
+    mod = _interventions_module()
+    for arm in study.arms:
+        where = arm.origin or (str(path) if path else study.name)
+        try:
+            task = arm.task.build()
+            model = arm.model.resolve(task.dims())
+            study.train_config(arm)
+            if arm.interventions:
+                mod.validate_interventions(list(arm.interventions), model, task, study.n_sequences)
+            for h in study.heatmap_heads:
+                layer, head = map(int, h[1:].split("H"))
+                if layer >= model.n_layers or head >= model.n_heads:
+                    raise ConfigError(f"Study.heatmap_heads entry {h!r} is outside the model ({model.n_layers} layers x {model.n_heads} heads).")
+        except ConfigError as e:
+            raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
+    if study.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise StudyError(f"{study.origin or study.name}: Study.device={study.device!r} but no CUDA device is visible; use device='cpu'.")
+
+
+# --- overrides --------------------------------------------------------------------------------
+
+def _parse(text: str, tp: Any, key: str) -> Any:
+    """Parse a command-line value ``text`` as type ``tp``; raise StudyError naming ``key``."""
+    origin = typing.get_origin(tp)
+    bad = StudyError(f"--set {key}={text}: {key.rsplit('.', 1)[-1]} expects {_type_name(tp)}, got {text!r}.")
+    t = text.strip()
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and t.lower() in ("none", "null"):
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _parse(t, a, key)
+            except StudyError:
+                continue
+        raise bad
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if str(choice) == t:
+                return choice
+        raise bad
+    if origin is tuple:
+        args = typing.get_args(tp)
+        try:
+            items = json.loads(t) if t.startswith("[") else [x for x in t.split(",") if x.strip()]
+        except json.JSONDecodeError:
+            raise bad from None
+        if not isinstance(items, list):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse(str(x), args[0], key) for x in items)
+        if len(items) != len(args):
+            raise bad
+        return tuple(_parse(str(x), a, key) for x, a in zip(items, args))
+    if tp is bool:
+        if t.lower() in ("true", "1", "yes", "on"):
+            return True
+        if t.lower() in ("false", "0", "no", "off"):
+            return False
+        raise bad
+    if tp is int:
+        try:
+            return int(t.replace("_", ""))
+        except ValueError:
+            try:
+                f = float(t)
+            except ValueError:
+                raise bad from None
+            if f.is_integer():
+                return int(f)
+            raise bad from None
+    if tp is float:
+        try:
+            return float(t)
+        except ValueError:
+            raise bad from None
+    if tp is str:
+        return text
+    raise StudyError(f"--set {key}=...: {key.rsplit('.', 1)[-1]} cannot be set from the command line; edit it in the study file.")
+
+
+def _set_path(obj: Any, path: list[str], text: str, key: str) -> Any:
+    """Return ``obj`` with the (dotted) field ``path`` set from ``text``."""
+    name, rest = path[0], path[1:]
+    valid = [f.name for f in fields(obj) if f.init and f.name != "origin"]
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise StudyError(f"--set {key}: {type(obj).__name__} has no field {name!r}.{hint} Valid fields: {valid}.")
+    current = getattr(obj, name)
+    if rest:
+        if not hasattr(current, "__dataclass_fields__"):
+            raise StudyError(f"--set {key}: {type(obj).__name__}.{name} has no sub-fields.")
+        new = _set_path(current, rest, text, key)
+    else:
+        if name in ("interventions", "arms", "dense", "phase", "comparisons", "factors", "model", "task"):
+            raise StudyError(f"--set {key}: {name} cannot be set from the command line; edit it in the study file.")
+        new = _parse(text, _hints(type(obj))[name], key)
+    try:
+        return replace(obj, **{name: new})
+    except ConfigError as e:
+        raise StudyError(f"--set {key}={text}: {e}") from e
+
+
+def apply_overrides(study: Study, overrides: Sequence[str]) -> Study:
+    """Apply ``--set`` overrides such as ``arms.control.lr=3e-5``, ``arms.*.model.d_model=16``, ``n_sequences=2e4``.
+
+    Values are parsed by the target field's type; unknown fields, unknown arms and
+    wrong types raise :class:`StudyError` before anything runs.
+
+    Example:
+        >>> s = Study(name="s", arms=[Arm(name="control")], n_sequences=100)
+        >>> s2 = apply_overrides(s, ["arms.control.lr=3e-5", "seeds=0,1"])
+        >>> s2.arms[0].lr, s2.seeds
+        (3e-05, (0, 1))
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise StudyError(f"--set {item!r}: expected FIELD=VALUE, e.g. arms.control.lr=3e-5 or n_sequences=20000.")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if parts[0] == "arms":
+            if len(parts) < 3:
+                raise StudyError(f"--set {key}: expected arms.<arm name or *>.<field>, e.g. arms.control.lr=3e-5.")
+            target = parts[1]
+            names = [a.name for a in study.arms]
+            if target != "*" and target not in names:
+                raise StudyError(f"--set {key}: the study has no arm {target!r}; its arms are {names} (or use arms.*).")
+            arms = tuple(_set_path(a, parts[2:], text, key) if target in ("*", a.name) else a for a in study.arms)
+            study = replace(study, arms=arms)
+        else:
+            study = _set_path(study, parts, text, key)
+    validate_study(study)
+    return study
+
+
+def select(study: Study, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> list[tuple[Arm, int]]:
+    """The (arm, seed) runs to execute: all by default, or the named subset (validated)."""
+    names = [a.name for a in study.arms]
+    for a in arms or ():
+        if a not in names:
+            raise StudyError(f"--arms {a}: the study has no such arm; its arms are {names}.")
+    for s in seeds or ():
+        if s not in study.seeds:
+            raise StudyError(f"--seeds {s}: not one of the study's seeds {list(study.seeds)}; add it with --set seeds=... .")
+    return [(a, s) for a in study.arms if not arms or a.name in arms for s in study.seeds if not seeds or s in seeds]
+
+
+# --- serialisation ----------------------------------------------------------------------------
+
+def arm_record(study: Study, arm: Arm) -> dict:
+    """The resolved arm as written to ``study.json`` (without its hash)."""
+    task = arm.task.build()
+    model = arm.model.resolve(task.dims())
+    return {
+        "name": arm.name,
+        "description": arm.description,
+        "factors": dict(arm.factors),
+        "model": model.to_dict(),
+        "task": arm.task.to_dict(),
+        "train": study.train_config(arm).to_dict(),
+        "interventions": [i.to_dict() for i in arm.interventions],
+        "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
+    }
+
+
+def run_hash(study: Study, arm: Arm, seed: int) -> str:
+    """Key of a run: hash of everything that changes its results (resolved arm, schedule, seed).
+
+    The arm's name, description and factors, and the device, are left out: they label a run
+    without changing what it computes.
+    """
+    rec = arm_record(study, arm)
+    rec["train"] = {k: v for k, v in rec["train"].items() if k != "device"}
+    key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
+    key["extra_evals"] = rec["schedule"]["extra_evals"]
+    key["checkpoints"] = rec["schedule"]["checkpoints"]
+    key["seed"] = int(seed)
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def study_record(study: Study) -> dict:
+    """The resolved study as written to ``study.json`` (provenance is added by the runner)."""
+    arms = []
+    for arm in study.arms:
+        rec = arm_record(study, arm)
+        rec["hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("model", "task", "train", "interventions")},
+                                                sort_keys=True, default=str).encode()).hexdigest()[:16]
+        rec["run_hashes"] = {str(s): run_hash(study, arm, s) for s in study.seeds}
+        arms.append(rec)
+    phase = [r.to_dict() for r in study.phase]
+    return {
+        "name": study.name,
+        "description": study.description,
+        "seeds": [int(s) for s in study.seeds],
+        "control": study.control,
+        "comparisons": [list(p) for p in study.comparisons],
+        "phase": phase[0] if len(phase) == 1 else phase,
+        "alpha": study.alpha,
+        "n_sequences": study.n_sequences,
+        "eval_every": study.eval_every,
+        "eval_size": study.eval_size,
+        "checkpoint_every": study.checkpoint_every,
+        "dense": [{"start": d.start, "stop": d.stop, "eval_every": d.eval_every, "checkpoint_every": d.checkpoint_every}
+                  for d in study.dense],
+        "heatmap_heads": list(study.heatmap_heads),
+        "heatmap_at": list(study.heatmap_at),
+        "device": study.device,
+        "ln2": LN2,
+        "arms": arms,
+    }
+
+
+def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | StudyError]]:
+    """Every ``*.py`` study file in ``folder`` with its loaded study, or the error loading it."""
+    out: list[tuple[Path, Study | StudyError]] = []
+    for p in sorted(Path(folder).glob("*.py")):
+        if p.name.startswith("_"):
+            continue
+        try:
+            out.append((p, load_study(p)))
+        except StudyError as e:
+            out.append((p, e))
+    return out
+
+
+__all__ = ["Arm", "Dense", "PhaseRule", "Study", "StudyError", "apply_overrides", "arm_record", "list_studies",
+           "load_study", "run_hash", "select", "study_record", "validate_study"]
