@@ -145,20 +145,30 @@ def _warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame
     if len(no_metric):
         out.append(f"{len(no_metric)} finished run(s) have no {spec.rules[0].metric} values and were left out.")
     primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
+    floor: dict[tuple[int, int, float], list[str]] = {}
+    family: list[str] = []
+    paired: dict[tuple[int, float], list[str]] = {}
     for r in primary.itertuples():
+        name = f"{r.arm} vs {r.reference}"
         if r.min_p > alpha:
-            out.append(f"{r.arm} vs {r.reference}: with {r.n_arm} vs {r.n_reference} runs the smallest p an exact rank "
-                       f"test can reach is {r.min_p:.3g} > alpha = {alpha:g}; add seeds to be able to detect an effect.")
+            floor.setdefault((r.n_arm, r.n_reference, r.min_p), []).append(name)
         elif not r.can_reach_alpha:
-            out.append(f"{r.arm} vs {r.reference}: with {r.family_size} comparisons ({correction}) its exact rank test "
-                       f"cannot reach adjusted p < {alpha:g} (smallest reachable p {r.min_p:.3g}); add seeds.")
+            family.append(f"{name} (smallest reachable p {r.min_p:.3g})")
         if r.test == "log-rank" and r.p < r.min_p:
-            out.append(f"{r.arm} vs {r.reference}: the log-rank p ({r.p:.3g}) is asymptotic and below what an exact "
-                       f"test can reach with {r.n_arm} vs {r.n_reference} runs ({r.min_p:.3g}); treat it as approximate "
+            out.append(f"{name}: the log-rank p ({r.p:.3g}) is asymptotic and below what an exact test can reach "
+                       f"with {r.n_arm} vs {r.n_reference} runs ({r.min_p:.3g}); treat it as approximate "
                        f"(exact rank test with censored runs tied at the top: p = {r.p_rank:.3g}).")
         if r.n_pairs and r.paired_min_p > alpha:
-            out.append(f"{r.arm} vs {r.reference}: the paired analysis ({r.n_pairs} shared seeds) cannot reach "
-                       f"p < {alpha:g} (its floor is {r.paired_min_p:.3g}); it is reported as a secondary check.")
+            paired.setdefault((r.n_pairs, r.paired_min_p), []).append(name)
+    for (n1, n2, mp), names in floor.items():
+        out.append(f"With {n1} vs {n2} runs the smallest p an exact rank test can reach is {mp:.3g} > alpha = "
+                   f"{alpha:g}, so these comparisons cannot be significant: {', '.join(names)}. Add seeds.")
+    if family:
+        out.append(f"After {correction} correction across {len(primary)} comparisons these cannot reach adjusted "
+                   f"p < {alpha:g}: {', '.join(family)}. Add seeds or compare fewer arms.")
+    for (n, mp), names in paired.items():
+        out.append(f"The paired analyses (secondary, in stats.csv) of {', '.join(names)} cannot reach p < {alpha:g} "
+                   f"with {n} shared seeds (floor {mp:.3g}).")
     if len(primary):
         n1, n2 = int(primary["n_arm"].min()), int(primary["n_reference"].min())
         out.append(f"Design floor: with {n1} vs {n2} runs the smallest two-sided exact rank-test p is "
@@ -218,15 +228,20 @@ def analyse_study(study_dir: str | Path, *, alpha: float | None = None, quiet: b
                             seed=seed)
     fact = factorial_table(phase, spec, confidence=confidence)
     primary = stats_df[stats_df["primary"]]
-    sentences = tuple(comparison_sentence(r, correction=correction) for _, r in primary.iterrows())
+    sentences = tuple(comparison_sentence(r, correction=correction, control=spec.control) for _, r in primary.iterrows())
     robust = []
     for (arm, ref), g in stats_df[stats_df["metric"] == spec.rules[0].metric].groupby(["arm", "reference"], sort=False):
         robust.append(robustness_sentence(arm, ref, dict(zip(g["estimator"], g["ratio"]))))
     fact_lines = []
     if fact is not None and len(fact):
         for e in fact.itertuples():
-            fact_lines.append(f"{e.term}: time ×{e.ratio:.2f} ({confidence * 100:.0f} % CI {e.ratio_low:.2f}–"
-                              f"{e.ratio_high:.2f}), {fmt_p(e.p)} ({e.method})" + (f"; {e.note}" if e.note else ""))
+            if pd.isna(e.log_effect):
+                fact_lines.append(f"{e.term}: not estimable ({e.method})")
+            else:
+                fact_lines.append(f"{e.term}: time ×{e.ratio:.2f} ({confidence * 100:.0f} % CI {e.ratio_low:.2f}–"
+                                  f"{e.ratio_high:.2f}), {fmt_p(e.p)} ({e.method})")
+        if fact["note"].iloc[0]:
+            fact_lines.append(f"Note: {fact['note'].iloc[0]}.")
         fact_lines.append(additivity([Effect(**r) for r in fact.to_dict("records")]))
     elif fact is not None:
         fact_lines.append("Factorial effects could not be estimated (too few runs or cells).")

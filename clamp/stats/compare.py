@@ -40,6 +40,7 @@ For arm A against reference B (usually the control):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
@@ -273,7 +274,10 @@ def bootstrap_effects(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLik
     if at.size < 2 or bt.size < 2:
         nan = np.full(3, math.nan)
         return nan, nan.copy()
-    with np.errstate(invalid="ignore", divide="ignore"):  # resamples whose median is not reached
+    # Resamples in which neither median is reached give NaN ratios; scipy then warns (with a
+    # message about BCa, which is not used here) and the CI is reported as NaN, i.e. unknown.
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap((_encode(at, ae), _encode(bt, be)), lambda a, b, axis=-1: _effects(a, b, tau),
                           vectorized=True, n_resamples=n_boot, confidence_level=confidence,
                           method="percentile", rng=np.random.default_rng(seed))

@@ -55,12 +55,13 @@ def _speed(ratio: float, low: float, high: float, confidence: float, reference: 
     return txt + (f" ({ci} {fmt_times(low)}–{fmt_times(high)}×)" if with_ci else "")
 
 
-def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm") -> str:
+def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", control: str | None = None) -> str:
     """One line such as ``match: phase change 9.1× sooner than control (95 % CI 6.2–13×), p = 0.008 (…, Holm), 5/5 runs crossed``.
 
     Args:
         row: a row of stats.csv (a dict or a pandas row).
         correction: the multiple-comparison correction applied to ``p_adjusted``.
+        control: the study's control arm; comparisons against another reference are labelled "arm vs reference".
 
     Example:
         >>> row = dict(arm="match", reference="control", ratio=0.11, ratio_low=0.077, ratio_high=0.16, ratio_bound=float("nan"),
@@ -88,7 +89,8 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm") 
     corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}.get(correction, correction)
     p = fmt_p(float(row["p_adjusted"]))
     crossed = f"{row['crossed_arm']}/{row['n_arm']} runs crossed ({ref} {row['crossed_reference']}/{row['n_reference']})"
-    return f"{arm}: {effect}, {p} ({row['test']}, {corr}), {crossed}."
+    label = arm if control is None or ref == control else f"{arm} vs {ref}"
+    return f"{label}: {effect}, {p} ({row['test']}, {corr}), {crossed}."
 
 
 def robustness_sentence(arm: str, reference: str, ratios: Mapping[str, float]) -> str:
