@@ -47,7 +47,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 def _registrars():
     yield _register_train
     # Each optional subsystem registers its own subcommands.
-    for mod_name in ("clamp.runner", "clamp.stats"):
+    for mod_name in ("clamp.runner", "clamp.stats", "clamp.analyses"):
         try:
             mod = __import__(mod_name, fromlist=["register"])
         except ModuleNotFoundError as e:
