@@ -137,6 +137,7 @@ def test_several_rules_and_extra_pairs(tmp_path: Path):
     assert list(zip(prim.arm, prim.reference)) == [("a", "control"), ("b", "control"), ("a", "b")]
     assert set(res.stats.metric) == {"train/loss", "induction/L1H0"}
     assert (root / "plots" / "stats_phase_times__induction-L1H0.png").is_file()
+    assert "- a vs b: phase change" in res.markdown and "- a: phase change" in res.markdown
 
 
 @pytest.mark.slow
