@@ -248,6 +248,8 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             sink({"job": job.job_id, "seen": seen, "n_runs": len(live())})
 
     def on_eval(seen: int, metrics: dict[str, Tensor]) -> None:
+        if seen == last_eval["seen"]:
+            return  # Trainer.run evaluates at 0 on every call made before the first step
         last_eval["seen"] = seen
         loss = metrics.get("train/loss")
         for run in live():
