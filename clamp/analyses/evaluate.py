@@ -4,15 +4,16 @@ Why this file exists: every post-hoc analysis asks the same question many
 times -- "what are the loss and accuracy of this model on this batch if these
 interventions are applied?" -- and must never get a silent no-op for an answer
 (STYLE.md).  :func:`evaluate` answers it: it builds the intervener for the
-interventions (:func:`clamp.interventions.make_intervener`, which validates
-them), runs one forward without gradient, checks that every active
-intervention fired, and leaves the model exactly as it found it (nnsight's
-wrapper is removed again).  With no interventions the plain forward runs and
+interventions as :func:`clamp.interventions.make_intervener` does (validated,
+once per distinct set), runs one forward without gradient, checks that every
+active intervention fired, and leaves the model exactly as it found it
+(nnsight's wrapper is removed again).  With no interventions the plain forward runs and
 nnsight is not imported.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,6 +33,22 @@ class Evaluation:
     acc: Tensor
     cache: dict[str, Tensor]
     fired: int
+
+
+_VALIDATED: set[str] = set()  # (model config, task, interventions) already checked; validation builds a model
+
+
+def _applier(model: Transformer, ivs: list, task: Any) -> Any:
+    """``make_intervener(ivs, task)(model)``, validating each distinct (config, task, interventions) once."""
+    from clamp.interventions import validate_interventions
+    from clamp.interventions.apply import Applier
+
+    key = json.dumps([model.cfg.to_dict(), repr(getattr(task, "cfg", task)), [iv.to_dict() for iv in ivs]],
+                     sort_keys=True, default=str)
+    if key not in _VALIDATED:
+        validate_interventions(ivs, model.cfg, task, None)
+        _VALIDATED.add(key)
+    return Applier(model, ivs, task)
 
 
 @torch.no_grad()
@@ -67,10 +84,10 @@ def evaluate(model: Transformer, batch: Batch, task: Any, interventions: Sequenc
         logits, cache = model.run_with_cache(batch, cache_names)
         fired = 0
     else:
-        from clamp.interventions import intervention_from_dict, make_intervener
+        from clamp.interventions import intervention_from_dict
 
         ivs = [intervention_from_dict(iv) if isinstance(iv, dict) else iv for iv in interventions]
-        applier = make_intervener(ivs, task)(model)
+        applier = _applier(model, ivs, task)
         try:
             logits, cache = applier.forward(batch, seen, cache_names, False)
             fired = int(applier.firing_metrics()["interventions/fired"][0])
