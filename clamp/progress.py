@@ -83,7 +83,7 @@ class Progress:
         for p in self.packs.values():
             parts.append(f"{p['label']} {p['seen']:,}/{self.n:,}")
         eta = ""
-        if self.work_done > 0 and self.work_left > 0:
+        if self.work_done > 0.02 * (self.work_done + self.work_left) and self.work_left > 0:
             eta = f", ~{_clock(self.work_left * elapsed / self.work_done)} left"
         parts.append(f"{_clock(elapsed)} elapsed{eta}")
         return " | ".join(parts)

@@ -242,11 +242,11 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         out: parent folder; results go to ``out/<study.name>/``.
         arms, seeds: run only these (default: all).
         jobs: packs trained at once (default: min(cores, packs)); 1 runs in this process.
-        threads: torch threads per job (default: cores // jobs).
+        threads: torch threads per job (default: 1).
         pack: put the seeds of an arm on one run axis.
         quiet: no progress output.
         executor: where packs run (default: in-process for one job, a process pool otherwise).
-        analyse: run statistics and the report afterwards.
+        analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
 
     Returns:
         The exit status: 0 when every selected run finished and the report was written, 1 otherwise.
@@ -265,7 +265,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         the_plan = plan(study, study_dir, selected, pack=pack)
         cores = os.cpu_count() or 1
         n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
-        n_threads = threads or max(1, cores // n_jobs)
+        n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
         done_before = len(the_plan.skipped)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet)
@@ -289,7 +289,11 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         for j in the_plan.jobs[:n_jobs]:
             progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
 
+        ended: set[int] = set()
+
         def on_event(ev: dict) -> None:
+            if ev["job"] in ended:
+                return
             if ev["job"] not in progress.packs and ev["job"] in by_id:
                 j = by_id[ev["job"]]
                 progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
@@ -304,18 +308,19 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                     statuses[(o["arm"], o["seed"])] = o["status"]
                     if o["status"] == "failed":
                         progress.message(f"{job.arm} seed {o['seed']} failed: {o.get('error')}")
+                ended.add(job.job_id)
                 progress.finish_pack(job.job_id, [o["status"] for o in result])
         finally:
             progress.close()
         bad = sorted((a, s, st) for (a, s), st in statuses.items() if st != "finished")
         code = 0 if not bad else 1
-        if analyse:
-            code = max(code, finish_study(study_dir, quiet=quiet))
+        code = max(code, finish_study(study_dir, quiet=quiet, analyse=analyse))
         if bad:
             lines = ", ".join(f"{a}/seed{s} {st}" for a, s, st in bad)
             print(f"clamp: {len(bad)} of {the_plan.selected} run(s) did not finish: {lines}", file=sys.stderr)
         elif not quiet:
-            print(f"{study.name}: all {the_plan.selected} run(s) finished; report: {study_dir / 'report.md'}", file=sys.stderr)
+            where = study_dir / "report.md" if analyse else study_dir / "summary.csv"
+            print(f"{study.name}: all {the_plan.selected} run(s) finished; see {where}", file=sys.stderr)
         return code
 
 
@@ -332,8 +337,11 @@ def _mark_failed(job: PackJob, exc: BaseException, tb: str) -> Outcome:
     return out
 
 
-def finish_study(study_dir: str | Path, quiet: bool = False) -> int:
-    """Summary, statistics (if :mod:`clamp.stats` is installed) and report; 1 if any step failed."""
+def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = True) -> int:
+    """Summary, then (with ``analyse``) statistics (if :mod:`clamp.stats` is installed), plots and report.
+
+    Returns 1 if any step failed (each failure is reported; the runs' files are never touched), else 0.
+    """
     from clamp.report import build_report, write_summary
 
     code = 0
@@ -343,6 +351,8 @@ def finish_study(study_dir: str | Path, quiet: bool = False) -> int:
     except Exception as e:  # noqa: BLE001 - keep going: the runs' own files are intact
         print(f"clamp: writing summary.csv failed: {type(e).__name__}: {e}", file=sys.stderr)
         code = 1
+    if not analyse:
+        return code
     try:
         from clamp.stats import analyse_study
     except ImportError:
@@ -382,7 +392,7 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
-                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study)
+                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report)
 
 
 def _list_command(args: argparse.Namespace) -> int:
@@ -424,9 +434,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a field: arms.control.lr=3e-5, arms.*.model.d_model=16, n_sequences=20000, seeds=0,1,2")
     p.add_argument("--out", default="results", metavar="DIR", help="parent folder of results/<study>/ (default: results)")
     p.add_argument("--jobs", type=int, metavar="N", help="packs trained at once in worker processes (default: min(cores, packs))")
-    p.add_argument("--threads", type=int, metavar="N", help="torch threads per job (default: cores // jobs)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads per job (default: 1)")
     p.add_argument("--no-pack", action="store_true", help="train each seed alone instead of packing an arm's seeds on the run axis")
     p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip statistics, plots and report.md (summary.csv is still written; build them later with `clamp report`)")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
     p.set_defaults(func=_run_command)
 
