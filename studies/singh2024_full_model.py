@@ -37,7 +37,7 @@ STUDY = Study(
               description="all 8 layer-2 heads active, no interventions")],
     seeds=[0, 1, 2, 3, 4],
     n_sequences=1_000_000,
-    eval_every=1_000,
+    eval_every=2_000,  # 500 evaluations over 1e6 sequences; the checkpoints carry the analyses
     eval_size=512,
     checkpoint_every=25_000,
     dense=[Dense(start=100_000, stop=500_000, checkpoint_every=12_500)],
