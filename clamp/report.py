@@ -120,6 +120,20 @@ def _save(fig, plots: Path, stem: str) -> list[Path]:  # noqa: ANN001 - a matplo
     return out
 
 
+def _sequences_axis(ax) -> None:  # noqa: ANN001
+    """Label the x axis in sequences seen, with compact ticks (20k, 1.5M)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(v: float, _pos: int) -> str:
+        for unit, div in (("M", 1e6), ("k", 1e3)):
+            if abs(v) >= div:
+                return f"{v / div:g}{unit}"
+        return f"{v:g}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.set_xlabel("sequences seen")
+
+
 def _band(ax, wide: pd.DataFrame, color, label: str, seeds: bool = True) -> None:  # noqa: ANN001
     """Median and interquartile band across the columns (seeds) of ``wide``; thin per-seed lines."""
     x = wide.index.to_numpy()
@@ -127,7 +141,9 @@ def _band(ax, wide: pd.DataFrame, color, label: str, seeds: bool = True) -> None
         for col in wide.columns:
             ax.plot(x, wide[col].to_numpy(), color=color, lw=0.6, alpha=0.35)
     med = wide.median(axis=1, skipna=True)
-    ax.plot(x, med.to_numpy(), color=color, lw=2, label=f"{label} (median of {wide.shape[1]})" if wide.shape[1] > 1 else label)
+    if seeds and wide.shape[1] > 1:
+        label = f"{label} (median of {wide.shape[1]} seeds)"
+    ax.plot(x, med.to_numpy(), color=color, lw=2, label=label)
     if wide.shape[1] > 1:
         ax.fill_between(x, wide.quantile(0.25, axis=1).to_numpy(), wide.quantile(0.75, axis=1).to_numpy(),
                         color=color, alpha=0.2, lw=0)
@@ -161,7 +177,7 @@ def plot_curves(df: pd.DataFrame, arms: Sequence[str], metric: str, plots: Path,
     if thresholds:
         ax.axhline(LN2, color="0.4", ls=":", lw=1, label="ln 2 (chance from context)")
         ax.axhline(0.4 * LN2, color="0.2", ls="--", lw=1, label="0.4 ln 2 (learned)")
-    ax.set_xlabel("sequences seen")
+    _sequences_axis(ax)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -185,7 +201,7 @@ def plot_heldout(df: pd.DataFrame, arms: Sequence[str], plots: Path, kind: str) 
             ax.axhline(LN2, color="0.4", ls=":", lw=1)
             ax.axhline(0.4 * LN2, color="0.2", ls="--", lw=1)
         ax.set_title(ev.replace("_", " "))
-        ax.set_xlabel("sequences seen")
+        _sequences_axis(ax)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(kind)
     axes[0][0].legend(fontsize=7)
@@ -209,7 +225,7 @@ def plot_heads(df: pd.DataFrame, arms: Sequence[str], family: str, plots: Path, 
             if wide.size:
                 _band(ax, wide, color, name.split("/")[1], seeds=False)
         ax.set_title(arm)
-        ax.set_xlabel("sequences seen")
+        _sequences_axis(ax)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{family.replace('_', ' ')} score")
     axes[0][0].legend(fontsize=7, ncol=2)
@@ -278,6 +294,15 @@ def _intervention_text(arm: dict) -> str:
     return "; ".join(", ".join(f"{k}={v}" for k, v in i.items() if v not in (None, [], {})) for i in items)
 
 
+def _fired_text(df: pd.DataFrame, arm: str) -> str:
+    d = df[(df["arm"] == arm) & df["metric"].str.startswith("fired/")]
+    if not len(d):
+        return ""
+    last = d[d["sequences_seen"] == d.groupby("run")["sequences_seen"].transform("max")]
+    med = last.groupby("metric")["value"].median()
+    return ", ".join(f"{m.split('/', 1)[1]}: {v:g}" for m, v in med.items())
+
+
 def build_report(study_dir: str | Path) -> Path:
     """Rebuild every plot and ``report.md`` from the stored files; returns the report's path.
 
@@ -313,12 +338,14 @@ def build_report(study_dir: str | Path) -> Path:
             f"- code revision `{study.get('code_revision', 'unknown')}`; versions {study.get('versions', {})}",
             f"- machine: {study.get('machine', {})}",
             f"- files: [study.json](study.json), [summary.csv](summary.csv)", ""]
-    out += ["## Arms", "", "| arm | factors | interventions | lr | batch | model | task |", "|---|---|---|---|---|---|---|"]
+    out += ["## Arms", "", "Fired: how many times each intervention fired between the last two evaluations "
+            "(median over seeds; 0 would mean it did nothing).", "",
+            "| arm | factors | interventions | fired | lr | batch | model | task |", "|---|---|---|---|---|---|---|---|"]
     for a in study["arms"]:
         m, t = a["model"], a["task"]
         model = f"{m['n_layers']}L x {m['n_heads']}H, d={m['d_model']}"
         task = ", ".join(f"{k}={v}" for k, v in t.items() if k in ("kind", "n_classes", "n_labels", "n_pairs", "vocab", "half"))
-        out.append(f"| `{a['name']}` | {a.get('factors') or ''} | {_intervention_text(a)} | {a['train']['lr']:g} | "
+        out.append(f"| `{a['name']}` | {a.get('factors') or ''} | {_intervention_text(a)} | {_fired_text(df, a['name'])} | {a['train']['lr']:g} | "
                    f"{a['train']['batch_size']} | {model} | {task} |")
     out += ["", "## Runs", ""]
     if len(summary):

@@ -258,14 +258,15 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     study_dir = Path(out) / study.name
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir) as lock_path:
-        record = study_record(study)
-        record["study_file"] = str(study_file) if study_file else None
-        record.update(provenance())
-        atomic_write_json(study_dir / "study.json", record)
         the_plan = plan(study, study_dir, selected, pack=pack)
         cores = os.cpu_count() or 1
         n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
         n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
+        record = study_record(study)
+        record["study_file"] = str(study_file) if study_file else None
+        record.update(provenance())
+        record["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack)
+        atomic_write_json(study_dir / "study.json", record)
         done_before = len(the_plan.skipped)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet)
