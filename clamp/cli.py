@@ -1,4 +1,4 @@
-"""The ``clamp`` command line: ``clamp train``, ``clamp run``, ``clamp list``, ``clamp report``, ``clamp stats``.
+"""The ``clamp`` command line: ``run``, ``list``, ``report``, ``stats``, ``analyse``, ``train``, ``bench``.
 
 Why this file exists: one entry point (console script and ``python -m clamp``)
 whose subcommands live next to the code they drive; each module contributes a
@@ -44,8 +44,16 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_command)
 
 
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="throughput benchmark: plain PyTorch loop vs harness vs hooks vs nnsight",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: __import__("clamp.bench", fromlist=["main"]).main(args.rest))
+
+
 def _registrars():
     yield _register_train
+    yield _register_bench
     # Each optional subsystem registers its own subcommands.
     for mod_name in ("clamp.runner", "clamp.stats", "clamp.analyses"):
         try:
