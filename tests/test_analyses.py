@@ -171,6 +171,18 @@ def test_composition_separates_k_and_v_heads(task, batch):
     assert summary.loc[0, "composition"] == "K" and summary.loc[1, "composition"] == "V"
 
 
+@pytest.mark.parametrize("base", [[match_clamp(layer=1, head=0)], [knockout_heads(layer=1, heads=[1])]],
+                         ids=["pattern_clamp", "value_knockout"])
+def test_composition_keeps_the_arms_interventions(task, batch, base):
+    """The reference row and the preserving ablations' clean passes include the arm's own interventions."""
+    model = kv_model(task)
+    t = composition(model, batch, task, layer=0, base=base)
+    d = {(h, a): v for h, a, v in zip(t["head"], t["ablation"], t["delta_loss"])}
+    assert t.loc[t["ablation"] == "none", "loss"].item() == pytest.approx(float(evaluate(model, batch, task, base).loss[0]))
+    # known answers as without a base: a clean pass that ignored the base would undo the clamp / knockout here
+    assert d[(0, "pattern_preserving")] == pytest.approx(0.0, abs=1e-6)
+    assert d[(1, "value_preserving")] == pytest.approx(0.0, abs=1e-6)
+
 def test_classify_and_ablation_names():
     assert classify(0.0, 0.5) == "K" and classify(0.5, 0.0) == "V"
     assert classify(0.3, 0.4) == "both" and classify(0.001, 0.002) == "none" and classify(math.nan, 1.0) == "none"

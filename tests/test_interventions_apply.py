@@ -312,3 +312,35 @@ def test_applies_to_every_run_of_a_packed_model():
     batch = t.next_batch()
     _, cache = t.intervener.forward(batch, 0, ["blocks.1.attn.hook_z"], False)
     assert torch.equal(cache["blocks.1.attn.hook_z"], torch.full_like(cache["blocks.1.attn.hook_z"], 0.25))
+
+
+@pytest.mark.parametrize("n_layers, preserve, other, site", [
+    # a layer-2 head's values zeroed: the layer-3 patterns (and layer-2 values) depend on it
+    (3, "patterns", knockout_heads(layer=1, heads=[1]), "blocks.2.attn.hook_pattern"),
+    (2, "values", knockout_heads(layer=1, heads=[1]), "blocks.1.attn.hook_v"),
+    # a layer-1 head's values zeroed changes the layer-2 patterns
+    (2, "patterns", Knockout(site="blocks.0.attn.hook_v", heads=(1,)), "blocks.1.attn.hook_pattern"),
+    # a clamped layer-2 pattern stays clamped
+    (2, "patterns", match_clamp(layer=1, head=0), "blocks.1.attn.hook_pattern"),
+])
+@pytest.mark.parametrize("ablation_first", [False, True])
+def test_preserving_ablation_keeps_the_arms_other_interventions(n_layers, preserve, other, site, ablation_first):
+    """The clean pass is the arm's model without the ablation, not the unintervened model."""
+    ablate = PreservingAblation(layer=0, heads=(0,), preserve=preserve)
+    task = TASK.build()
+    t = Trainer(ModelConfig(n_layers=n_layers, n_heads=2, d_model=8), TASK, TRAIN, SEEDS,
+                intervener_factory=make_intervener([ablate, other] if ablation_first else [other, ablate], task))
+    batch = t.next_batch()
+    _, cache = t.intervener.forward(batch, 0, [site], False)
+    assert t.intervener.firing_metrics()["interventions/fired"].tolist() == [2.0, 2.0]
+    t.intervener.unwrap()
+    alone = make_intervener([other], task)(t.model)
+    _, ref = alone.forward(batch, 0, [site], False)
+    alone.unwrap()
+    _, plain = t.model.run_with_cache(batch, [site])
+    assert torch.equal(cache[site], ref[site])
+    assert not torch.allclose(cache[site], plain[site])
+    # in training the preserved activation keeps its graph and the loss backpropagates
+    logits, _ = t.intervener.forward(batch, 0, (), True)
+    torch.autograd.backward(per_run_loss(logits, batch).sum())
+    assert all(torch.isfinite(p.grad).all() for p in t.model.parameters() if p.grad is not None)

@@ -10,8 +10,10 @@ logits); keeping the clean values instead (*value-preserving*) leaves only the
 pattern path.  The loss increase in each case says which path the head acts
 through (SCIENCE.md §2).  Uses :class:`clamp.interventions.PreservingAblation`.
 
-Note: the clean pass of a preserving ablation runs the model without any
-other intervention, so these measurements are meant for unclamped models.
+An arm's own interventions (``base``: knockouts, clamps) are applied in every
+condition, the reference included; the clean pass of a preserving ablation
+applies them too, so the preserved patterns / values are those of the arm's
+model without the ablation.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def ablations(layer: int, head: int, method: Method = "zero") -> dict[str, Any]:
 
 
 def composition(model: Transformer, batch: Batch, task: Any, *, layer: int = 0, heads: Sequence[int] | None = None,
-                method: Method = "zero", seen: int = 0) -> pd.DataFrame:
+                method: Method = "zero", base: Sequence[Any] = (), seen: int = 0) -> pd.DataFrame:
     """Loss and accuracy with each head of ``layer`` ablated plainly, pattern-preserving and value-preserving.
 
     Args:
@@ -60,24 +62,25 @@ def composition(model: Transformer, batch: Batch, task: Any, *, layer: int = 0, 
         layer: the layer whose heads are ablated (0 = Singh's layer 1).
         heads: the heads to ablate one at a time (default all).
         method: how the head's output is ablated (``zero``; ``mean``: batch mean; ``resample``).
-        seen: sequences seen (for the record only; the ablations are always active).
+        base: interventions applied in every condition (the arm's own), the reference included.
+        seen: sequences seen, for interventions with windows (the ablations are always active).
 
     Returns:
         Long table ``run, layer, head, ablation, loss, acc, delta_loss, delta_acc``; ``ablation``
-        is ``"none"`` (the clean model; ``head`` is -1), ``"full"``, ``"pattern_preserving"``
+        is ``"none"`` (the model with ``base`` only; ``head`` is -1), ``"full"``, ``"pattern_preserving"``
         (later layers keep their clean patterns: the value path is ablated) or
         ``"value_preserving"`` (later layers keep their clean values: the pattern path is
-        ablated); deltas are relative to the clean model.
+        ablated); deltas are relative to the ``"none"`` row.
 
     Example:
         >>> # composition(model, batch, task, layer=0).query("ablation == 'value_preserving'")
     """
     heads = list(range(model.cfg.n_heads)) if heads is None else sorted(int(h) for h in heads)
-    clean = evaluate(model, batch, task, seen=seen)
+    clean = evaluate(model, batch, task, base, seen=seen)
     rows = [(r, layer, -1, "none", float(clean.loss[r]), float(clean.acc[r]), 0.0, 0.0) for r in range(model.n_runs)]
     for h in heads:
         for name, iv in ablations(layer, h, method).items():
-            ev = evaluate(model, batch, task, [iv], seen=seen)
+            ev = evaluate(model, batch, task, [*base, iv], seen=seen)
             for r in range(model.n_runs):
                 rows.append((r, layer, h, name, float(ev.loss[r]), float(ev.acc[r]),
                              float(ev.loss[r] - clean.loss[r]), float(ev.acc[r] - clean.acc[r])))

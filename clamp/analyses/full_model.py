@@ -22,8 +22,7 @@ plots/*.png, *.svg          one labelled figure per table                       
 
 Every table has the key columns ``arm, seed, sequences_seen``.  The arm's own
 interventions (e.g. the subcircuit study's knockouts) are applied in every
-evaluation; the composition analysis is skipped for arms with interventions
-(its clean pass would ignore them).
+evaluation, the composition analysis's clean passes included.
 """
 
 from __future__ import annotations
@@ -120,10 +119,10 @@ def analyse_run(arm_rec: dict, seed: int, folder: Path, *, every_checkpoint: boo
                 out["redundancy_summary"].append(redundancy_summary(red).assign(scope="run"))
                 out["additivity"].append(_with_keys(additivity(model, batch, task, layer=layer, heads=heads, base=base,
                                                                scores=scores, seen=seen), name, seed, seen))
-            if not base:
-                comp = _with_keys(composition(model, batch, task, layer=0, method=method, seen=seen), name, seed, seen)
-                out["composition"].append(comp)
-                out["composition_summary"].append(classify_heads(comp))
+            comp = _with_keys(composition(model, batch, task, layer=0, method=method, base=base, seen=seen),
+                              name, seed, seen)
+            out["composition"].append(comp)
+            out["composition_summary"].append(classify_heads(comp))
         if log is not None:
             log(f"{name} seed {seed}: checkpoint {seen:,} analysed")
     return out

@@ -17,6 +17,14 @@ How a forward runs (:meth:`Applier.forward`):
    trace applies every op in forward order, clone-edit-assign, saving detached
    copies of the requested activations *after* interventions.
 
+The clean pass (needed by :class:`~clamp.interventions.spec.PreservingAblation`)
+is "this arm's model without the ablation": it applies every active
+intervention except those that need the clean pass themselves, through the
+same plan machinery, and records the clean-pass sites after those edits.  So a
+pattern-preserving ablation in an arm that also knocks heads out or clamps a
+pattern keeps the knocked-out / clamped patterns, not the unintervened ones.
+The clean pass is not counted in the firing record.
+
 Firing record (:meth:`Applier.firing_metrics`), per run (every run of a packed
 model gets the same interventions, so the values are equal across runs):
 
@@ -55,7 +63,7 @@ class _Plan:
 
     active: tuple[int, ...]
     steps: list[tuple[str, Any, list[tuple[int, Op]]]]  # (hook name, envoy, [(owner, op)])
-    clean: list[tuple[str, Any]]  # (hook name, envoy) needed from a clean pass
+    clean: tuple[str, ...]  # hook names needed from a clean pass, in forward order
 
 
 class Applier:
@@ -118,7 +126,7 @@ class Applier:
         plan = _Plan(
             active,
             [(s, wrapped.get(s), by_site[s]) for s in sites],
-            [(s, wrapped.get(s)) for s in sorted(clean, key=self.order.__getitem__)],
+            tuple(sorted(clean, key=self.order.__getitem__)),
         )
         self._plans[key] = plan
         return plan
@@ -136,10 +144,10 @@ class Applier:
         plan = self._plan(active, cache_names)
         ctx = Ctx(batch=batch, train=train)
         try:
-            if plan.clean:
-                ctx.clean = self._clean_pass(batch, plan.clean, train)
             for i in active:
-                self.effects[i].prepare(ctx)
+                self.effects[i].prepare(ctx)  # no prepare reads ctx.clean, so the clean pass can use them too
+            if plan.clean:
+                ctx.clean = self._clean_pass(batch, active, plan.clean, train)
             logits, cache, fired = self._traced(batch, plan, set(cache_names), ctx)
         finally:
             for i in active:
@@ -150,7 +158,8 @@ class Applier:
             self._eval_fired.update(fired)
         return logits, cache
 
-    def _traced(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx) -> tuple[Tensor, dict[str, Tensor], set[int]]:
+    def _traced(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx,
+                detach: bool = True) -> tuple[Tensor, dict[str, Tensor], set[int]]:
         steps = plan.steps
         cache: dict[str, Tensor] = {}
         fired: set[int] = set()
@@ -166,16 +175,19 @@ class Applier:
                 if y is not x:
                     envoy.output = y
                 if name in cache_set:
-                    cache[name] = y.detach()
+                    cache[name] = y.detach() if detach else y
             logits = wrapped.output.save()
         return logits, cache, fired
 
-    def _clean_pass(self, batch: Batch, sites: list[tuple[str, Any]], train: bool) -> dict[str, Tensor]:
-        out: dict[str, Tensor] = {}
-        with self._wrapped.trace(batch):
-            for name, envoy in sites:
-                x = envoy.output
-                out[name] = x if train else x.detach()
+    def _clean_pass(self, batch: Batch, active: tuple[int, ...], sites: tuple[str, ...], train: bool) -> dict[str, Tensor]:
+        """Activations at ``sites`` with every active intervention applied except those needing this pass.
+
+        In training the values keep their graph (the preserved patterns/values
+        are this step's, with gradient); in evaluation they are detached.
+        """
+        others = tuple(i for i in active if not self.effects[i].clean_sites)
+        plan = self._plan(others, sites)
+        _, out, _ = self._traced(batch, plan, set(sites), Ctx(batch=batch, train=train), detach=not train)
         return out
 
     # ----------------------------------------------------------------- firing

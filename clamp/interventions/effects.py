@@ -6,7 +6,8 @@ each kind is compiled once, for one model, into an :class:`Effect`: a list of
 :class:`Op` s, each a function ``(activation, ctx) -> activation`` bound to one
 hook point, plus an optional ``prepare`` step that computes values before the
 trace (an idealised residual, a donor model's activations) and a list of
-activations it needs from a clean pass of the unintervened model.  Nothing here
+activations it needs from a clean pass (the arm's model with every other active
+intervention but without the ones needing the clean pass).  Nothing here
 imports nnsight, so the same effects can be checked with plain forward hooks.
 
 Edits never modify an activation in place: the activation is cloned, the clone

@@ -390,7 +390,9 @@ class Knockout(Intervention):
 class PreservingAblation(Intervention):
     """Ablate heads of ``layer`` while every later layer keeps its clean patterns (or values).
 
-    A clean pass of the unintervened model is run first; then, in the
+    A clean pass is run first: the arm's model with every other active
+    intervention applied (all but the preserving ablations), so "clean"
+    means "this arm's model without the ablation".  Then, in the
     intervened pass, the ``target`` of ``heads`` in ``layer`` is ablated with
     ``method`` (batch mean for ``mean``) and every later layer's
     ``hook_pattern`` (``preserve="patterns"``) or ``hook_v``
