@@ -68,6 +68,11 @@ def _registrars():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options
+        from clamp.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="clamp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for register in _registrars():
