@@ -166,3 +166,35 @@ def test_missing_and_running_runs_are_listed_not_compared(tmp_path: Path):
     assert thr.loc[("a", 2), "status"] == "missing" and not thr.loc[("a", 2), "included"]
     assert thr.loc[("a", 1), "status"] == "running" and not thr.loc[("a", 1), "included"]
     assert res.stats[res.stats.primary].iloc[0].n_arm == 1
+
+
+def test_one_seed_per_arm_gives_nan_rows_not_an_error(tmp_path: Path):
+    # A smoke run (--set seeds=0): both control and copy never cross, a tie that scipy's permutation test refuses.
+    root = write_study(tmp_path / "smoke", {"control": [None], "match": [20_000], "copy": [None]})
+    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    stats_df = pd.read_csv(root / "stats.csv")
+    assert len(stats_df) == 2 * 5  # every comparison × estimator still has its row
+    assert stats_df[["ratio", "median_arm", "p", "p_adjusted", "p_rank", "p_logrank", "paired_p"]].isna().all().all()
+    assert (stats_df["n_arm"] == 1).all() and (stats_df["family_size"] == 0).all() and not stats_df["significant"].any()
+    assert stats_df["note"].str.startswith("not compared: needs at least 2 runs per arm").all()
+    assert "- match: not compared with control: a comparison needs at least 2 runs per arm (has 1 vs 1" in res.markdown
+    assert any(w.startswith("Not compared") and "copy vs control (1 vs 1)" in w for w in res.warnings)
+
+
+def test_one_run_arm_is_left_out_of_the_correction_family(tmp_path: Path):
+    root = write_study(tmp_path / "mixed", {"control": [150_000, 160_000, 140_000], "match": [20_000, 22_000, 18_000],
+                                            "copy": [30_000, 31_000, 29_000]}, statuses={("copy", 1): "running",
+                                                                                          ("copy", 2): "diverged"})
+    prim = analyse_study(root, quiet=True, n_boot=200, plots=False).stats.query("primary").set_index("arm")
+    assert prim.loc["match", "family_size"] == 1 and prim.loc["match", "p_adjusted"] == pytest.approx(0.1)
+    assert prim.loc["copy", "family_size"] == 0 and math.isnan(prim.loc["copy", "p_adjusted"])
+
+
+def test_factorial_with_one_seed_per_arm_gives_nan_effects(tmp_path: Path):
+    factors = {"none": {"A": False}, "A": {"A": True}}
+    root = write_study(tmp_path / "fact1", {"none": [150_000], "A": [60_000]}, control="none", factors=factors)
+    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    fact = pd.read_csv(root / "factorial.csv")
+    assert fact["term"].tolist() == ["A"] and fact["ratio"].isna().all() and fact["p"].isna().all()
+    assert fact["note"].iloc[0].startswith("too few runs (2) to fit")
+    assert "- A: not estimable" in res.markdown and "Note: too few runs (2) to fit" in res.markdown

@@ -16,6 +16,12 @@ comparisons (:mod:`.compare`), factorial effects (:mod:`.factorial`), figures
 Multiple-comparison correction is applied within each (rule, estimator)
 family, across that family's comparisons.  All resampling is seeded, so the
 same metrics give the same numbers.
+
+A comparison in which either arm has fewer than 2 included runs (e.g. a
+one-seed smoke run) still gets its stats.csv rows, with NaN estimates and
+p-values, a note, and no place in any correction family (``family_size`` 0);
+stats.md says it needs at least 2 runs per arm.  Factorial fits with too few
+runs likewise give NaN rows with a note (:func:`clamp.stats.factorial.factorial_effects`).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from pathlib import Path
 import pandas as pd
 
 from clamp.errors import ConfigError
-from clamp.stats.compare import CORRECTIONS, Correction, adjust_pvalues, compare_samples, min_rank_p
-from clamp.stats.factorial import Effect, additivity, factorial_effects
+from clamp.stats.compare import (
+    CORRECTIONS, MIN_RUNS, Correction, adjust_pvalues, compare_samples, min_rank_p, too_few_runs,
+)
+from clamp.stats.factorial import Effect, additivity, factorial_effects, not_estimable
 from clamp.stats.phase import ESTIMATORS
 from clamp.stats.report import comparison_sentence, fmt_p, markdown, robustness_sentence
 from clamp.stats.study import StudySpec, load_runs, load_study, phase_table
@@ -53,7 +61,9 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                  estimators: tuple[str, ...] = ESTIMATORS) -> pd.DataFrame:
     """One row per (rule, estimator, comparison) with estimates, CIs, tests and adjusted p.
 
-    Only ``included`` runs enter; paired analysis uses the seeds both arms share.
+    Only ``included`` runs enter; paired analysis uses the seeds both arms share.  A comparison
+    with fewer than 2 included runs in either arm gets a row with NaN estimates and p-values,
+    a note, ``family_size`` 0, and is left out of its family's correction.
 
     Args:
         phase_times: the table from :func:`clamp.stats.study.phase_table`.
@@ -78,28 +88,29 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                 b = sel[(sel["arm"] == ref) & sel["included"]]
                 pairs = [(i, j) for i, s in enumerate(a["seed"]) for j, t in enumerate(b["seed"]) if s == t]
                 missing = int(((sel["arm"] == arm) | (sel["arm"] == ref)).sum() - len(a) - len(b))
-                if len(a) == 0 or len(b) == 0:
-                    continue
                 c = compare_samples(a["time"], a["event"], b["time"], b["event"], arm=arm, reference=ref,
                                     pairs=pairs, n_boot=n_boot, confidence=confidence, seed=seed)
                 d = c.to_dict()
                 d.update(metric=rule.metric, estimator=est, primary=(k == 0 and est == "threshold"),
                          n_excluded=missing)
                 family.append(d)
-            if family:
-                adj = adjust_pvalues([d["p"] for d in family], correction)
-                m = len(family)
+            tested = [d for d in family if not too_few_runs(d["n_arm"], d["n_reference"])]
+            for d in family:
+                d.update(p_adjusted=float("nan"), correction=correction, significant=False, family_size=0,
+                         can_reach_alpha=False)
+            if tested:
+                adj = adjust_pvalues([d["p"] for d in tested], correction)
+                m = len(tested)
                 # Holm rejects nothing unless the smallest p is <= alpha / m; a comparison can
                 # then be rejected at best with multiplier 1 (Holm) or m (Bonferroni).
-                floor = min(d["min_p"] for d in family) * (1 if correction == "none" else m)
-                for d, p in zip(family, adj):
+                floor = min(d["min_p"] for d in tested) * (1 if correction == "none" else m)
+                for d, p in zip(tested, adj):
                     d["p_adjusted"] = float(p)
-                    d["correction"] = correction
                     d["significant"] = bool(p < alpha)
                     d["family_size"] = m
                     own = d["min_p"] * (m if correction == "bonferroni" else 1)
                     d["can_reach_alpha"] = bool(own <= alpha and floor <= alpha)
-                rows += family
+            rows += family
     lead = ["metric", "estimator", "primary", "arm", "reference", "n_arm", "n_reference", "crossed_arm",
             "crossed_reference", "censored_arm", "censored_reference", "n_excluded", "median_arm", "median_reference",
             "ratio", "ratio_low", "ratio_high", "ratio_bound", "ratio_bound_kind", "difference", "difference_low",
@@ -120,6 +131,8 @@ def factorial_table(phase_times: pd.DataFrame, spec: StudySpec, *, confidence: f
                       & phase_times["included"] & phase_times["arm"].isin(list(levels))]
     effects = factorial_effects(sel["time"].to_numpy(float), sel["event"].to_numpy(bool),
                                 [levels[a] for a in sel["arm"]], confidence=confidence)
+    if not effects:  # no included run at all: the factors come from the study
+        effects = not_estimable(sorted(next(iter(levels.values()))), n=0, n_censored=0, note="no included runs")
     return pd.DataFrame([e.to_dict() for e in effects],
                         columns=["term", "order", "log_effect", "log_low", "log_high", "ratio", "ratio_low",
                                  "ratio_high", "p", "method", "n", "n_censored", "note"])
@@ -145,6 +158,11 @@ def _warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame
     if len(no_metric):
         out.append(f"{len(no_metric)} finished run(s) have no {spec.rules[0].metric} values and were left out.")
     primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
+    few = primary[[too_few_runs(a, b) for a, b in zip(primary["n_arm"], primary["n_reference"])]]
+    if len(few):
+        names = ", ".join(f"{r.arm} vs {r.reference} ({r.n_arm} vs {r.n_reference})" for r in few.itertuples())
+        out.append(f"Not compared (a comparison needs at least {MIN_RUNS} finished runs per arm): {names}. Add seeds.")
+    primary = primary.drop(few.index)
     floor: dict[tuple[int, int, float], list[str]] = {}
     family: list[str] = []
     paired: dict[tuple[int, float], list[str]] = {}
@@ -231,12 +249,15 @@ def analyse_study(study_dir: str | Path, *, alpha: float | None = None, quiet: b
     sentences = tuple(comparison_sentence(r, correction=correction, control=spec.control) for _, r in primary.iterrows())
     robust = []
     for (arm, ref), g in stats_df[stats_df["metric"] == spec.rules[0].metric].groupby(["arm", "reference"], sort=False):
+        head = g[g["estimator"] == "threshold"] if (g["estimator"] == "threshold").any() else g
+        if too_few_runs(int(head["n_arm"].iloc[0]), int(head["n_reference"].iloc[0])):
+            continue
         robust.append(robustness_sentence(arm, ref, dict(zip(g["estimator"], g["ratio"]))))
     fact_lines = []
     if fact is not None and len(fact):
         for e in fact.itertuples():
             if pd.isna(e.log_effect):
-                fact_lines.append(f"{e.term}: not estimable ({e.method})")
+                fact_lines.append(f"{e.term}: not estimable" + ("" if e.method == "none" else f" ({e.method})"))
             else:
                 fact_lines.append(f"{e.term}: time ×{e.ratio:.2f} ({confidence * 100:.0f} % CI {e.ratio_low:.2f}–"
                                   f"{e.ratio_high:.2f}), {fmt_p(e.p)} ({e.method})")

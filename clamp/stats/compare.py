@@ -35,6 +35,11 @@ For arm A against reference B (usually the control):
   the exact Wilcoxon signed-rank test on log ratios; when a pair has a censored
   run, the sign test (``scipy.stats.binomtest``) over the pairs whose order is
   known, and no paired ratio.  Its floor is 2 / 2^n_pairs (5 pairs: 0.0625).
+
+An arm with fewer than :data:`MIN_RUNS` runs (e.g. a one-seed smoke run) is
+not compared: the row keeps its run counts and design floors, its estimates
+and p-values are NaN, and its ``note`` says why (no test or CI exists for a
+single run, and scipy's permutation tests refuse one).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from clamp.stats.survival import as_sample, km_median, km_summary
 Correction = Literal["holm", "bonferroni", "none"]
 CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "none")
 _N_PERM = 20_000  # permutation resamples: exact enumeration up to 8 vs 8 runs
+MIN_RUNS = 2  # runs per arm below which a comparison is reported but not computed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +202,8 @@ def rank_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_eve
     ties = np.unique(np.concatenate([x, y])).size < x.size + y.size
     if not ties:
         return float(stats.mannwhitneyu(x, y, method="exact").pvalue), "exact" + how
+    if min(x.size, y.size) < MIN_RUNS:  # scipy's permutation test needs 2+ observations per sample
+        return math.nan, f"none (ties and fewer than {MIN_RUNS} runs in an arm)" + how
     method = stats.PermutationMethod(n_resamples=_N_PERM, rng=np.random.default_rng(seed))
     exact = math.comb(x.size + y.size, x.size) <= _N_PERM
     return float(stats.mannwhitneyu(x, y, method=method).pvalue), ("exact permutation" if exact else "permutation") + how
@@ -393,9 +401,14 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
         >>> c = compare_samples([10, 11, 12, 13, 14], [True] * 5, [100, 110, 120, 130, 140], [True] * 5)
         >>> round(c.ratio, 3), c.test, round(c.p, 4), round(c.min_p, 4)
         (0.1, 'rank (exact)', 0.0079, 0.0079)
+        >>> c = compare_samples([10], [True], [100], [True], arm="a", reference="b")
+        >>> c.ratio, c.p, c.note
+        (nan, nan, 'not compared: needs at least 2 runs per arm (a 1, b 1)')
     """
     at, ae = as_sample(a_times, a_events)
     bt, be = as_sample(b_times, b_events)
+    if min(at.size, bt.size) < MIN_RUNS:
+        return _not_compared(at, ae, bt, be, arm=arm, reference=reference, n_pairs=len(pairs), confidence=confidence)
     notes: list[str] = []
     med_a, med_b = km_median(at, ae), km_median(bt, be)
     ratio = diff = bound = math.nan
@@ -438,4 +451,30 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
         min_p=min_rank_p(int(at.size), int(bt.size)), n_pairs=pr.n_pairs, paired_ratio=pr.ratio,
         paired_ratio_low=pr.ratio_low, paired_ratio_high=pr.ratio_high, paired_test=pr.test, paired_p=pr.p,
         paired_min_p=pr.min_p, confidence=confidence, note="; ".join(notes),
+    )
+
+
+def too_few_runs(n_arm: int, n_reference: int) -> bool:
+    """True when either arm has fewer than :data:`MIN_RUNS` runs, so the comparison is not computed.
+
+    Example:
+        >>> too_few_runs(1, 5), too_few_runs(2, 2)
+        (True, False)
+    """
+    return min(n_arm, n_reference) < MIN_RUNS
+
+
+def _not_compared(at: NDArray[np.float64], ae: NDArray[np.bool_], bt: NDArray[np.float64], be: NDArray[np.bool_], *,
+                  arm: str, reference: str, n_pairs: int, confidence: float) -> Comparison:
+    """The row of a comparison with too few runs: counts and design floors kept, estimates and p-values NaN."""
+    nan = math.nan
+    return Comparison(
+        arm=arm, reference=reference, n_arm=int(at.size), n_reference=int(bt.size), crossed_arm=int(ae.sum()),
+        crossed_reference=int(be.sum()), median_arm=nan, median_reference=nan, ratio=nan, ratio_low=nan,
+        ratio_high=nan, ratio_bound=nan, ratio_bound_kind="", difference=nan, difference_low=nan, difference_high=nan,
+        rmst_tau=nan, rmst_difference=nan, rmst_low=nan, rmst_high=nan, test="none", p=nan, p_rank=nan,
+        rank_method="", p_logrank=nan, min_p=min_rank_p(int(at.size), int(bt.size)), n_pairs=n_pairs,
+        paired_ratio=nan, paired_ratio_low=nan, paired_ratio_high=nan, paired_test="none", paired_p=nan,
+        paired_min_p=min_paired_p(n_pairs), confidence=confidence,
+        note=f"not compared: needs at least {MIN_RUNS} runs per arm ({arm} {at.size}, {reference} {bt.size})",
     )

@@ -14,6 +14,9 @@ fitted when every cell is present; otherwise the highest-order interactions
 that the cells cannot support are left out (and named in ``note``).
 
 - No censored runs: ordinary least squares, t-based CIs and p-values.
+- Too few runs for even the main effects with a residual degree of freedom
+  (e.g. one seed per arm in a one-factor study): one row per main effect with
+  NaN estimates and a note saying so, never an exception.
 - Censored runs: a log-normal accelerated-failure-time model fitted by maximum
   likelihood (crossed runs contribute the density, censored ones the survival
   function), Wald CIs from the numerical Hessian (``scipy.differentiate``).
@@ -136,7 +139,9 @@ def factorial_effects(times: Sequence[float], events: Sequence[bool], levels: Se
         confidence: CI level.
 
     Returns:
-        One :class:`Effect` per estimable term, main effects first.
+        One :class:`Effect` per estimable term, main effects first; when not even the main
+        effects are estimable (too few runs, a factor at one level only, a time <= 0), one
+        NaN :class:`Effect` per main effect whose ``note`` says why; empty without runs or factors.
 
     Example:
         >>> lv = [{"A": a, "B": b} for a in (False, True) for b in (False, True) for _ in range(3)]
@@ -154,8 +159,11 @@ def factorial_effects(times: Sequence[float], events: Sequence[bool], levels: Se
     factors = sorted(levels[0])
     if any(sorted(lv) != factors for lv in levels):
         raise ConfigError(f"Every arm of a factorial study must set the same factors {factors}; fix the arms' 'factors'.")
-    if not factors or np.any(t <= 0):
+    if not factors:
         return []
+    n_cens = int((~ev).sum())
+    if np.any(t <= 0):
+        return not_estimable(factors, n=int(t.size), n_censored=n_cens, note="a phase time <= 0 has no log")
     lv = np.array([[bool(d[f]) for f in factors] for d in levels])
     y = np.log(t)
     cells = {tuple(r) for r in lv.tolist()}
@@ -167,11 +175,12 @@ def factorial_effects(times: Sequence[float], events: Sequence[bool], levels: Se
         if np.linalg.matrix_rank(X) == X.shape[1] and X.shape[0] > X.shape[1]:
             break
     else:
-        return []
+        return not_estimable(factors, n=int(t.size), n_censored=n_cens, note=(
+            f"too few runs ({t.size}) to fit: the main effects of {len(factors)} factor(s) need more than "
+            f"{len(factors) + 1} runs, with both levels of every factor present; add seeds"))
     if max_order < len(factors):
         notes.append(f"{len(cells)} of {2 ** len(factors)} cells present or too few runs: interactions above order {max_order} not estimable")
     empty = [c for c in cells if not ev[(lv == np.array(c)).all(axis=1)].any()]
-    n_cens = int((~ev).sum())
     if n_cens == 0:
         fit = _ols(X, y, confidence)
         method = "OLS on log time (t CIs)"
@@ -195,6 +204,19 @@ def factorial_effects(times: Sequence[float], events: Sequence[bool], levels: Se
                           ratio=math.exp(b), ratio_low=math.exp(lo), ratio_high=math.exp(hi), p=p, method=method,
                           n=int(t.size), n_censored=n_cens, note="; ".join(notes)))
     return out
+
+
+def not_estimable(factors: Sequence[str], *, n: int, n_censored: int, note: str) -> list[Effect]:
+    """One NaN :class:`Effect` per main effect, with ``note`` saying why nothing was fitted.
+
+    Example:
+        >>> e = not_estimable(["A"], n=2, n_censored=0, note="too few runs")[0]
+        >>> e.term, e.ratio, e.method, e.note
+        ('A', nan, 'none', 'too few runs')
+    """
+    nan = math.nan
+    return [Effect(term=f, order=1, log_effect=nan, log_low=nan, log_high=nan, ratio=nan, ratio_low=nan,
+                   ratio_high=nan, p=nan, method="none", n=n, n_censored=n_censored, note=note) for f in factors]
 
 
 def additivity(effects: Sequence[Effect]) -> str:

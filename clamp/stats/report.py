@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from clamp.stats.compare import MIN_RUNS
 from clamp.stats.phase import PhaseRule
 
 
@@ -69,8 +70,15 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", 
         ...            crossed_reference=5, n_reference=5, median_reference=3e5)
         >>> comparison_sentence(row)
         'match: phase change 9.1× sooner than control (95 % CI 6.2–13×), p = 0.008 (rank (exact), Holm), 5/5 runs crossed (control 5/5).'
+        >>> comparison_sentence({**row, "n_arm": 1, "n_reference": 1})
+        'match: not compared with control: a comparison needs at least 2 runs per arm (has 1 vs 1 finished runs). Add seeds.'
     """
     arm, ref = str(row["arm"]), str(row["reference"])
+    label = arm if control is None or ref == control else f"{arm} vs {ref}"
+    n_arm, n_ref = int(row["n_arm"]), int(row["n_reference"])  # type: ignore[call-overload]
+    if min(n_arm, n_ref) < MIN_RUNS:
+        return (f"{label}: not compared with {ref}: a comparison needs at least {MIN_RUNS} runs per arm "
+                f"(has {n_arm} vs {n_ref} finished runs). Add seeds.")
     ratio, low, high = float(row["ratio"]), float(row["ratio_low"]), float(row["ratio_high"])
     conf = float(row["confidence"])
     if math.isfinite(ratio):
@@ -89,7 +97,6 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", 
     corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}.get(correction, correction)
     p = fmt_p(float(row["p_adjusted"]))
     crossed = f"{row['crossed_arm']}/{row['n_arm']} runs crossed ({ref} {row['crossed_reference']}/{row['n_reference']})"
-    label = arm if control is None or ref == control else f"{arm} vs {ref}"
     return f"{label}: {effect}, {p} ({row['test']}, {corr}), {crossed}."
 
 
