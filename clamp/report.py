@@ -112,7 +112,7 @@ def _save(fig, plots: Path, stem: str) -> list[Path]:  # noqa: ANN001 - a matplo
     out = []
     for ext in ("png", "svg"):
         path = plots / f"{stem}.{ext}"
-        tmp = plots / f".{stem}.tmp.{ext}"
+        tmp = plots / f".{stem}.{ext}.tmp"
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format=ext)
         os.replace(tmp, path)
         out.append(path)

@@ -97,6 +97,19 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
             tmp.unlink()
 
 
+def remove_temporaries(folder: str | Path) -> int:
+    """Delete the ``.<name>.*.tmp`` files a killed writer left under ``folder``; returns how many.
+
+    Only call this while holding the study lock (no writer can be active).
+    """
+    n = 0
+    for p in Path(folder).rglob(".*.tmp"):
+        if p.is_file():
+            p.unlink()
+            n += 1
+    return n
+
+
 def read_json(path: str | Path) -> dict | None:
     """The JSON object at ``path``, or None if it is missing or unreadable."""
     try:

@@ -40,7 +40,7 @@ import torch
 from clamp.errors import ConfigError
 from clamp.pack import PackJob, RunSpec, execute_pack
 from clamp.progress import Progress
-from clamp.results import atomic_write_json, checkpoints, provenance, read_json, run_dir
+from clamp.results import atomic_write_json, checkpoints, provenance, read_json, remove_temporaries, run_dir
 from clamp.study import (Study, StudyError, apply_overrides, arm_record, list_studies, load_study, run_hash, select,
                          study_record)
 
@@ -258,6 +258,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     study_dir = Path(out) / study.name
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir) as lock_path:
+        remove_temporaries(study_dir)  # left by a killed writer; the files they were replacing are intact
         the_plan = plan(study, study_dir, selected, pack=pack)
         cores = os.cpu_count() or 1
         n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
