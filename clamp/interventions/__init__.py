@@ -1,7 +1,8 @@
 """Causal interventions applied during training: clamps, knockouts, grafts.
 
 Why this package exists: it turns an arm's list of interventions (data, see
-:mod:`clamp.interventions.spec`) into the intervener the trainer calls at every
+:mod:`clamp.interventions.spec`; common cases built by
+:mod:`clamp.interventions.constructors`) into the intervener the trainer calls at every
 step and evaluation.  Importing this package does not import nnsight (which
 patches torch globally); :func:`make_intervener` imports the applier lazily.
 
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from clamp.interventions.constructors import (
+    ideal_layer1, knockout_heads, match_clamp, perfect_copy, prev_token_pattern_clamp, replace_windows,
+    uniform_pattern_clamp,
+)
 from clamp.interventions.spec import (
     KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Intervention, Knockout, PatternClamp,
-    PerfectCopy, PreservingAblation, Window, ideal_layer1, intervention_from_dict, knockout_heads, match_clamp,
-    perfect_copy, prev_token_pattern_clamp, replace_windows, uniform_pattern_clamp,
+    PerfectCopy, PreservingAblation, Window, intervention_from_dict,
 )
 from clamp.interventions.validate import validate_interventions
 
