@@ -41,8 +41,8 @@ from clamp.errors import ConfigError
 from clamp.pack import PackJob, RunSpec, execute_pack
 from clamp.progress import Progress
 from clamp.results import atomic_write_json, checkpoints, provenance, read_json, remove_temporaries, run_dir
-from clamp.study import (Study, StudyError, apply_overrides, arm_record, list_studies, load_study, run_hash, select,
-                         study_record)
+from clamp.overrides import apply_overrides, select
+from clamp.study import Study, StudyError, arm_record, list_studies, load_study, run_hash, study_record
 
 EventSink = Callable[[dict], None]
 Outcome = list[dict]

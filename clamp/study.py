@@ -37,12 +37,12 @@ import re
 import sys
 import traceback
 import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping
 
 from clamp.errors import ConfigError
+from clamp.fields import check_fields
 from clamp.model import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
 from clamp.train import LN2, THRESHOLD, TrainConfig
@@ -75,67 +75,6 @@ def _call_site() -> str | None:
     return None if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-# --- field type checking (shared by construction and --set overrides) -------------------------
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"{len(args)} values ({', '.join(_type_name(a) for a in args)})"
-    if tp is type(None):
-        return "None"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _matches(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in typing.get_args(tp))
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(value, tp)
-
-
-def _check_fields(obj: Any, skip: Sequence[str] = ()) -> None:
-    """Raise ConfigError naming the field if a value does not match its annotation."""
-    hints = _hints(type(obj))
-    for f in fields(obj):
-        if f.name in skip:
-            continue
-        v = getattr(obj, f.name)
-        if not _matches(v, hints[f.name]):
-            raise ConfigError(
-                f"{type(obj).__name__}.{f.name} expects {_type_name(hints[f.name])}, got {v!r} ({type(v).__name__})."
-            )
-
-
 @dataclass(frozen=True, kw_only=True)
 class Dense:
     """A window of sequences where evaluation and/or checkpoints are denser.
@@ -153,7 +92,7 @@ class Dense:
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
         if not 0 <= self.start < self.stop:
             raise ConfigError(f"Dense(start={self.start}, stop={self.stop}): need 0 <= start < stop (in sequences seen).")
         for name in ("eval_every", "checkpoint_every"):
@@ -178,7 +117,7 @@ class PhaseRule:
     direction: Literal["below", "above"] = "below"
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "threshold": self.threshold, "direction": self.direction}
@@ -230,7 +169,7 @@ class Arm:
             object.__setattr__(self, "interventions", (self.interventions,))
         if isinstance(self.factors, Mapping):
             object.__setattr__(self, "factors", types.MappingProxyType(dict(self.factors)))
-        _check_fields(self, skip=("interventions", "factors", "origin"))
+        check_fields(self, skip=("interventions", "factors", "origin"))
         if not _NAME_RE.match(self.name):
             raise ConfigError(f"Arm name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
         if not isinstance(self.factors, Mapping) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in self.factors.items()):
@@ -312,7 +251,7 @@ class Study:
         }
         for name, f in norm.items():
             object.__setattr__(self, name, f(getattr(self, name)))
-        _check_fields(self, skip=("control", "origin"))
+        check_fields(self, skip=("control", "origin"))
         if not _NAME_RE.match(self.name):
             raise ConfigError(f"Study name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
         if not self.arms:
@@ -493,137 +432,6 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
             raise StudyError(f"{study.origin or study.name}: Study.device={study.device!r} but no CUDA device is visible; use device='cpu'.")
 
 
-# --- overrides --------------------------------------------------------------------------------
-
-def _parse(text: str, tp: Any, key: str) -> Any:
-    """Parse a command-line value ``text`` as type ``tp``; raise StudyError naming ``key``."""
-    origin = typing.get_origin(tp)
-    bad = StudyError(f"--set {key}={text}: {key.rsplit('.', 1)[-1]} expects {_type_name(tp)}, got {text!r}.")
-    t = text.strip()
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if type(None) in args and t.lower() in ("none", "null"):
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _parse(t, a, key)
-            except StudyError:
-                continue
-        raise bad
-    if origin is Literal:
-        for choice in typing.get_args(tp):
-            if str(choice) == t:
-                return choice
-        raise bad
-    if origin is tuple:
-        args = typing.get_args(tp)
-        try:
-            items = json.loads(t) if t.startswith("[") else [x for x in t.split(",") if x.strip()]
-        except json.JSONDecodeError:
-            raise bad from None
-        if not isinstance(items, list):
-            raise bad
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_parse(str(x), args[0], key) for x in items)
-        if len(items) != len(args):
-            raise bad
-        return tuple(_parse(str(x), a, key) for x, a in zip(items, args))
-    if tp is bool:
-        if t.lower() in ("true", "1", "yes", "on"):
-            return True
-        if t.lower() in ("false", "0", "no", "off"):
-            return False
-        raise bad
-    if tp is int:
-        try:
-            return int(t.replace("_", ""))
-        except ValueError:
-            try:
-                f = float(t)
-            except ValueError:
-                raise bad from None
-            if f.is_integer():
-                return int(f)
-            raise bad from None
-    if tp is float:
-        try:
-            return float(t)
-        except ValueError:
-            raise bad from None
-    if tp is str:
-        return text
-    raise StudyError(f"--set {key}=...: {key.rsplit('.', 1)[-1]} cannot be set from the command line; edit it in the study file.")
-
-
-def _set_path(obj: Any, path: list[str], text: str, key: str) -> Any:
-    """Return ``obj`` with the (dotted) field ``path`` set from ``text``."""
-    name, rest = path[0], path[1:]
-    valid = [f.name for f in fields(obj) if f.init and f.name != "origin"]
-    if name not in valid:
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise StudyError(f"--set {key}: {type(obj).__name__} has no field {name!r}.{hint} Valid fields: {valid}.")
-    current = getattr(obj, name)
-    if rest:
-        if not hasattr(current, "__dataclass_fields__"):
-            raise StudyError(f"--set {key}: {type(obj).__name__}.{name} has no sub-fields.")
-        new = _set_path(current, rest, text, key)
-    else:
-        if name in ("interventions", "arms", "dense", "phase", "comparisons", "factors", "model", "task"):
-            raise StudyError(f"--set {key}: {name} cannot be set from the command line; edit it in the study file.")
-        new = _parse(text, _hints(type(obj))[name], key)
-    try:
-        return replace(obj, **{name: new})
-    except ConfigError as e:
-        raise StudyError(f"--set {key}={text}: {e}") from e
-
-
-def apply_overrides(study: Study, overrides: Sequence[str]) -> Study:
-    """Apply ``--set`` overrides such as ``arms.control.lr=3e-5``, ``arms.*.model.d_model=16``, ``n_sequences=2e4``.
-
-    Values are parsed by the target field's type; unknown fields, unknown arms and
-    wrong types raise :class:`StudyError` before anything runs.
-
-    Example:
-        >>> s = Study(name="s", arms=[Arm(name="control")], n_sequences=100)
-        >>> s2 = apply_overrides(s, ["arms.control.lr=3e-5", "seeds=0,1"])
-        >>> s2.arms[0].lr, s2.seeds
-        (3e-05, (0, 1))
-    """
-    for item in overrides:
-        if "=" not in item:
-            raise StudyError(f"--set {item!r}: expected FIELD=VALUE, e.g. arms.control.lr=3e-5 or n_sequences=20000.")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        if parts[0] == "arms":
-            if len(parts) < 3:
-                raise StudyError(f"--set {key}: expected arms.<arm name or *>.<field>, e.g. arms.control.lr=3e-5.")
-            target = parts[1]
-            names = [a.name for a in study.arms]
-            if target != "*" and target not in names:
-                raise StudyError(f"--set {key}: the study has no arm {target!r}; its arms are {names} (or use arms.*).")
-            arms = tuple(_set_path(a, parts[2:], text, key) if target in ("*", a.name) else a for a in study.arms)
-            study = replace(study, arms=arms)
-        else:
-            study = _set_path(study, parts, text, key)
-    validate_study(study)
-    return study
-
-
-def select(study: Study, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> list[tuple[Arm, int]]:
-    """The (arm, seed) runs to execute: all by default, or the named subset (validated)."""
-    names = [a.name for a in study.arms]
-    for a in arms or ():
-        if a not in names:
-            raise StudyError(f"--arms {a}: the study has no such arm; its arms are {names}.")
-    for s in seeds or ():
-        if s not in study.seeds:
-            raise StudyError(f"--seeds {s}: not one of the study's seeds {list(study.seeds)}; add it with --set seeds=... .")
-    return [(a, s) for a in study.arms if not arms or a.name in arms for s in study.seeds if not seeds or s in seeds]
-
-
 # --- serialisation ----------------------------------------------------------------------------
 
 def arm_record(study: Study, arm: Arm) -> dict:
@@ -703,5 +511,5 @@ def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | Stu
     return out
 
 
-__all__ = ["Arm", "Dense", "PhaseRule", "Study", "StudyError", "apply_overrides", "arm_record", "list_studies",
-           "load_study", "run_hash", "select", "study_record", "validate_study"]
+__all__ = ["Arm", "Dense", "PhaseRule", "Study", "StudyError", "arm_record", "list_studies", "load_study", "run_hash",
+           "study_record", "validate_study"]

@@ -15,7 +15,8 @@ from clamp.model import ModelConfig
 from clamp.pack import merge_states, split_state
 from clamp.results import truncate_rows
 from clamp.runner import InlineExecutor, run_study
-from clamp.study import Arm, Study, apply_overrides
+from clamp.overrides import apply_overrides
+from clamp.study import Arm, Study
 from clamp.tasks import FewShotConfig
 from clamp.train import TrainConfig, Trainer
 

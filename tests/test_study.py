@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from clamp.model import ModelConfig
-from clamp.study import (Arm, Dense, Study, StudyError, apply_overrides, list_studies, load_study, run_hash, select,
-                         study_record)
+from clamp.overrides import apply_overrides, select
+from clamp.study import Arm, Dense, Study, StudyError, list_studies, load_study, run_hash, study_record
 from clamp.tasks import FewShotConfig
 
 HEADER = """\
