@@ -124,7 +124,7 @@ def test_sigkill_mid_study_then_rerun_completes(tmp_path):
     killed = False
     while time.time() < deadline and proc.poll() is None:
         done = [a for a, _ in arms if status(a, 0) == "finished" and status(a, 1) == "finished"]
-        running = [a for a, _ in arms if a not in done and any(
+        running = [a for a, _ in arms if status(a, 0) == "running" and any(
             int(p.stem) > 0 for p in (d / "runs" / a / "seed0" / "checkpoints").glob("*.pt"))]
         if done and running:
             proc.send_signal(signal.SIGKILL)
