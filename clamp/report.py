@@ -291,7 +291,7 @@ def _intervention_text(arm: dict) -> str:
     items = arm.get("interventions") or []
     if not items:
         return "none"
-    return "; ".join(", ".join(f"{k}={v}" for k, v in i.items() if v not in (None, [], {})) for i in items)
+    return ", ".join(f"`{i.get('name') or i.get('kind')}`" for i in items)
 
 
 def _fired_text(df: pd.DataFrame, arm: str) -> str:
@@ -334,7 +334,8 @@ def build_report(study_dir: str | Path) -> Path:
     if study.get("description"):
         out += [study["description"].strip(), ""]
     out += [f"- {len(arms)} arm(s) x {len(study['seeds'])} seed(s) {study['seeds']}, {study.get('n_sequences', 0):,} sequences each",
-            f"- control: `{study.get('control')}`; phase rule: {_phase_rules(study)}",
+            f"- control: `{study.get('control')}`; learned when "
+            + " / ".join(f"{r['metric']} is {r.get('direction', 'below')} {r['threshold']:.4g}" for r in _phase_rules(study)),
             f"- code revision `{study.get('code_revision', 'unknown')}`; versions {study.get('versions', {})}",
             f"- machine: {study.get('machine', {})}",
             f"- files: [study.json](study.json), [summary.csv](summary.csv)", ""]

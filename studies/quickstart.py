@@ -35,7 +35,7 @@ STUDY = Study(
             description="same, with the head's query row clamped to the oracle induction pattern"),
     ],
     seeds=[0, 1, 2],
-    n_sequences=30_000,
+    n_sequences=32_000,
     eval_every=500,
     eval_size=256,
     checkpoint_every=5_000,
