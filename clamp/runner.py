@@ -182,7 +182,7 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True) ->
             points = set(records[arm.name]["schedule"]["checkpoints"])
             have = [s for s in checkpoints(folder) if s in points]
             start = max(have) if have else None
-        spec = RunSpec(arm=arm.name, seed=int(seed), hash=h, folder=str(folder))
+        spec = RunSpec(arm=arm.name, seed=int(seed), hash=h, folder=str(folder.resolve()))
         key = (arm.name, start) if pack else (arm.name, start, seed)
         groups.setdefault(key, []).append(spec)
     jobs = []
