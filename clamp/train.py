@@ -192,6 +192,7 @@ class Trainer:
         self.eval_sets = self._make_eval_sets()
         self.intervener = intervener_factory(self.model) if intervener_factory else None
         self.step = 0
+        self._evaluated_at_zero = False
         self._batch_loss_sum = torch.zeros(self.n_runs)
         self._batch_loss_n = 0
         self.pattern_names = [f"blocks.{l}.attn.hook_pattern" for l in range(self.model_cfg.n_layers)]
@@ -274,12 +275,13 @@ class Trainer:
             on_step: Callable[[int, Tensor], Any] | None = None) -> None:
         """Train until ``until`` sequences (default: the configured length), evaluating on schedule.
 
-        Evaluation at 0 happens on the first call only; ``on_eval(seen, metrics)``
+        Evaluation at 0 happens once, on the first call with ``on_eval``; ``on_eval(seen, metrics)``
         receives every evaluation and ``on_step(seen, losses)`` every step.
         """
         until = min(self.cfg.n_sequences if until is None else until, self.cfg.n_sequences)
-        if self.step == 0 and on_eval is not None:
+        if self.step == 0 and not self._evaluated_at_zero and on_eval is not None:
             on_eval(0, self.evaluate())
+            self._evaluated_at_zero = True
         while self.seen < until:
             losses = self.train_step()
             if on_step is not None:
