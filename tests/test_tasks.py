@@ -130,3 +130,13 @@ def test_sample_runs_equals_separate_single_run_samples():
             assert torch.equal(run.items, single.items) and torch.equal(run.tokens, single.tokens)
             assert torch.equal(run.targets, single.targets)
             assert all(torch.equal(run.meta[k], single.meta[k]) for k in single.meta)
+
+
+def test_item_scale_scales_vectors_and_keeps_old_keys():
+    base = FewShotConfig(n_classes=10, d_in=8).build().vectors
+    scaled = FewShotConfig(n_classes=10, d_in=8, item_scale=3.0).build().vectors
+    torch.testing.assert_close(scaled, 3.0 * base)
+    assert "item_scale" not in FewShotConfig().to_dict()  # default left out: existing run hashes unchanged
+    assert task_from_dict(FewShotConfig(item_scale=3.0).to_dict()).item_scale == 3.0
+    with pytest.raises(ConfigError, match="item_scale"):
+        FewShotConfig(item_scale=0)

@@ -9,7 +9,9 @@ Class vectors are synthetic (Omniglot/ResNet features in the paper): exemplar
 ``j`` of class ``k`` is ``(mu_k + eps * eta_kj) / sqrt(1 + eps^2)`` with
 ``mu_k, eta_kj ~ N(0, I/d)`` (Reddy 2023).  With ``shared > 0`` every class mean
 is mixed with one fixed positive vector, ``mu_k = sqrt(1-c) g_k + sqrt(c) m``,
-so classes correlate (cosine about ``c``) as ReLU features do.
+so classes correlate (cosine about ``c``) as ReLU features do.  Items have norm
+about 1; ``item_scale`` multiplies them (``sqrt(d_in)`` gives unit-variance
+entries, closer to the large norms of ResNet features).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class FewShotConfig:
     n_heldout_exemplars: int = 5
     heldout_frac: float = 0.2
     vectors_seed: int = 0
+    item_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n_labels < 2:
@@ -68,6 +71,8 @@ class FewShotConfig:
             raise ConfigError(f"FewShotConfig.shared={self.shared} must be in [0, 1).")
         if not 0.0 <= self.heldout_frac < 1.0:
             raise ConfigError(f"FewShotConfig.heldout_frac={self.heldout_frac} must be in [0, 1).")
+        if not self.item_scale > 0:
+            raise ConfigError(f"FewShotConfig.item_scale={self.item_scale} must be positive.")
         if self.d_in < 1 or self.exemplar_noise < 0 or self.n_heldout_exemplars < 0:
             raise ConfigError("FewShotConfig.d_in must be positive, exemplar_noise and n_heldout_exemplars non-negative.")
 
@@ -75,7 +80,12 @@ class FewShotConfig:
         return FewShotTask(self)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # Fields added after the first release are left out at their default, so the
+        # run keys (hashes) of studies written before them do not change.
+        if d["item_scale"] == 1.0:
+            del d["item_scale"]
+        return d
 
 
 class FewShotTask:
@@ -100,7 +110,8 @@ class FewShotTask:
             mu = math.sqrt(1 - cfg.shared) * mu + math.sqrt(cfg.shared) * m
         eta = torch.randn(n_cls, n_ex, d, generator=gen) / math.sqrt(d)
         eps = cfg.exemplar_noise
-        self.vectors = (mu[:, None, :] + eps * eta) / math.sqrt(1 + eps**2)  # (classes, exemplars, d_in)
+        vectors = (mu[:, None, :] + eps * eta) / math.sqrt(1 + eps**2)  # (classes, exemplars, d_in)
+        self.vectors = vectors * cfg.item_scale
 
         sets = list(itertools.combinations(range(cfg.n_labels), cfg.n_pairs))
         order = torch.randperm(len(sets), generator=gen).tolist()
