@@ -374,6 +374,18 @@ def build_report(study_dir: str | Path) -> Path:
     extra = sorted(p for p in study_dir.glob("*.csv") if p.name != "summary.csv") + sorted(plots.glob("stats_*.png"))
     if extra:
         out += ["### Statistics files", ""] + [f"- [{p.relative_to(study_dir).as_posix()}]({p.relative_to(study_dir).as_posix()})" for p in extra] + [""]
+    analyses = study_dir / "analyses"
+    if analyses.is_dir():
+        out += ["## Post-hoc analyses (`clamp analyse`)", "",
+                "Computed from checkpoints: per-head induction strength, redundancy (each layer-2 head knocked out "
+                "alone / kept alone), additivity (heads added back strongest first), K- vs V-composition of layer-1 "
+                "heads (pattern- vs value-preserving ablations), progress measures (clamps applied to checkpoints).", ""]
+        out += [f"- [{c.relative_to(study_dir).as_posix()}]({c.relative_to(study_dir).as_posix()})"
+                for c in sorted(analyses.glob("*.csv"))] + [""]
+        for png in sorted((analyses / "plots").glob("*.png")):
+            rel = png.relative_to(study_dir).as_posix()
+            out += [f"### {png.stem.replace('_', ' ')}", "", f"![{png.stem}]({rel})", "",
+                    f"[SVG]({rel[:-4]}.svg)", ""]
     out += ["---", f"Rebuild with `clamp report {study_dir.as_posix()}` (reads only the stored files).", ""]
     path = study_dir / "report.md"
     atomic_write_text(path, "\n".join(out))

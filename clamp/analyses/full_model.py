@@ -215,6 +215,9 @@ def analyse_full_model(study_dir: str | Path, *, arm: str | None = None, quiet: 
     written = write_tables(tables, out_dir)
     if plot:
         written += write_plots(tables, out_dir, layers)
+    from clamp.report import build_report  # the study's report.md links the analyses
+
+    build_report(study_dir)
     if log is not None:
         _print_summary(tables, log)
         log(f"analyses written to {out_dir} ({len(written)} files)")
