@@ -57,9 +57,15 @@ def checkpoints(run_folder: str | Path) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _tmp_beside(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600 files; results are meant to be shared, so use the usual umask-based mode.
+    os.chmod(name, 0o666 & ~_UMASK)
     return Path(name)
 
 
