@@ -31,7 +31,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.util
-import json
 import math
 import re
 import sys
@@ -45,7 +44,7 @@ from clamp.errors import ConfigError
 from clamp.fields import check_fields
 from clamp.model import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
-from clamp.train import LN2, THRESHOLD, TrainConfig
+from clamp.train import THRESHOLD, TrainConfig
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
@@ -434,70 +433,6 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
 
 # --- serialisation ----------------------------------------------------------------------------
 
-def arm_record(study: Study, arm: Arm) -> dict:
-    """The resolved arm as written to ``study.json`` (without its hash)."""
-    task = arm.task.build()
-    model = arm.model.resolve(task.dims())
-    return {
-        "name": arm.name,
-        "description": arm.description,
-        "factors": dict(arm.factors),
-        "model": model.to_dict(),
-        "task": arm.task.to_dict(),
-        "train": study.train_config(arm).to_dict(),
-        "interventions": [i.to_dict() for i in arm.interventions],
-        "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
-    }
-
-
-def run_hash(study: Study, arm: Arm, seed: int) -> str:
-    """Key of a run: hash of everything that changes its results (resolved arm, schedule, seed).
-
-    The arm's name, description and factors, and the device, are left out: they label a run
-    without changing what it computes.
-    """
-    rec = arm_record(study, arm)
-    rec["train"] = {k: v for k, v in rec["train"].items() if k != "device"}
-    key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
-    key["extra_evals"] = rec["schedule"]["extra_evals"]
-    key["checkpoints"] = rec["schedule"]["checkpoints"]
-    key["seed"] = int(seed)
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def study_record(study: Study) -> dict:
-    """The resolved study as written to ``study.json`` (provenance is added by the runner)."""
-    arms = []
-    for arm in study.arms:
-        rec = arm_record(study, arm)
-        rec["hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("model", "task", "train", "interventions")},
-                                                sort_keys=True, default=str).encode()).hexdigest()[:16]
-        rec["run_hashes"] = {str(s): run_hash(study, arm, s) for s in study.seeds}
-        arms.append(rec)
-    phase = [r.to_dict() for r in study.phase]
-    return {
-        "name": study.name,
-        "description": study.description,
-        "seeds": [int(s) for s in study.seeds],
-        "control": study.control,
-        "comparisons": [list(p) for p in study.comparisons],
-        "phase": phase[0] if len(phase) == 1 else phase,
-        "alpha": study.alpha,
-        "n_sequences": study.n_sequences,
-        "eval_every": study.eval_every,
-        "eval_size": study.eval_size,
-        "checkpoint_every": study.checkpoint_every,
-        "dense": [{"start": d.start, "stop": d.stop, "eval_every": d.eval_every, "checkpoint_every": d.checkpoint_every}
-                  for d in study.dense],
-        "heatmap_heads": list(study.heatmap_heads),
-        "heatmap_at": list(study.heatmap_at),
-        "device": study.device,
-        "ln2": LN2,
-        "arms": arms,
-    }
-
-
 def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | StudyError]]:
     """Every ``*.py`` study file in ``folder`` with its loaded study, or the error loading it."""
     out: list[tuple[Path, Study | StudyError]] = []
@@ -513,3 +448,6 @@ def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | Stu
 
 __all__ = ["Arm", "Dense", "PhaseRule", "Study", "StudyError", "arm_record", "list_studies", "load_study", "run_hash",
            "study_record", "validate_study"]
+
+
+from clamp.records import arm_record, run_hash, study_record  # noqa: E402  (re-exported)
