@@ -103,10 +103,15 @@ def plot_redundancy(table: pd.DataFrame, arm: str) -> Figure:
     return fig
 
 
+def _final_rows(table: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """The rows of ``arm`` at each seed's last checkpoint."""
+    sel = table[table["arm"] == arm]
+    return sel[sel.groupby("seed")["sequences_seen"].transform("max") == sel["sequences_seen"]]
+
+
 def plot_additivity(table: pd.DataFrame, arm: str) -> Figure:
     """Loss against the number of layer-2 heads kept, added back strongest first (final checkpoint, per seed)."""
-    sel = table[table["arm"] == arm]
-    sel = sel[sel.groupby("seed")["sequences_seen"].transform("max") == sel["sequences_seen"]]
+    sel = _final_rows(table, arm)
     seeds = sorted(sel["seed"].unique())
     colours = _seed_colours(seeds)
     fig = Figure(figsize=(6, 4))
@@ -127,8 +132,7 @@ def plot_additivity(table: pd.DataFrame, arm: str) -> Figure:
 
 def plot_composition(summary: pd.DataFrame, arm: str) -> Figure:
     """Loss increase through the pattern path against the value path, for every layer-1 head (final checkpoint)."""
-    sel = summary[summary["arm"] == arm]
-    sel = sel[sel.groupby("seed")["sequences_seen"].transform("max") == sel["sequences_seen"]]
+    sel = _final_rows(summary, arm)
     seeds = sorted(sel["seed"].unique())
     colours = _seed_colours(seeds)
     fig = Figure(figsize=(6, 5))
