@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clamp.errors import ConfigError
+from clamp import shortattn
 from clamp.batch import Batch
+from clamp.errors import ConfigError
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")
@@ -171,12 +172,11 @@ class RunLayerNorm(nn.Module):
         return y * self.weight.view(view) + self.bias.view(view)
 
 
-# Attention over short contexts runs in a "heads-last" layout ([Tq, Tk, R, B, H]):
+# Attention over short contexts runs in a "heads-last" layout (see clamp.shortattn):
 # with T ~ 5 the batched-matmul path spends its time on thousands of tiny
-# matrices, while broadcast-multiply-and-sum over a contiguous trailing
-# R*B*H axis vectorises well (about 2x faster forward+backward, softmax 15x).
-# Longer contexts use batched matmuls.  Hook tensors have the documented shapes
-# either way (as permuted views).
+# matrices, while a broadcast multiply-and-sum over a contiguous trailing
+# R*B*H axis vectorises well.  Longer contexts use batched matmuls.  Hook
+# tensors have the documented shapes either way (as permuted views).
 HEADS_LAST_MAX_T = 32
 
 
@@ -194,13 +194,6 @@ def rope(x: Tensor, base: float) -> Tensor:
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
-def _rope_heads_last(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """RoPE on ``x`` ``[dh, T, R, B, H]``; ``cos``/``sin`` ``[half, T, 1, 1, 1]``."""
-    half = x.shape[0] // 2
-    x1, x2 = x[:half], x[half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=0)
 
 
 class Attention(nn.Module):
@@ -226,49 +219,53 @@ class Attention(nn.Module):
         return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
 
     def _constants(self, T: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """Causal mask (0 / -inf) ``[Tq, Tk, 1, 1, 1]`` and RoPE tables ``[half, T, 1, 1, 1]``, cached."""
+        """Causal mask (0 / -inf) ``[Tq, Tk, 1]`` and RoPE tables ``[dh/2, T, 1]``, cached."""
         key = (T, device)
         if key not in self._tables:
-            neg = torch.full((T, T), float("-inf"), device=device).triu(1)[:, :, None, None, None]
+            neg = torch.full((T, T), float("-inf"), device=device).triu(1)[:, :, None]
             cos, sin = _rope_tables(T, self.cfg.d_head_resolved, self.cfg.rope_base, device)
-            self._tables[key] = (neg, cos.T[:, :, None, None, None].contiguous(), sin.T[:, :, None, None, None].contiguous())
+            self._tables[key] = (neg, cos.T[:, :, None].contiguous(), sin.T[:, :, None].contiguous())
         return self._tables[key]
 
-    def scores(self, q: Tensor, k: Tensor) -> Tensor:
-        """Scaled, causally masked scores ``[R, B, H, Tq, Tk]`` from pre-RoPE q, k ``[R, B, T, H, dh]``."""
-        T = q.shape[2]
-        scale = 1.0 / math.sqrt(self.cfg.d_head_resolved)
-        if T > HEADS_LAST_MAX_T:
-            if self.cfg.positions == "rope":
-                q, k = rope(q, self.cfg.rope_base), rope(k, self.cfg.rope_base)
-            s = (q.permute(0, 1, 3, 2, 4) @ k.permute(0, 1, 3, 4, 2)) * scale  # (R, B, H, Tq, Tk)
-            mask = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)
-            return s.masked_fill(mask, float("-inf"))
-        neg, cos, sin = self._constants(T, q.device)
-        qT = q.permute(4, 2, 0, 1, 3).contiguous()  # (dh, T, R, B, H)
-        kT = k.permute(4, 2, 0, 1, 3).contiguous()
-        if self.cfg.positions == "rope":
-            qT, kT = _rope_heads_last(qT, cos, sin), _rope_heads_last(kT, cos, sin)
-        s = (qT[:, :, None] * kT[:, None]).sum(0) * scale + neg  # (Tq, Tk, R, B, H)
-        return s.permute(2, 3, 4, 0, 1)
-
     def forward(self, x: Tensor) -> Tensor:  # x: normalised residual [R, B, T, D]
-        q = self.hook_q(self.split_heads(self.W_Q(x)))
-        k = self.hook_k(self.split_heads(self.W_K(x)))
-        v = self.hook_v(self.split_heads(self.W_V(x)))
-        scores = self.hook_attn_scores(self.scores(q, k))
-        R, B, T = v.shape[:3]
-        if T > HEADS_LAST_MAX_T:
-            pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
-            z = (pattern @ v.permute(0, 1, 3, 2, 4)).permute(0, 1, 3, 2, 4)  # (R, B, T, H, dh)
-        else:
-            p = torch.softmax(scores.permute(3, 4, 0, 1, 2), dim=1)  # (Tq, Tk, R, B, H)
-            pattern = self.hook_pattern(p.permute(2, 3, 4, 0, 1))
-            pT = pattern.permute(3, 4, 0, 1, 2)
-            vT = v.permute(2, 4, 0, 1, 3).contiguous()  # (Tk, dh, R, B, H)
-            z = (pT[:, :, None] * vT[None]).sum(1).permute(2, 3, 0, 4, 1)  # (R, B, Tq, H, dh)
+        R, B, T, D = x.shape
+        # One matmul for q, k and v: their weights side by side.
+        w = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight], dim=2)  # (R, D, 3*H*dh)
+        qkv = torch.bmm(x.reshape(R, B * T, D), w).view(R, B, T, 3, self.cfg.n_heads, self.cfg.d_head_resolved)
+        q = self.hook_q(qkv[:, :, :, 0])
+        k = self.hook_k(qkv[:, :, :, 1])
+        v = self.hook_v(qkv[:, :, :, 2])
+        z = self._short(q, k, v) if T <= HEADS_LAST_MAX_T else self._long(q, k, v)
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
+
+    def _short(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Heads-last attention (clamp.shortattn); returns z ``[R, B, T, H, dh]`` (a permuted view)."""
+        R, B, T, H, dh = v.shape
+        N = R * B * H
+        neg, cos, sin = self._constants(T, v.device)
+        qT = q.permute(4, 2, 0, 1, 3).reshape(dh, T, N)  # (dh, T, R*B*H)
+        kT = k.permute(4, 2, 0, 1, 3).reshape(dh, T, N)
+        if self.cfg.positions == "rope":
+            qT, kT = shortattn.rope_heads_last(qT, cos, sin), shortattn.rope_heads_last(kT, cos, sin)
+        s = shortattn.scores(qT, kT, 1.0 / math.sqrt(dh), neg)  # (Tq, Tk, N)
+        s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
+        p = torch.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N), dim=1)
+        p = self.hook_pattern(p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
+        vT = v.permute(2, 4, 0, 1, 3).reshape(T, dh, N)  # (Tk, dh, N)
+        z = shortattn.mix(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), vT)  # (Tq, dh, N)
+        return z.view(T, dh, R, B, H).permute(2, 3, 0, 4, 1)
+
+    def _long(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Batched-matmul attention; returns z ``[R, B, T, H, dh]``."""
+        T = q.shape[2]
+        if self.cfg.positions == "rope":
+            q, k = rope(q, self.cfg.rope_base), rope(k, self.cfg.rope_base)
+        s = (q.permute(0, 1, 3, 2, 4) @ k.permute(0, 1, 3, 4, 2)) * (1.0 / math.sqrt(self.cfg.d_head_resolved))
+        mask = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)
+        s = self.hook_attn_scores(s.masked_fill(mask, float("-inf")))  # (R, B, H, Tq, Tk)
+        pattern = self.hook_pattern(torch.softmax(s, dim=-1))
+        return (pattern @ v.permute(0, 1, 3, 2, 4)).permute(0, 1, 3, 2, 4)
 
 
 class Block(nn.Module):
@@ -350,13 +347,33 @@ class Transformer(nn.Module):
     def embed(self, batch: Batch) -> Tensor:
         """Input embedding ``[R, B, T, D]`` (before ``hook_embed``)."""
         R = self.n_runs
-        idx = torch.arange(R, device=batch.tokens.device)[:, None, None]
-        x = self.token_embed[idx, batch.tokens]  # (R, B, T, D)
-        if self.item_embed is not None and batch.items is not None:
-            x = torch.where(batch.item_mask[..., None], self.item_embed(batch.items), x)
+        if self.item_embed is not None and batch.item_table is not None:
+            x = self._embed_from_table(batch)
+        else:
+            idx = torch.arange(R, device=batch.tokens.device)[:, None, None]
+            x = self.token_embed[idx, batch.tokens]  # (R, B, T, D)
+            if self.item_embed is not None and batch.items is not None:
+                x = torch.where(batch.item_mask[..., None], self.item_embed(batch.items), x)
         if self.pos_embed is not None:
             x = x + self.pos_embed[:, None, : x.shape[2]]
         return x
+
+    def _embed_from_table(self, batch: Batch) -> Tensor:
+        """Embed the batch's item table once per run, then look every position up in it.
+
+        The rows are the token embeddings followed by the embedded item vectors
+        ([R, V_tokens + V_items, D]); a position's row is its token id, or
+        ``V_tokens`` + its item id where it holds an item.
+        """
+        R, D = self.n_runs, self.cfg.d_model
+        n_tok = self.token_embed.shape[1]
+        lin = self.item_embed
+        table = batch.item_table.to(lin.weight.dtype)  # (V, d_in), shared by every run
+        items = torch.baddbmm(lin.bias.unsqueeze(1), table.expand(R, *table.shape), lin.weight)  # (R, V, D)
+        rows = torch.cat([self.token_embed, items], dim=1).view(-1, D)  # (R * (V_tokens + V), D)
+        ids = torch.where(batch.item_mask, batch.item_ids + n_tok, batch.tokens)  # (R, B, T)
+        offset = torch.arange(R, device=ids.device) * (n_tok + table.shape[0])
+        return F.embedding(ids + offset[:, None, None], rows)
 
     def forward(self, batch: Batch) -> Tensor:
         """Logits ``[R, B, T, C]`` at every position."""

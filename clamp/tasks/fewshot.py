@@ -120,6 +120,21 @@ class FewShotTask:
             n_held = min(max(n_held, 1), len(sets) - 1)
         self.heldout_sets = torch.tensor([sets[i] for i in order[:n_held]], dtype=torch.long).view(-1, cfg.n_pairs)
         self.train_sets = torch.tensor([sets[i] for i in order[n_held:]], dtype=torch.long)
+        N, T = cfg.n_pairs, self.seq_len
+        self._item_pos = torch.tensor([2 * i for i in range(N)] + [T - 1])
+        self._label_pos = torch.arange(1, 2 * N, 2)
+        self._item_mask = torch.zeros(1, 1, T, dtype=torch.bool)
+        self._item_mask[..., self._item_pos] = True
+        # The item vectors each distribution draws from, as one table ([classes * exemplars, d_in]).
+        seen_cls, held_cls = slice(0, cfg.n_classes), slice(cfg.n_classes, None)
+        seen_ex, held_ex = slice(0, cfg.n_exemplars), slice(cfg.n_exemplars, None)
+        flat = lambda v: v.reshape(-1, d).contiguous()  # noqa: E731
+        self.tables = {
+            "train": flat(self.vectors[seen_cls, seen_ex]),
+            "heldout_classes": flat(self.vectors[held_cls, seen_ex]),
+            "heldout_exemplars": flat(self.vectors[seen_cls, held_ex]),
+        }
+        self.tables["heldout_pairs"] = self.tables["train"]  # the same items (only the label pairs differ)
         self.evaluators = tuple(
             e for e in EVALUATORS
             if not (e == "heldout_pairs" and n_held == 0)
@@ -152,10 +167,7 @@ class FewShotTask:
             cls_lo, cls_n = cfg.n_classes, cfg.n_heldout_classes
         else:
             cls_lo, cls_n = 0, cfg.n_classes
-        if evaluator == "heldout_exemplars":
-            ex_lo, ex_n = cfg.n_exemplars, cfg.n_heldout_exemplars
-        else:
-            ex_lo, ex_n = 0, cfg.n_exemplars
+        ex_n = cfg.n_heldout_exemplars if evaluator == "heldout_exemplars" else cfg.n_exemplars
 
         draws = []
         for gen in gens:
@@ -168,26 +180,25 @@ class FewShotTask:
         set_idx, order, classes, ex, q = (torch.stack(x) for x in zip(*draws))  # each (R, n, ...)
         R = len(gens)
         labels = sets[set_idx].gather(2, order)  # (R, n, N)
-        classes = classes + cls_lo
-        item_cls = torch.cat([classes, classes.gather(2, q[..., None])], dim=2)  # (R, n, N+1)
-        item_pos = torch.tensor([2 * i for i in range(N)] + [T - 1])
-        label_pos = torch.arange(1, 2 * N, 2)
+        item_cls = torch.cat([classes, classes.gather(2, q[..., None])], dim=2)  # (R, n, N+1), within the range
+        item_pos = self._item_pos
+        label_pos = self._label_pos
 
-        items = torch.zeros(R, n, T, cfg.d_in)
-        items[:, :, item_pos] = self.vectors[item_cls, ex + ex_lo]
+        # Items are rows of this distribution's table (classes x exemplars it draws from).
+        item_ids = torch.zeros(R, n, T, dtype=torch.long)
+        item_ids[:, :, item_pos] = item_cls * ex_n + ex
         tokens = torch.zeros(R, n, T, dtype=torch.long)
         tokens[:, :, label_pos] = labels
         targets = torch.full((R, n, T), IGNORE, dtype=torch.long)
         targets[:, :, T - 1] = labels.gather(2, q[..., None])[..., 0]
-        item_mask = torch.zeros(R, n, T, dtype=torch.bool)
-        item_mask[:, :, item_pos] = True
         meta = {
             "correct_pos": 2 * q + 1,  # key position of the correct label token
             "label_pos": label_pos.expand(R, n, N).clone(),
             "context_labels": labels,  # label id at each label position
-            "query_class": item_cls[..., -1],
+            "query_class": item_cls[..., -1] + cls_lo,
         }
-        return Batch(tokens, targets, items, item_mask, meta)
+        return Batch(tokens, targets, None, self._item_mask.expand(R, n, T), meta,
+                     item_table=self.tables[evaluator], item_ids=item_ids)
 
     def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
         """Induction strength of every head in layers >= 1: ``induction/L{l}H{h}``, each ``[R]``."""
