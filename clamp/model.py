@@ -232,29 +232,28 @@ class Attention(nn.Module):
         # One matmul for q, k and v: their weights side by side.
         w = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight], dim=2)  # (R, D, 3*H*dh)
         qkv = torch.bmm(x.reshape(R, B * T, D), w).view(R, B, T, 3, self.cfg.n_heads, self.cfg.d_head_resolved)
-        q = self.hook_q(qkv[:, :, :, 0])
-        k = self.hook_k(qkv[:, :, :, 1])
-        v = self.hook_v(qkv[:, :, :, 2])
+        q, k, v = qkv.unbind(3)  # each (R, B, T, H, dh), a view
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         z = self._short(q, k, v) if T <= HEADS_LAST_MAX_T else self._long(q, k, v)
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
 
     def _short(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Heads-last attention (clamp.shortattn); returns z ``[R, B, T, H, dh]`` (a permuted view)."""
+        """Heads-last attention (clamp.shortattn); returns z ``[R, B, T, H, dh]``."""
         R, B, T, H, dh = v.shape
         N = R * B * H
         neg, cos, sin = self._constants(T, v.device)
-        qT = q.permute(4, 2, 0, 1, 3).reshape(dh, T, N)  # (dh, T, R*B*H)
-        kT = k.permute(4, 2, 0, 1, 3).reshape(dh, T, N)
-        if self.cfg.positions == "rope":
-            qT, kT = shortattn.rope_heads_last(qT, cos, sin), shortattn.rope_heads_last(kT, cos, sin)
+        if self.cfg.positions != "rope":
+            cos = sin = None
+        qT = shortattn.to_heads(q, "dt", cos, sin)  # (dh, T, N), rotated
+        kT = shortattn.to_heads(k, "dt", cos, sin)
         s = shortattn.scores(qT, kT, 1.0 / math.sqrt(dh), neg)  # (Tq, Tk, N)
+        # Hook tensors are views in the documented layout; an intervention's replacement is copied back.
         s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
         p = torch.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N), dim=1)
         p = self.hook_pattern(p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
-        vT = v.permute(2, 4, 0, 1, 3).reshape(T, dh, N)  # (Tk, dh, N)
-        z = shortattn.mix(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), vT)  # (Tq, dh, N)
-        return z.view(T, dh, R, B, H).permute(2, 3, 0, 4, 1)
+        z = shortattn.mix(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), shortattn.to_heads(v, "td"))  # (Tq, dh, N)
+        return shortattn.from_heads(z, (R, B, T, H, dh), "td")
 
     def _long(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Batched-matmul attention; returns z ``[R, B, T, H, dh]``."""
