@@ -213,18 +213,20 @@ class Attention(nn.Module):
         self.hook_attn_scores = HookPoint()
         self.hook_pattern = HookPoint()
         self.hook_z = HookPoint()
-        self._tables: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
+        self._tables: dict[tuple, tuple[Tensor, shortattn.Rotation | None]] = {}
 
     def split_heads(self, x: Tensor) -> Tensor:  # [R, B, T, H*dh] -> [R, B, T, H, dh]
         return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
 
-    def _constants(self, T: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """Causal mask (0 / -inf) ``[Tq, Tk, 1]`` and RoPE tables ``[dh/2, T, 1]``, cached."""
+    def _constants(self, T: int, device: torch.device) -> tuple[Tensor, shortattn.Rotation | None]:
+        """Causal mask (0 / -inf) ``[Tq, Tk, 1]`` and the RoPE rotation (None without RoPE), cached."""
         key = (T, device)
         if key not in self._tables:
             neg = torch.full((T, T), float("-inf"), device=device).triu(1)[:, :, None]
-            cos, sin = _rope_tables(T, self.cfg.d_head_resolved, self.cfg.rope_base, device)
-            self._tables[key] = (neg, cos.T[:, :, None].contiguous(), sin.T[:, :, None].contiguous())
+            rot = None
+            if self.cfg.positions == "rope":
+                rot = shortattn.rope_rotation(*_rope_tables(T, self.cfg.d_head_resolved, self.cfg.rope_base, device))
+            self._tables[key] = (neg, rot)
         return self._tables[key]
 
     def forward(self, x: Tensor) -> Tensor:  # x: normalised residual [R, B, T, D]
@@ -242,11 +244,9 @@ class Attention(nn.Module):
         """Heads-last attention (clamp.shortattn); returns z ``[R, B, T, H, dh]``."""
         R, B, T, H, dh = v.shape
         N = R * B * H
-        neg, cos, sin = self._constants(T, v.device)
-        if self.cfg.positions != "rope":
-            cos = sin = None
-        qT = shortattn.to_heads(q, "dt", cos, sin)  # (dh, T, N), rotated
-        kT = shortattn.to_heads(k, "dt", cos, sin)
+        neg, rot = self._constants(T, v.device)
+        qT = shortattn.to_heads(q, "dt", rot)  # (dh, T, N), rotated
+        kT = shortattn.to_heads(k, "dt", rot)
         s = shortattn.scores(qT, kT, 1.0 / math.sqrt(dh), neg)  # (Tq, Tk, N)
         # Hook tensors are views in the documented layout; an intervention's replacement is copied back.
         s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))

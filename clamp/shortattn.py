@@ -43,7 +43,12 @@ def _lib(*tensors: Tensor):
 
 
 def _p(t: Tensor) -> int:
+    """The data pointer of ``t``; the caller keeps ``t`` alive for as long as the pointer is used."""
     return t.data_ptr()
+
+
+def _p_or_null(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 # --------------------------------------------------------------------------- torch reference code
@@ -74,29 +79,46 @@ def _t(x: Tensor) -> Tensor:
     return x.transpose(0, 1)
 
 
-def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate the pairs ``(x[d], x[d + dh/2])`` of ``x`` ``[dh, T, N]``; ``cos``, ``sin`` ``[dh/2, T, 1]``."""
-    half = x.shape[0] // 2
-    x1, x2 = x[:half], x[half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=0)
+Rotation = tuple[Tensor, Tensor]  # (cr, sr), each [T, dh]: see rope_rotation
 
 
-def _to_heads_torch(x: Tensor, layout: Layout, cos: Tensor | None, sin: Tensor | None) -> Tensor:
+def rope_rotation(cos: Tensor, sin: Tensor) -> Rotation:
+    """RoPE as per-position coefficients ``(cr, sr)`` ``[T, dh]`` from angle tables ``[T, dh/2]``.
+
+    A rotated value is ``x[d] * cr[t, d] + x[p(d)] * sr[t, d]`` with partner
+    ``p(d) = (d + dh/2) % dh``: ``x1 * cos - x2 * sin`` for the first half of the
+    head dimension and ``x2 * cos + x1 * sin`` for the second (:func:`clamp.model.rope`'s
+    convention).  :func:`inverse` gives the inverse rotation.
+    """
+    return torch.cat([cos, cos], dim=1).contiguous(), torch.cat([-sin, sin], dim=1).contiguous()
+
+
+def inverse(rot: Rotation | None) -> Rotation | None:
+    """The rotation by the opposite angles (the transpose, so the gradient of ``rot``)."""
+    return None if rot is None else (rot[0], -rot[1])
+
+
+def _rotate_dt(x: Tensor, rot: Rotation) -> Tensor:
+    """Apply ``rot`` to ``x`` ``[dh, T, N]`` (the same float operations as the C kernels)."""
+    cr, sr = rot[0].T[:, :, None], rot[1].T[:, :, None]  # (dh, T, 1)
+    return x * cr + x.roll(-(x.shape[0] // 2), dims=0) * sr
+
+
+def _to_heads_torch(x: Tensor, layout: Layout, rot: Rotation | None) -> Tensor:
     R, B, T, H, dh = x.shape
     if layout == "dt":
         out = x.permute(4, 2, 0, 1, 3).reshape(dh, T, R * B * H)
-        return out if cos is None else _rope(out, cos, sin)
-    if cos is not None:
+        return out if rot is None else _rotate_dt(out, rot)
+    if rot is not None:
         raise ValueError("RoPE is applied in the 'dt' layout only")
     return x.permute(2, 4, 0, 1, 3).reshape(T, dh, R * B * H)
 
 
-def _from_heads_torch(x: Tensor, shape: tuple[int, ...], layout: Layout, cos: Tensor | None,
-                      sin: Tensor | None) -> Tensor:
+def _from_heads_torch(x: Tensor, shape: tuple[int, ...], layout: Layout, rot: Rotation | None) -> Tensor:
     R, B, T, H, dh = shape
     if layout == "dt":
-        if cos is not None:
-            x = _rope(x, cos, sin)
+        if rot is not None:
+            x = _rotate_dt(x, rot)
         return x.reshape(dh, T, R, B, H).permute(2, 3, 1, 4, 0).contiguous()
     return x.reshape(T, dh, R, B, H).permute(2, 3, 0, 4, 1).contiguous()
 
@@ -104,34 +126,35 @@ def _from_heads_torch(x: Tensor, shape: tuple[int, ...], layout: Layout, cos: Te
 # --------------------------------------------------------------------------- layout changes
 
 
-def _to_heads(x: Tensor, layout: Layout, cos: Tensor | None, sin: Tensor | None) -> Tensor:
-    lib = _lib(x) if cos is None else _lib(x, cos, sin)
-    if lib is None:
-        return _to_heads_torch(x, layout, cos, sin)
+def _strides(layout: Layout, dh: int, T: int, N: int) -> tuple[int, int]:
+    """(d stride, t stride) of a heads-last tensor."""
+    return (T * N, N) if layout == "dt" else (N, dh * N)
+
+
+def _to_heads(x: Tensor, layout: Layout, rot: Rotation | None) -> Tensor:
+    lib = _lib(x) if rot is None else _lib(x, *rot)
+    if lib is None or (rot is not None and layout != "dt"):
+        return _to_heads_torch(x, layout, rot)
     R, B, T, H, dh = x.shape
     N = R * B * H
     out = torch.empty((dh, T, N) if layout == "dt" else (T, dh, N), dtype=x.dtype, device=x.device)
-    od, ot = (T * N, N) if layout == "dt" else (N, dh * N)
+    od, ot = _strides(layout, dh, T, N)
     strides = torch.tensor(x.stride(), dtype=torch.int64)
-    c, s = (None, None) if cos is None else (cos.contiguous(), sin.contiguous())
-    lib.to_heads(_p(x), _p(strides), R, B, T, H, dh, _p(out), od, ot,
-                 None if c is None else _p(c), None if s is None else _p(s), 1.0)
+    cr, sr = (None, None) if rot is None else (rot[0].contiguous(), rot[1].contiguous())  # kept alive here
+    lib.to_heads(_p(x), _p(strides), R, B, T, H, dh, _p(out), od, ot, _p_or_null(cr), _p_or_null(sr))
     return out
 
 
-def _from_heads(x: Tensor, shape: tuple[int, ...], layout: Layout, cos: Tensor | None,
-                sin: Tensor | None) -> Tensor:
-    lib = _lib(x) if cos is None else _lib(x, cos, sin)
-    if lib is None:
-        return _from_heads_torch(x, shape, layout, cos, sin)
+def _from_heads(x: Tensor, shape: tuple[int, ...], layout: Layout, rot: Rotation | None) -> Tensor:
+    lib = _lib(x) if rot is None else _lib(x, *rot)
+    if lib is None or (rot is not None and layout != "dt"):
+        return _from_heads_torch(x, shape, layout, rot)
     x = x.contiguous()
     R, B, T, H, dh = shape
-    N = R * B * H
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
-    xd, xt = (T * N, N) if layout == "dt" else (N, dh * N)
-    c, s = (None, None) if cos is None else (cos.contiguous(), sin.contiguous())
-    lib.from_heads(_p(x), xd, xt, R, B, T, H, dh, _p(out),
-                   None if c is None else _p(c), None if s is None else _p(s), 1.0)
+    xd, xt = _strides(layout, dh, T, R * B * H)
+    cr, sr = (None, None) if rot is None else (rot[0].contiguous(), rot[1].contiguous())  # kept alive here
+    lib.from_heads(_p(x), xd, xt, R, B, T, H, dh, _p(out), _p_or_null(cr), _p_or_null(sr))
     return out
 
 
@@ -139,14 +162,13 @@ class ToHeads(torch.autograd.Function):
     """``[R, B, T, H, dh]`` (any strides) to the heads-last layout, optionally rotated (RoPE)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, layout: Layout, cos: Tensor | None, sin: Tensor | None) -> Tensor:  # noqa: D102
-        ctx.shape, ctx.layout, ctx.cos, ctx.sin = tuple(x.shape), layout, cos, sin
-        return _to_heads(x, layout, cos, sin)
+    def forward(ctx, x: Tensor, layout: Layout, rot: Rotation | None) -> Tensor:  # noqa: D102
+        ctx.shape, ctx.layout, ctx.rot = tuple(x.shape), layout, rot
+        return _to_heads(x, layout, rot)
 
     @staticmethod
     def backward(ctx, g: Tensor):  # noqa: D102
-        neg = None if ctx.sin is None else -ctx.sin  # the inverse rotation
-        return _from_heads(g, ctx.shape, ctx.layout, ctx.cos, neg), None, None, None
+        return _from_heads(g, ctx.shape, ctx.layout, inverse(ctx.rot)), None, None
 
 
 class FromHeads(torch.autograd.Function):
@@ -155,25 +177,24 @@ class FromHeads(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, shape: tuple[int, ...], layout: Layout) -> Tensor:  # noqa: D102
         ctx.layout = layout
-        return _from_heads(x, shape, layout, None, None)
+        return _from_heads(x, shape, layout, None)
 
     @staticmethod
     def backward(ctx, g: Tensor):  # noqa: D102
-        return _to_heads(g, ctx.layout, None, None), None, None
+        return _to_heads(g, ctx.layout, None), None, None
 
 
-def to_heads(x: Tensor, layout: Layout = "dt", cos: Tensor | None = None, sin: Tensor | None = None) -> Tensor:
+def to_heads(x: Tensor, layout: Layout = "dt", rot: Rotation | None = None) -> Tensor:
     """Heads-last copy of ``x`` ``[R, B, T, H, dh]``: ``[dh, T, N]`` (``"dt"``) or ``[T, dh, N]`` (``"td"``).
 
-    With ``cos``, ``sin`` (``[dh/2, T, 1]``, ``"dt"`` only) the result is rotated by RoPE: the
-    pairs ``(x[d], x[d + dh/2])`` turn by each position's angle.
+    With ``rot`` (:func:`rope_rotation`, ``"dt"`` only) the result is rotated by RoPE.
 
     Example:
         >>> x = torch.randn(2, 3, 5, 4, 8)
         >>> to_heads(x, "td").shape
         torch.Size([5, 8, 24])
     """
-    return ToHeads.apply(x, layout, cos, sin)
+    return ToHeads.apply(x, layout, rot)
 
 
 def from_heads(x: Tensor, shape: tuple[int, ...], layout: Layout = "td") -> Tensor:
@@ -195,8 +216,7 @@ def _contract_strided(x: Tensor, xs: tuple[int, int], y: Tensor, ys: tuple[int, 
     """The C :func:`contract` over contiguous ``x``, ``y`` read through the given (b, a) / (b, c) strides."""
     N = x.shape[-1]
     out = torch.empty((na, nc, N), dtype=x.dtype, device=x.device)
-    native.lib().contract(_p(x), xs[0], xs[1], _p(y), ys[0], ys[1], nb, na, nc, N, _p(out), scale,
-                          None if mask is None else _p(mask))
+    native.lib().contract(_p(x), xs[0], xs[1], _p(y), ys[0], ys[1], nb, na, nc, N, _p(out), scale, _p_or_null(mask))
     return out
 
 
