@@ -104,6 +104,10 @@ class Batch:
             out.item_table = out.item_table.to(device)
         return out
 
+    def sequences(self, start: int, stop: int) -> "Batch":
+        """Sequences ``start:stop`` of every run (views)."""
+        return self._replace(lambda x: x[:, start:stop])
+
     def run(self, r: int) -> "Batch":
         """The single-run batch of run ``r`` (leading axis kept, size 1)."""
         return self._replace(lambda x: x[r : r + 1])

@@ -231,29 +231,40 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: normalised residual [R, B, T, D]
         R, B, T, D = x.shape
+        H, dh = self.cfg.n_heads, self.cfg.d_head_resolved
         # One matmul for q, k and v: their weights side by side.
         w = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight], dim=2)  # (R, D, 3*H*dh)
-        qkv = torch.bmm(x.reshape(R, B * T, D), w).view(R, B, T, 3, self.cfg.n_heads, self.cfg.d_head_resolved)
-        q, k, v = qkv.unbind(3)  # each (R, B, T, H, dh), a view
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        z = self._short(q, k, v) if T <= HEADS_LAST_MAX_T else self._long(q, k, v)
+        qkv = torch.bmm(x.reshape(R, B * T, D), w).view(R, B, T, 3, H, dh)
+        q, k, v = qkv.unbind(3)  # views
+        hq, hk, hv = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        if T > HEADS_LAST_MAX_T:
+            z = self._long(hq, hk, hv)
+        elif hq is q and hk is k and hv is v:  # no intervention replaced them: the fused path
+            z = self._short(qkv, None)
+        else:
+            z = self._short(None, (hq, hk, hv))
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
 
-    def _short(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Heads-last attention (clamp.shortattn); returns z ``[R, B, T, H, dh]``."""
-        R, B, T, H, dh = v.shape
+    def _short(self, qkv: Tensor | None, qkv_split: tuple[Tensor, Tensor, Tensor] | None) -> Tensor:
+        """Heads-last attention (clamp.shortattn) from the fused projection ``[R, B, T, 3, H, dh]``,
+        or from separate q, k, v ``[R, B, T, H, dh]``; returns z ``[R, B, T, H, dh]``."""
+        R, B, T = (qkv if qkv is not None else qkv_split[2]).shape[:3]
+        H, dh = self.cfg.n_heads, self.cfg.d_head_resolved
         N = R * B * H
-        neg, rot = self._constants(T, v.device)
-        qT = shortattn.to_heads(q, "dt", rot)  # (dh, T, N), rotated
-        kT = shortattn.to_heads(k, "dt", rot)
-        s = shortattn.scores(qT, kT, 1.0 / math.sqrt(dh), neg)  # (Tq, Tk, N)
+        neg, rot = self._constants(T, (qkv if qkv is not None else qkv_split[2]).device)
+        scale = 1.0 / math.sqrt(dh)
+        if qkv is not None:
+            s, vT = shortattn.qkv_scores(qkv, rot, scale, neg)  # (Tq, Tk, N), (Tk, dh, N)
+        else:
+            q, k, v = qkv_split
+            s = shortattn.scores(shortattn.to_heads(q, "dt", rot), shortattn.to_heads(k, "dt", rot), scale, neg)
+            vT = shortattn.to_heads(v, "td")
         # Hook tensors are views in the documented layout; an intervention's replacement is copied back.
         s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
         p = torch.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N), dim=1)
         p = self.hook_pattern(p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
-        z = shortattn.mix(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), shortattn.to_heads(v, "td"))  # (Tq, dh, N)
-        return shortattn.from_heads(z, (R, B, T, H, dh), "td")
+        return shortattn.mix_heads(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), vT, (R, B, T, H, dh))
 
     def _long(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Batched-matmul attention; returns z ``[R, B, T, H, dh]``."""

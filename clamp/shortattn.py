@@ -35,9 +35,9 @@ from clamp import native
 Layout = Literal["dt", "td"]
 
 
-def _lib(*tensors: Tensor):
-    """The compiled kernels if they apply to these tensors (CPU float32), else None."""
-    if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+def _lib(x: Tensor):
+    """The compiled kernels if they apply to tensors like ``x`` (CPU float32), else None."""
+    if x.device.type == "cpu" and x.dtype == torch.float32:
         return native.lib()
     return None
 
@@ -95,7 +95,7 @@ def rope_rotation(cos: Tensor, sin: Tensor) -> Rotation:
 
 def inverse(rot: Rotation | None) -> Rotation | None:
     """The rotation by the opposite angles (the transpose, so the gradient of ``rot``)."""
-    return None if rot is None else (rot[0], -rot[1])
+    return None if rot is None else (rot[0], (-rot[1]).contiguous())
 
 
 def _rotate_dt(x: Tensor, rot: Rotation) -> Tensor:
@@ -109,8 +109,6 @@ def _to_heads_torch(x: Tensor, layout: Layout, rot: Rotation | None) -> Tensor:
     if layout == "dt":
         out = x.permute(4, 2, 0, 1, 3).reshape(dh, T, R * B * H)
         return out if rot is None else _rotate_dt(out, rot)
-    if rot is not None:
-        raise ValueError("RoPE is applied in the 'dt' layout only")
     return x.permute(2, 4, 0, 1, 3).reshape(T, dh, R * B * H)
 
 
@@ -119,11 +117,11 @@ def _from_heads_torch(x: Tensor, shape: tuple[int, ...], layout: Layout, rot: Ro
     if layout == "dt":
         if rot is not None:
             x = _rotate_dt(x, rot)
-        return x.reshape(dh, T, R, B, H).permute(2, 3, 1, 4, 0).contiguous()
-    return x.reshape(T, dh, R, B, H).permute(2, 3, 0, 4, 1).contiguous()
+        return x.reshape(dh, T, R, B, H).permute(2, 3, 1, 4, 0)
+    return x.reshape(T, dh, R, B, H).permute(2, 3, 0, 4, 1)
 
 
-# --------------------------------------------------------------------------- layout changes
+# --------------------------------------------------------------------------- kernels (no autograd)
 
 
 def _strides(layout: Layout, dh: int, T: int, N: int) -> tuple[int, int]:
@@ -131,31 +129,95 @@ def _strides(layout: Layout, dh: int, T: int, N: int) -> tuple[int, int]:
     return (T * N, N) if layout == "dt" else (N, dh * N)
 
 
+def _rot_args(rot: Rotation | None) -> tuple[Tensor | None, Tensor | None]:
+    return (None, None) if rot is None else (rot[0].contiguous(), rot[1].contiguous())
+
+
 def _to_heads(x: Tensor, layout: Layout, rot: Rotation | None) -> Tensor:
-    lib = _lib(x) if rot is None else _lib(x, *rot)
-    if lib is None or (rot is not None and layout != "dt"):
+    """``x`` ``[R, B, T, H, dh]`` (any strides) to heads-last, rotated by ``rot`` ("dt" only)."""
+    if rot is not None and layout != "dt":
+        raise ValueError("RoPE is applied in the 'dt' layout only")
+    lib = _lib(x)
+    if lib is None:
         return _to_heads_torch(x, layout, rot)
     R, B, T, H, dh = x.shape
     N = R * B * H
     out = torch.empty((dh, T, N) if layout == "dt" else (T, dh, N), dtype=x.dtype, device=x.device)
     od, ot = _strides(layout, dh, T, N)
-    strides = torch.tensor(x.stride(), dtype=torch.int64)
-    cr, sr = (None, None) if rot is None else (rot[0].contiguous(), rot[1].contiguous())  # kept alive here
-    lib.to_heads(_p(x), _p(strides), R, B, T, H, dh, _p(out), od, ot, _p_or_null(cr), _p_or_null(sr))
+    cr, sr = _rot_args(rot)  # kept alive here
+    lib.to_heads(_p(x), *x.stride(), R, B, T, H, dh, _p(out), od, ot, _p_or_null(cr), _p_or_null(sr))
+    return out
+
+
+def _from_heads_into(x: Tensor, layout: Layout, rot: Rotation | None, out: Tensor) -> Tensor:
+    """Write heads-last ``x`` (rotated by ``rot``) into ``out`` ``[R, B, T, H, dh]`` (any strides)."""
+    lib = _lib(x)
+    if lib is None:
+        out.copy_(_from_heads_torch(x, tuple(out.shape), layout, rot))
+        return out
+    x = x.contiguous()
+    R, B, T, H, dh = out.shape
+    xd, xt = _strides(layout, dh, T, R * B * H)
+    cr, sr = _rot_args(rot)
+    lib.from_heads(_p(x), xd, xt, R, B, T, H, dh, _p(out), *out.stride(), _p_or_null(cr), _p_or_null(sr))
     return out
 
 
 def _from_heads(x: Tensor, shape: tuple[int, ...], layout: Layout, rot: Rotation | None) -> Tensor:
-    lib = _lib(x) if rot is None else _lib(x, *rot)
-    if lib is None or (rot is not None and layout != "dt"):
-        return _from_heads_torch(x, shape, layout, rot)
-    x = x.contiguous()
-    R, B, T, H, dh = shape
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
-    xd, xt = _strides(layout, dh, T, R * B * H)
-    cr, sr = (None, None) if rot is None else (rot[0].contiguous(), rot[1].contiguous())  # kept alive here
-    lib.from_heads(_p(x), xd, xt, R, B, T, H, dh, _p(out), _p_or_null(cr), _p_or_null(sr))
+    """Heads-last ``x`` to a new contiguous ``[R, B, T, H, dh]``."""
+    if _lib(x) is None:
+        return _from_heads_torch(x, shape, layout, rot).contiguous()
+    return _from_heads_into(x, layout, rot, torch.empty(shape, dtype=x.dtype, device=x.device))
+
+
+def _contract_c(x: Tensor, xs: tuple[int, int], y: Tensor, ys: tuple[int, int], nb: int, na: int, nc: int,
+                scale: float = 1.0, mask: Tensor | None = None) -> Tensor:
+    """The C :func:`contract` over contiguous ``x``, ``y`` read through the given (b, a) / (b, c) strides."""
+    N = x.shape[-1]
+    out = torch.empty((na, nc, N), dtype=x.dtype, device=x.device)
+    native.lib().contract(_p(x), xs[0], xs[1], _p(y), ys[0], ys[1], nb, na, nc, N, _p(out), scale, _p_or_null(mask))
     return out
+
+
+def _scores_fwd(q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:
+    dh, T, N = q.shape
+    if _lib(q) is not None:
+        return _contract_c(q, (T * N, N), k, (T * N, N), dh, T, T, scale, mask.reshape(T, T).contiguous())
+    return contract(q, k).mul_(scale).add_(mask)
+
+
+def _scores_bwd(q: Tensor, k: Tensor, g: Tensor, scale: float, need: tuple[bool, bool]):
+    dh, T, N = q.shape
+    g = g.contiguous() * scale
+    fast = _lib(q) is not None
+    gq = gk = None
+    if need[0]:  # gq[d, i] = sum_j k[d, j] g[i, j]
+        gq = _contract_c(k, (N, T * N), g, (N, T * N), T, dh, T) if fast else contract(_t(k), _t(g))
+    if need[1]:  # gk[d, j] = sum_i q[d, i] g[i, j]
+        gk = _contract_c(q, (N, T * N), g, (T * N, N), T, dh, T) if fast else contract(_t(q), g)
+    return gq, gk
+
+
+def _mix_fwd(p: Tensor, v: Tensor) -> Tensor:
+    T, dh, N = v.shape
+    if _lib(p) is not None:
+        return _contract_c(p, (N, T * N), v, (dh * N, N), T, T, dh)
+    return contract(_t(p), v)
+
+
+def _mix_bwd(p: Tensor, v: Tensor, g: Tensor, need: tuple[bool, bool]):
+    T, dh, N = v.shape
+    g = g.contiguous()
+    fast = _lib(p) is not None
+    gp = gv = None
+    if need[0]:  # gp[i, j] = sum_d g[i, d] v[j, d]
+        gp = _contract_c(g, (N, dh * N), v, (N, dh * N), dh, T, T) if fast else contract(_t(g), _t(v))
+    if need[1]:  # gv[j, d] = sum_i p[i, j] g[i, d]
+        gv = _contract_c(p, (T * N, N), g, (dh * N, N), T, T, dh) if fast else contract(p, g)
+    return gp, gv
+
+
+# --------------------------------------------------------------------------- autograd functions
 
 
 class ToHeads(torch.autograd.Function):
@@ -171,17 +233,74 @@ class ToHeads(torch.autograd.Function):
         return _from_heads(g, ctx.shape, ctx.layout, inverse(ctx.rot)), None, None
 
 
-class FromHeads(torch.autograd.Function):
-    """The heads-last layout back to a contiguous ``[R, B, T, H, dh]``."""
+class Scores(torch.autograd.Function):
+    """``scores[i, j, n] = (sum_d q[d, i, n] k[d, j, n]) * scale + mask[i, j]``."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, shape: tuple[int, ...], layout: Layout) -> Tensor:  # noqa: D102
-        ctx.layout = layout
-        return _from_heads(x, shape, layout, None)
+    def forward(ctx, q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:  # noqa: D102
+        q, k = q.contiguous(), k.contiguous()
+        ctx.save_for_backward(q, k)
+        ctx.scale = scale
+        return _scores_fwd(q, k, scale, mask)
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102
-        return _to_heads(g, ctx.layout, None), None, None
+    def backward(ctx, g: Tensor):  # noqa: D102  g: [Tq, Tk, N]
+        q, k = ctx.saved_tensors
+        return (*_scores_bwd(q, k, g, ctx.scale, ctx.needs_input_grad[:2]), None, None)
+
+
+class QKVScores(torch.autograd.Function):
+    """From the fused q/k/v projection ``[R, B, T, 3, H, dh]`` to ``(scores [Tq, Tk, N], v [Tk, dh, N])``.
+
+    The same arithmetic as :class:`ToHeads` (q and k rotated, v not) followed by
+    :class:`Scores`, in one autograd node whose gradient is written straight into
+    the projection's layout.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor):  # noqa: D102
+        q = _to_heads(qkv[:, :, :, 0], "dt", rot)
+        k = _to_heads(qkv[:, :, :, 1], "dt", rot)
+        v = _to_heads(qkv[:, :, :, 2], "td", None)
+        ctx.save_for_backward(q, k)
+        ctx.scale, ctx.rot, ctx.shape = scale, rot, tuple(qkv.shape)
+        return _scores_fwd(q, k, scale, mask), v
+
+    @staticmethod
+    def backward(ctx, gs: Tensor | None, gv: Tensor | None):  # noqa: D102
+        q, k = ctx.saved_tensors
+        g = torch.empty(ctx.shape, dtype=q.dtype, device=q.device)
+        if gs is None:
+            g[:, :, :, :2].zero_()
+        else:
+            gq, gk = _scores_bwd(q, k, gs, ctx.scale, (True, True))
+            inv = inverse(ctx.rot)
+            _from_heads_into(gq, "dt", inv, g[:, :, :, 0])
+            _from_heads_into(gk, "dt", inv, g[:, :, :, 1])
+        if gv is None:
+            g[:, :, :, 2].zero_()
+        else:
+            _from_heads_into(gv, "td", None, g[:, :, :, 2])
+        return g, None, None, None
+
+
+class MixHeads(torch.autograd.Function):
+    """``z[i, d, n] = sum_j pattern[i, j, n] v[j, d, n]``, returned as a contiguous ``[R, B, T, H, dh]``."""
+
+    @staticmethod
+    def forward(ctx, pattern: Tensor, v: Tensor, shape: tuple[int, ...]) -> Tensor:  # noqa: D102
+        pattern, v = pattern.contiguous(), v.contiguous()
+        ctx.save_for_backward(pattern, v)
+        return _from_heads(_mix_fwd(pattern, v), shape, "td", None)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # noqa: D102  g: [R, B, T, H, dh]
+        pattern, v = ctx.saved_tensors
+        gp, gv = _mix_bwd(pattern, v, _to_heads(g, "td", None), ctx.needs_input_grad[:2])
+        return gp, gv, None
+
+
+# --------------------------------------------------------------------------- public
 
 
 def to_heads(x: Tensor, layout: Layout = "dt", rot: Rotation | None = None) -> Tensor:
@@ -197,86 +316,6 @@ def to_heads(x: Tensor, layout: Layout = "dt", rot: Rotation | None = None) -> T
     return ToHeads.apply(x, layout, rot)
 
 
-def from_heads(x: Tensor, shape: tuple[int, ...], layout: Layout = "td") -> Tensor:
-    """The inverse of :func:`to_heads` without rotation: a contiguous tensor of ``shape`` ``(R, B, T, H, dh)``.
-
-    Example:
-        >>> x = torch.randn(2, 3, 5, 4, 8)
-        >>> torch.equal(from_heads(to_heads(x, "td"), tuple(x.shape)), x)
-        True
-    """
-    return FromHeads.apply(x, tuple(shape), layout)
-
-
-# --------------------------------------------------------------------------- products
-
-
-def _contract_strided(x: Tensor, xs: tuple[int, int], y: Tensor, ys: tuple[int, int], nb: int, na: int, nc: int,
-                      scale: float = 1.0, mask: Tensor | None = None) -> Tensor:
-    """The C :func:`contract` over contiguous ``x``, ``y`` read through the given (b, a) / (b, c) strides."""
-    N = x.shape[-1]
-    out = torch.empty((na, nc, N), dtype=x.dtype, device=x.device)
-    native.lib().contract(_p(x), xs[0], xs[1], _p(y), ys[0], ys[1], nb, na, nc, N, _p(out), scale, _p_or_null(mask))
-    return out
-
-
-class Scores(torch.autograd.Function):
-    """``scores[i, j, n] = (sum_d q[d, i, n] k[d, j, n]) * scale + mask[i, j]``."""
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:  # noqa: D102
-        q, k = q.contiguous(), k.contiguous()
-        ctx.save_for_backward(q, k)
-        ctx.scale = scale
-        dh, T, N = q.shape
-        if _lib(q, k, mask) is not None:
-            return _contract_strided(q, (T * N, N), k, (T * N, N), dh, T, T, scale, mask.reshape(T, T).contiguous())
-        return contract(q, k).mul_(scale).add_(mask)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102  g: [Tq, Tk, N]
-        q, k = ctx.saved_tensors
-        dh, T, N = q.shape
-        g = g.contiguous() * ctx.scale
-        fast = _lib(q, k, g) is not None
-        gq = gk = None
-        if ctx.needs_input_grad[0]:  # gq[d, i] = sum_j k[d, j] g[i, j]
-            gq = (_contract_strided(k, (N, T * N), g, (N, T * N), T, dh, T) if fast
-                  else contract(_t(k), _t(g)))
-        if ctx.needs_input_grad[1]:  # gk[d, j] = sum_i q[d, i] g[i, j]
-            gk = (_contract_strided(q, (N, T * N), g, (T * N, N), T, dh, T) if fast
-                  else contract(_t(q), g))
-        return gq, gk, None, None
-
-
-class Mix(torch.autograd.Function):
-    """``z[i, d, n] = sum_j pattern[i, j, n] v[j, d, n]``."""
-
-    @staticmethod
-    def forward(ctx, pattern: Tensor, v: Tensor) -> Tensor:  # noqa: D102
-        pattern, v = pattern.contiguous(), v.contiguous()
-        ctx.save_for_backward(pattern, v)
-        T, dh, N = v.shape
-        if _lib(pattern, v) is not None:
-            return _contract_strided(pattern, (N, T * N), v, (dh * N, N), T, T, dh)
-        return contract(_t(pattern), v)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102  g: [Tq, dh, N]
-        pattern, v = ctx.saved_tensors
-        T, dh, N = v.shape
-        g = g.contiguous()
-        fast = _lib(pattern, v, g) is not None
-        gp = gv = None
-        if ctx.needs_input_grad[0]:  # gp[i, j] = sum_d g[i, d] v[j, d]
-            gp = (_contract_strided(g, (N, dh * N), v, (N, dh * N), dh, T, T) if fast
-                  else contract(_t(g), _t(v)))
-        if ctx.needs_input_grad[1]:  # gv[j, d] = sum_i p[i, j] g[i, d]
-            gv = (_contract_strided(pattern, (T * N, N), g, (dh * N, N), T, T, dh) if fast
-                  else contract(pattern, g))
-        return gp, gv
-
-
 def scores(q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:
     """Scaled, masked attention scores ``[Tq, Tk, N]`` from ``q``, ``k`` ``[dh, T, N]``; ``mask`` ``[Tq, Tk, 1]``.
 
@@ -290,12 +329,26 @@ def scores(q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:
     return Scores.apply(q, k, scale, mask)
 
 
-def mix(pattern: Tensor, v: Tensor) -> Tensor:
-    """Attention output ``[Tq, dh, N]`` from ``pattern`` ``[Tq, Tk, N]`` and ``v`` ``[Tk, dh, N]``.
+def qkv_scores(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """``(scores, v)`` from the fused projection ``[R, B, T, 3, H, dh]``: the same as
+    ``scores(to_heads(q, "dt", rot), to_heads(k, "dt", rot), scale, mask)`` and ``to_heads(v, "td")``.
+
+    Example:
+        >>> qkv = torch.randn(1, 2, 3, 3, 2, 4)
+        >>> s, v = qkv_scores(qkv, None, 0.5, torch.zeros(3, 3, 1))
+        >>> torch.allclose(s, scores(to_heads(qkv[:, :, :, 0]), to_heads(qkv[:, :, :, 1]), 0.5, torch.zeros(3, 3, 1)))
+        True
+    """
+    return QKVScores.apply(qkv, rot, scale, mask)
+
+
+def mix_heads(pattern: Tensor, v: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Attention output ``z`` ``[R, B, T, H, dh]`` (``shape``) from ``pattern`` ``[Tq, Tk, N]`` and ``v`` ``[Tk, dh, N]``.
 
     Example:
         >>> p, v = torch.rand(3, 3, 2), torch.randn(3, 4, 2)
-        >>> torch.allclose(mix(p, v), torch.einsum("ijn,jdn->idn", p, v), atol=1e-6)
+        >>> z = mix_heads(p, v, (1, 1, 3, 2, 4))
+        >>> torch.allclose(z[0, 0], torch.einsum("ijn,jdn->idn", p, v).permute(0, 2, 1), atol=1e-6)
         True
     """
-    return Mix.apply(pattern, v)
+    return MixHeads.apply(pattern, v, tuple(shape))

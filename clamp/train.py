@@ -37,6 +37,7 @@ from clamp.tasks import Batch, TaskConfig
 
 LN2 = math.log(2.0)
 THRESHOLD = 0.4 * LN2  # Singh et al.'s learning-time threshold on the training loss
+EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +140,13 @@ class Intervener(Protocol):
     def firing_metrics(self) -> dict[str, Tensor]:
         """Per-run firing counts since the last call (each ``[R]``), then reset."""
 
+    def whole_batch(self, seen: int) -> bool:
+        """Optional: True if an active intervention edits a sequence using the rest of its batch.
+
+        Evaluation then runs each set in one forward; an intervener without this
+        method is treated as if it returned True.
+        """
+
 
 Callback = Callable[[int, dict[str, Tensor]], Any]
 
@@ -237,16 +245,33 @@ class Trainer:
         self._batch_loss_n += 1
         return losses
 
+    def _eval_forward(self, batch: Batch, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits and cached activations for an evaluation set, in chunks of :data:`EVAL_CHUNK` sequences.
+
+        Every sequence's forward is independent of the others, so chunks give the same
+        results as one forward over the set, and keep the activations small enough for
+        the CPU caches.  An intervention that edits a sequence using the rest of the
+        batch gets the whole set in one forward.
+        """
+        def forward(b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+            if self.intervener is None:
+                return self.model.run_with_cache(b, names)
+            return self.intervener.forward(b, self.seen, names, False)
+
+        whole = self.intervener is not None and getattr(self.intervener, "whole_batch", lambda seen: True)(self.seen)
+        if whole or batch.size <= EVAL_CHUNK:
+            return forward(batch)
+        parts = [forward(batch.sequences(i, i + EVAL_CHUNK)) for i in range(0, batch.size, EVAL_CHUNK)]
+        logits = torch.cat([p[0] for p in parts], dim=1)
+        return logits, {n: torch.cat([p[1][n] for p in parts], dim=1) for n in parts[0][1]}
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, Tensor]:
         """All metrics at the current point, each a CPU tensor ``[R]``."""
         out: dict[str, Tensor] = {}
         for name, batch in self.eval_sets.items():
             names = self.pattern_names if name == "train" else ()
-            if self.intervener is None:
-                logits, cache = self.model.run_with_cache(batch, names)
-            else:
-                logits, cache = self.intervener.forward(batch, self.seen, names, False)
+            logits, cache = self._eval_forward(batch, names)
             loss, acc = loss_and_accuracy(logits, batch.targets)
             out[f"{name}/loss"], out[f"{name}/acc"] = loss, acc
             if name == "train":

@@ -28,8 +28,13 @@ from clamp.interventions.spec import (
 from clamp.interventions.validate import validate_interventions
 
 
-def make_intervener(interventions: Sequence[Intervention | dict], task: Any) -> Callable[[Any], Any]:
+def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
+                    backend: str = "nnsight") -> Callable[[Any], Any]:
     """A factory for ``Trainer(intervener_factory=...)``: called with the model, returns its intervener.
+
+    ``backend="nnsight"`` (the default) applies the interventions in an nnsight trace;
+    ``"hooks"`` applies the same edits with PyTorch forward hooks and never imports
+    nnsight (for measuring the trace's cost; both train bit-identically).
 
     The interventions are checked against the model when the factory is called
     (everything but the run length, which :func:`validate_interventions` checks
@@ -51,9 +56,9 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any) -> 
 
     def factory(model: Any) -> Any:
         validate_interventions(ivs, model.cfg, task, None)
-        from clamp.interventions.apply import Applier  # imports nnsight
+        from clamp.interventions.apply import Applier  # imports nnsight when it is the backend
 
-        return Applier(model, ivs, task)
+        return Applier(model, ivs, task, backend)
 
     return factory
 

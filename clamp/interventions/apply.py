@@ -2,7 +2,10 @@
 
 Why this file exists: importing nnsight patches torch process-wide, so it is
 kept behind one module that is imported lazily, when an arm with
-interventions first builds its intervener (see NNSIGHT.md).
+interventions first builds its intervener (see NNSIGHT.md).  The same plans
+can also run through plain PyTorch forward hooks (``backend="hooks"``, which
+never imports nnsight): the benchmark uses that to measure what the trace
+costs, and the tests check that both backends train bit-identically.
 
 How a forward runs (:meth:`Applier.forward`):
 
@@ -15,7 +18,9 @@ How a forward runs (:meth:`Applier.forward`):
    points in forward order, each with its ops in arm order), effects compute
    their values (``prepare``), a clean pass runs if an effect needs one, and one
    trace applies every op in forward order, clone-edit-assign, saving detached
-   copies of the requested activations *after* interventions.
+   copies of the requested activations *after* interventions.  nnsight puts a
+   controller on every module and each costs a few handoffs per forward, so
+   while a plan runs only the hook points it touches keep theirs.
 
 The clean pass (needed by :class:`~clamp.interventions.spec.PreservingAblation`)
 is "this arm's model without the ablation": it applies every active
@@ -44,11 +49,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
-from nnsight import NNsight
-from nnsight.intervention.source import STATE, Controller
 from torch import Tensor
 
 from clamp.interventions.effects import Ctx, Effect, Op, compile_effect
@@ -56,14 +59,19 @@ from clamp.interventions.spec import Intervention
 from clamp.model import Transformer
 from clamp.batch import Batch
 
+LOGITS = "hook_logits"
+Backend = Literal["nnsight", "hooks"]
+BACKENDS = ("nnsight", "hooks")
+
 
 @dataclass
 class _Plan:
     """The ops of one active set, grouped by hook point in forward order."""
 
     active: tuple[int, ...]
-    steps: list[tuple[str, Any, list[tuple[int, Op]]]]  # (hook name, envoy, [(owner, op)])
+    steps: list[tuple[str, Any, list[tuple[int, Op]]]]  # (hook name, envoy or module, [(owner, op)]); last: hook_logits
     clean: tuple[str, ...]  # hook names needed from a clean pass, in forward order
+    modules: frozenset[int]  # ids of the modules whose nnsight controllers this plan's trace needs
 
 
 class Applier:
@@ -73,14 +81,20 @@ class Applier:
         model: the model being trained (not wrapped; wrapped here when needed).
         interventions: the arm's interventions, validated.
         task: the built task (for reference sets).
+        backend: ``"nnsight"`` (a trace per forward) or ``"hooks"`` (PyTorch forward hooks,
+            registered for one forward and removed after it).
     """
 
-    def __init__(self, model: Transformer, interventions: Sequence[Intervention], task: Any) -> None:
+    def __init__(self, model: Transformer, interventions: Sequence[Intervention], task: Any,
+                 backend: Backend = "nnsight") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown intervention backend {backend!r}; choose one of {BACKENDS}")
+        self.backend = backend
         self.model = model
         self.interventions = list(interventions)
         self.effects: list[Effect] = [compile_effect(iv, model, task) for iv in self.interventions]
         self.order = {name: i for i, name in enumerate(model.hook_names())}
-        self._wrapped: NNsight | None = None
+        self._wrapped: Any = None  # the NNsight wrapper while interventions are active
         self._plans: dict[tuple[tuple[int, ...], tuple[str, ...]], _Plan] = {}
         self._step_fired: Counter[int] = Counter()
         self._eval_fired: set[int] = set()
@@ -91,18 +105,45 @@ class Applier:
         """Indices of the interventions active at ``seen`` sequences."""
         return tuple(i for i, iv in enumerate(self.interventions) if iv.active(seen))
 
+    def whole_batch(self, seen: int) -> bool:
+        """Whether an active intervention edits a sequence using the rest of its batch (no chunked evaluation)."""
+        return any(self.effects[i].batch_dependent for i in self.active(seen))
+
     # ----------------------------------------------------------------- wrapping
 
-    def _wrap(self) -> NNsight:
+    def _wrap(self) -> Any:
         if self._wrapped is None:
+            from nnsight import NNsight
+            from nnsight.intervention.source import Controller
+
             self._wrapped = NNsight(self.model)
             self._plans.clear()  # plans hold envoys of the wrapper
+            # nnsight puts a controller on every module, and each costs a few handoffs per
+            # forward; a trace only needs those of the hook points it reads or writes, so
+            # the others are set aside and put back per plan (see _route).
+            self._controllers = {id(m): (m, m.__dict__["forward"]) for m in self.model.modules()
+                                 if isinstance(m.__dict__.get("forward"), Controller)}
+            self._routed: frozenset[int] | None = None
         return self._wrapped
+
+    def _route(self, plan: _Plan) -> None:
+        """Leave nnsight controllers on exactly the modules ``plan`` touches."""
+        if self._routed == plan.modules:
+            return
+        for key, (module, controller) in self._controllers.items():
+            if key in plan.modules:
+                module.__dict__["forward"] = controller
+            else:
+                module.__dict__.pop("forward", None)
+        self._routed = plan.modules
 
     def unwrap(self) -> None:
         """Remove nnsight's controllers from every module (nothing of nnsight stays on the model)."""
         if self._wrapped is None:
             return
+        from nnsight.intervention.source import STATE, Controller
+
+        self._controllers.clear()
         for m in self.model.modules():
             if isinstance(m.__dict__.get("forward"), Controller):
                 del m.__dict__["forward"]
@@ -115,18 +156,20 @@ class Applier:
         plan = self._plans.get(key)
         if plan is not None:
             return plan
-        wrapped = self._wrap()
+        wrapped = self._wrap() if self.backend == "nnsight" else None
         by_site: dict[str, list[tuple[int, Op]]] = {name: [] for name in cache_names}
         clean: set[str] = set()
         for i in active:
             for op in self.effects[i].ops:
                 by_site.setdefault(op.site, []).append((i, op))
             clean.update(self.effects[i].clean_sites)
+        by_site.setdefault(LOGITS, [])  # read last, after every edit: the forward's output
         sites = sorted(by_site, key=self.order.__getitem__)
         plan = _Plan(
             active,
-            [(s, wrapped.get(s), by_site[s]) for s in sites],
+            [(s, wrapped.get(s) if wrapped is not None else self.model.hook_point(s), by_site[s]) for s in sites],
             tuple(sorted(clean, key=self.order.__getitem__)),
+            frozenset(id(self.model.hook_point(s)) for s in sites),
         )
         self._plans[key] = plan
         return plan
@@ -160,10 +203,14 @@ class Applier:
 
     def _traced(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx,
                 detach: bool = True) -> tuple[Tensor, dict[str, Tensor], set[int]]:
+        if self.backend == "hooks":
+            return self._hooked(batch, plan, cache_set, ctx, detach)
         steps = plan.steps
         cache: dict[str, Tensor] = {}
         fired: set[int] = set()
         wrapped = self._wrapped
+        self._route(plan)
+        out: list[Tensor] = []
         with wrapped.trace(batch):
             for name, envoy, ops in steps:
                 x = envoy.output
@@ -176,8 +223,37 @@ class Applier:
                     envoy.output = y
                 if name in cache_set:
                     cache[name] = y.detach() if detach else y
-            logits = wrapped.output.save()
-        return logits, cache, fired
+            out.append(y)  # the logits, after any edit of hook_logits (the model's output)
+        return out[0], cache, fired
+
+    def _hooked(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx,
+                detach: bool) -> tuple[Tensor, dict[str, Tensor], set[int]]:
+        """The same plan as :meth:`_traced`, through forward hooks removed right after the forward."""
+        cache: dict[str, Tensor] = {}
+        fired: set[int] = set()
+        out: list[Tensor] = []
+
+        def hook_for(name: str, ops: list[tuple[int, Op]]):
+            def hook(_module: Any, _inputs: Any, x: Tensor) -> Tensor | None:
+                y = x
+                for owner, op in ops:
+                    y = op.fn(y, ctx)
+                    if op.edits:
+                        fired.add(owner)
+                if name in cache_set:
+                    cache[name] = y.detach() if detach else y
+                if name == LOGITS:
+                    out.append(y)
+                return None if y is x else y
+            return hook
+
+        handles = [module.register_forward_hook(hook_for(name, ops)) for name, module, ops in plan.steps]
+        try:
+            self.model(batch)
+        finally:
+            for h in handles:
+                h.remove()
+        return out[0], cache, fired
 
     def _clean_pass(self, batch: Batch, active: tuple[int, ...], sites: tuple[str, ...], train: bool) -> dict[str, Tensor]:
         """Activations at ``sites`` with every active intervention applied except those needing this pass.
@@ -204,5 +280,6 @@ class Applier:
         return out
 
 
-def build_applier(interventions: Sequence[Intervention], task: Any, model: Transformer) -> Applier:
-    return Applier(model, interventions, task)
+def build_applier(interventions: Sequence[Intervention], task: Any, model: Transformer,
+                  backend: Backend = "nnsight") -> Applier:
+    return Applier(model, interventions, task, backend)

@@ -54,11 +54,18 @@ class Op:
 
 
 class Effect:
-    """A compiled intervention: ops at hook points, an optional prepare step, clean-pass needs."""
+    """A compiled intervention: ops at hook points, an optional prepare step, clean-pass needs.
 
-    def __init__(self, ops: list[Op], clean_sites: tuple[str, ...] = ()) -> None:
+    ``batch_dependent`` marks an effect whose edit of one sequence depends on the
+    other sequences of the batch (a mean or resample ablation over the batch, a user
+    function): evaluation then runs each evaluation set in one forward instead of in
+    chunks.
+    """
+
+    def __init__(self, ops: list[Op], clean_sites: tuple[str, ...] = (), batch_dependent: bool = False) -> None:
         self.ops = ops
         self.clean_sites = clean_sites
+        self.batch_dependent = batch_dependent
         self.state: Any = None
 
     def prepare(self, ctx: Ctx) -> None:
@@ -77,12 +84,20 @@ def position_axis(site: str) -> int:
     return 3 if site.rsplit(".", 1)[-1] in QUERY_AXIS_LEAVES else 2
 
 
+def _as_index(values: list[int], device: torch.device | str) -> slice | Tensor:
+    """A run of consecutive indices as a slice (a view, no copy), anything else as an index tensor."""
+    if values == list(range(values[0], values[0] + len(values))):
+        return slice(values[0], values[0] + len(values))
+    return torch.tensor(values, device=device)
+
+
 def slice_index(site: str, ndim: int, heads: tuple[int, ...] | None, positions: tuple[int, ...] | None,
                 device: torch.device | str = "cpu") -> tuple:
     """Index selecting ``heads`` and ``positions`` of an activation ``[R, B, ...]`` of hook ``site``.
 
     The two axes are adjacent in every hook, so the selected slice keeps the
     activation's axis order: e.g. ``[R, B, n_heads_sel, n_pos_sel, Tk]`` for a pattern.
+    Consecutive selections become slices, so the slice is a view of the activation.
 
     Example:
         >>> x = torch.zeros(1, 2, 3, 5, 5)
@@ -96,11 +111,13 @@ def slice_index(site: str, ndim: int, heads: tuple[int, ...] | None, positions: 
         sel.append((position_axis(site), list(positions)))
     sel.sort()
     idx: list[Any] = [slice(None)] * ndim
-    if len(sel) == 2:
-        idx[sel[0][0]] = torch.tensor(sel[0][1], device=device)[:, None]
-        idx[sel[1][0]] = torch.tensor(sel[1][1], device=device)[None, :]
-    elif sel:
-        idx[sel[0][0]] = torch.tensor(sel[0][1], device=device)
+    parts = [(axis, _as_index(values, device)) for axis, values in sel]
+    tensors = [i for i, (_, part) in enumerate(parts) if isinstance(part, Tensor)]
+    if len(tensors) == 2:  # two index lists: broadcast them against each other
+        parts[0] = (parts[0][0], parts[0][1][:, None])
+        parts[1] = (parts[1][0], parts[1][1][None, :])
+    for axis, part in parts:
+        idx[axis] = part
     return tuple(idx)
 
 
@@ -228,9 +245,13 @@ def _resolve_heads(model: Transformer, heads: tuple[int, ...] | None, keep: tupl
 
 def _slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ...] | None,
               new: Callable[[Tensor, Ctx], Tensor]) -> Op:
+    indices: dict[tuple, tuple] = {}  # built once per (ndim, device)
+
     def fn(x: Tensor, ctx: Ctx) -> Tensor:
-        idx = slice_index(site, x.dim(), heads, positions, x.device)
-        return replace_slice(x, idx, lambda cur: new(cur, ctx))
+        key = (x.dim(), x.device)
+        if key not in indices:
+            indices[key] = slice_index(site, x.dim(), heads, positions, x.device)
+        return replace_slice(x, indices[key], lambda cur: new(cur, ctx))
     return Op(site, fn)
 
 
@@ -240,8 +261,6 @@ def _clamp(iv: Clamp, model: Transformer, task: Any) -> Effect:
 
 
 def _pattern_clamp(iv: PatternClamp, model: Transformer, task: Any) -> Effect:
-    heads = torch.tensor(iv.heads)
-
     def fn(x: Tensor, ctx: Ctx) -> Tensor:  # x: [R, B, H, T, T]
         T = x.shape[-1]
         pattern, rows = build_pattern(iv.pattern, ctx.batch, T, iv.strength)
@@ -249,7 +268,7 @@ def _pattern_clamp(iv: PatternClamp, model: Transformer, task: Any) -> Effect:
             keep = torch.zeros(T, dtype=torch.bool, device=x.device)
             keep[list(iv.positions)] = True
             rows = rows & keep
-        idx = (slice(None), slice(None), heads.to(x.device))
+        idx = (slice(None), slice(None), _as_index(list(iv.heads), x.device))
         return replace_slice(x, idx, lambda cur: torch.where(rows[:, :, None, :, None], pattern[:, :, None].to(cur.dtype), cur))
     return Effect([Op(iv.site, fn)])
 
@@ -258,7 +277,8 @@ class _FunctionEffect(Effect):
     def __init__(self, iv: FunctionClamp) -> None:
         self.fn = load_function(iv.fn)
         self.kwargs = dict(iv.kwargs)
-        super().__init__([_slice_op(iv.site, iv.heads, iv.positions, lambda cur, ctx: self.state)])
+        super().__init__([_slice_op(iv.site, iv.heads, iv.positions, lambda cur, ctx: self.state)],
+                         batch_dependent=True)  # the function sees the whole batch
 
     def prepare(self, ctx: Ctx) -> None:
         self.state = self.fn(ctx.batch, **self.kwargs)
@@ -338,7 +358,8 @@ class _KnockoutEffect(Effect):
             self.ref = reference_batch(task, iv.reference_size, iv.reference_seed, model.n_runs).to(device)
             if iv.checkpoint is not None:
                 self.donor = donor_model(model, iv.checkpoint, iv.checkpoint_run)
-        super().__init__([_slice_op(iv.site, self.heads, iv.positions, self._new)])
+        over_batch = iv.method == "resample" or (iv.method == "mean" and iv.mean_over == "batch")
+        super().__init__([_slice_op(iv.site, self.heads, iv.positions, self._new)], batch_dependent=over_batch)
 
     def _reference_mean(self) -> Tensor:
         if self.ref_mean is not None:
@@ -388,7 +409,7 @@ def _preserving_ablation(iv: PreservingAblation, model: Transformer, task: Any) 
     later = tuple(f"blocks.{m}.attn.{leaf}" for m in range(iv.layer + 1, model.cfg.n_layers))
     ops = [_slice_op(iv.site, iv.heads, None, lambda cur, ctx: _ablate(iv.method, cur))]
     ops += [Op(site, lambda x, ctx, site=site: ctx.clean[site]) for site in later]
-    return Effect(ops, clean_sites=later)
+    return Effect(ops, clean_sites=later, batch_dependent=iv.method != "zero")
 
 
 class _GraftOutputEffect(Effect):

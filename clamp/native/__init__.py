@@ -37,8 +37,8 @@ _state: dict[str, object] = {}
 
 _i64, _ptr, _f32 = ctypes.c_longlong, ctypes.c_void_p, ctypes.c_float
 _SIGNATURES = {
-    "to_heads": [_ptr, _ptr] + [_i64] * 5 + [_ptr, _i64, _i64, _ptr, _ptr],
-    "from_heads": [_ptr, _i64, _i64] + [_i64] * 5 + [_ptr, _ptr, _ptr],
+    "to_heads": [_ptr] + [_i64] * 5 + [_i64] * 5 + [_ptr, _i64, _i64, _ptr, _ptr],
+    "from_heads": [_ptr, _i64, _i64] + [_i64] * 5 + [_ptr] + [_i64] * 5 + [_ptr, _ptr],
     "contract": [_ptr, _i64, _i64, _ptr, _i64, _i64] + [_i64] * 4 + [_ptr, _f32, _ptr],
 }
 

@@ -13,7 +13,7 @@
  *   pattern  [T, T, N]
  *   v, z     [T, dh, N]
  *   heads    [R, B, T, H, dh] with arbitrary strides (the hook-point layout)
- * dh = 8 and 16 have unrolled copies of the layout changes (the default models use 8).
+ * The layout changes have an AVX path for dh = 8 and H a multiple of 8 (the flagship model).
  */
 #include <stddef.h>
 
@@ -25,52 +25,72 @@ typedef long long i64;
  * rotation), which is exactly its torch RoPE: x1*cos - x2*sin and x1*sin + x2*cos.
  * cr == NULL means no rotation (a plain copy). */
 
-#define TO_HEADS_BODY(DH)                                                                          \
-    for (i64 r = 0; r < R; r++)                                                                    \
-        for (i64 b = 0; b < B; b++)                                                                \
-            for (i64 t = 0; t < T; t++) {                                                          \
-                const float *xt = x + r * st[0] + b * st[1] + t * st[2];                           \
-                float *o = out + t * ot + (r * B + b) * H;                                         \
-                const float *c = cr ? cr + t * (DH) : NULL, *s = cr ? sr + t * (DH) : NULL;        \
-                for (i64 h = 0; h < H; h++) {                                                      \
-                    const float *xh = xt + h * st[3];                                              \
-                    float v[(DH) > 0 ? (DH) : 1];                                                  \
-                    if (c) {                                                                       \
-                        for (i64 d = 0; d < (DH); d++)                                             \
-                            v[d] = xh[d] * c[d] + xh[(d + (DH) / 2) % (DH)] * s[d];                \
-                    } else {                                                                       \
-                        for (i64 d = 0; d < (DH); d++) v[d] = xh[d];                               \
-                    }                                                                              \
-                    for (i64 d = 0; d < (DH); d++) o[d * od + h] = v[d];                           \
-                }                                                                                  \
-            }
+#if defined(__AVX__)
+#include <immintrin.h>
+#define HAVE_AVX8 1
+/* Transpose the 8 x 8 block held in r[0..7] (row i = r[i]) in place. */
+static inline void transpose8(__m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+/* x[d] * c[d] + x[(d + 4) % 8] * s[d] for the 8 lanes of v (separate multiply and add). */
+static inline __m256 rotate8(__m256 v, __m256 c, __m256 s) {
+    return _mm256_add_ps(_mm256_mul_ps(v, c), _mm256_mul_ps(_mm256_permute2f128_ps(v, v, 0x01), s));
+}
+#else
+#define HAVE_AVX8 0
+#endif
 
 /* out[d, t, n] (strides od, ot; n contiguous) = x[r, b, t, h, d] for n = (r*B + b)*H + h,
- * x read through its strides st[5], optionally rotated.  The unrolled copies need st[4] == 1. */
-static void to_heads_8(const float *restrict x, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H,
-                       float *restrict out, i64 od, i64 ot, const float *restrict cr, const float *restrict sr) {
-    TO_HEADS_BODY(8)
-}
-static void to_heads_16(const float *restrict x, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H,
-                        float *restrict out, i64 od, i64 ot, const float *restrict cr, const float *restrict sr) {
-    TO_HEADS_BODY(16)
-}
-void to_heads(const float *restrict x, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
-              float *restrict out, i64 od, i64 ot, const float *restrict cr, const float *restrict sr) {
-    if (dh == 8 && st[4] == 1) { to_heads_8(x, st, R, B, T, H, out, od, ot, cr, sr); return; }
-    if (dh == 16 && st[4] == 1) { to_heads_16(x, st, R, B, T, H, out, od, ot, cr, sr); return; }
-    for (i64 r = 0; r < R; r++)
-        for (i64 b = 0; b < B; b++)
-            for (i64 t = 0; t < T; t++) {
+ * x read through its strides st[5], optionally rotated. */
+void to_heads(const float *restrict x, i64 s0, i64 s1, i64 s2, i64 s3, i64 s4, i64 R, i64 B, i64 T, i64 H,
+              i64 dh, float *restrict out, i64 od, i64 ot, const float *restrict cr, const float *restrict sr) {
+    const i64 st[5] = {s0, s1, s2, s3, s4};
+#if HAVE_AVX8
+    if (dh == 8 && H % 8 == 0 && st[4] == 1) {
+        for (i64 t = 0; t < T; t++) {
+            const __m256 c = cr ? _mm256_loadu_ps(cr + t * 8) : _mm256_setzero_ps();
+            const __m256 s = cr ? _mm256_loadu_ps(sr + t * 8) : _mm256_setzero_ps();
+            for (i64 r = 0; r < R; r++)
+                for (i64 b = 0; b < B; b++)
+                    for (i64 h0 = 0; h0 < H; h0 += 8) {
+                        const float *xt = x + r * st[0] + b * st[1] + t * st[2] + h0 * st[3];
+                        __m256 y[8];
+                        for (int h = 0; h < 8; h++) {
+                            const __m256 v = _mm256_loadu_ps(xt + h * st[3]);
+                            y[h] = cr ? rotate8(v, c, s) : v;
+                        }
+                        transpose8(y);
+                        float *o = out + t * ot + (r * B + b) * H + h0;
+                        for (int d = 0; d < 8; d++) _mm256_storeu_ps(o + d * od, y[d]);
+                    }
+        }
+        return;
+    }
+#endif
+    const i64 half = dh / 2;
+    for (i64 t = 0; t < T; t++)
+        for (i64 r = 0; r < R; r++)
+            for (i64 b = 0; b < B; b++) {
                 const float *xt = x + r * st[0] + b * st[1] + t * st[2];
                 float *o = out + t * ot + (r * B + b) * H;
-                const float *c = cr ? cr + t * dh : NULL, *s = cr ? sr + t * dh : NULL;
                 for (i64 d = 0; d < dh; d++) {
-                    const i64 pd = (d + dh / 2) % dh;
+                    const i64 pd = (d + half) % dh;
                     float *odd = o + d * od;
-                    if (c) {
+                    if (cr) {
+                        const float c = cr[t * dh + d], s = sr[t * dh + d];
                         for (i64 h = 0; h < H; h++)
-                            odd[h] = xt[h * st[3] + d * st[4]] * c[d] + xt[h * st[3] + pd * st[4]] * s[d];
+                            odd[h] = xt[h * st[3] + d * st[4]] * c + xt[h * st[3] + pd * st[4]] * s;
                     } else {
                         for (i64 h = 0; h < H; h++) odd[h] = xt[h * st[3] + d * st[4]];
                     }
@@ -78,50 +98,42 @@ void to_heads(const float *restrict x, const i64 *restrict st, i64 R, i64 B, i64
             }
 }
 
-#define FROM_HEADS_BODY(DH)                                                                        \
-    for (i64 r = 0; r < R; r++)                                                                    \
-        for (i64 b = 0; b < B; b++)                                                                \
-            for (i64 t = 0; t < T; t++) {                                                          \
-                const float *xs = x + t * xt_ + (r * B + b) * H;                                   \
-                float *o = out + (((r * B + b) * T + t) * H) * (DH);                               \
-                const float *c = cr ? cr + t * (DH) : NULL, *s = cr ? sr + t * (DH) : NULL;        \
-                for (i64 h = 0; h < H; h++) {                                                      \
-                    float v[(DH) > 0 ? (DH) : 1];                                                  \
-                    for (i64 d = 0; d < (DH); d++) v[d] = xs[d * xd + h];                          \
-                    float *oh = o + h * (DH);                                                      \
-                    if (c) {                                                                       \
-                        for (i64 d = 0; d < (DH); d++) oh[d] = v[d] * c[d] + v[(d + (DH) / 2) % (DH)] * s[d]; \
-                    } else {                                                                       \
-                        for (i64 d = 0; d < (DH); d++) oh[d] = v[d];                               \
-                    }                                                                              \
-                }                                                                                  \
-            }
-
-/* The reverse of to_heads: out[r, b, t, h, d] (contiguous) from x[d, t, n] (strides xd, xt_),
+/* The reverse of to_heads: out[r, b, t, h, d] (strides o0..o4) from x[d, t, n] (strides xd, xt_),
  * with the same optional rotation. */
-static void from_heads_8(const float *restrict x, i64 xd, i64 xt_, i64 R, i64 B, i64 T, i64 H,
-                         float *restrict out, const float *restrict cr, const float *restrict sr) {
-    FROM_HEADS_BODY(8)
-}
-static void from_heads_16(const float *restrict x, i64 xd, i64 xt_, i64 R, i64 B, i64 T, i64 H,
-                          float *restrict out, const float *restrict cr, const float *restrict sr) {
-    FROM_HEADS_BODY(16)
-}
 void from_heads(const float *restrict x, i64 xd, i64 xt_, i64 R, i64 B, i64 T, i64 H, i64 dh,
-                float *restrict out, const float *restrict cr, const float *restrict sr) {
-    if (dh == 8) { from_heads_8(x, xd, xt_, R, B, T, H, out, cr, sr); return; }
-    if (dh == 16) { from_heads_16(x, xd, xt_, R, B, T, H, out, cr, sr); return; }
+                float *restrict out, i64 o0, i64 o1, i64 o2, i64 o3, i64 o4,
+                const float *restrict cr, const float *restrict sr) {
+#if HAVE_AVX8
+    if (dh == 8 && H % 8 == 0 && o4 == 1) {
+        for (i64 t = 0; t < T; t++) {
+            const __m256 c = cr ? _mm256_loadu_ps(cr + t * 8) : _mm256_setzero_ps();
+            const __m256 s = cr ? _mm256_loadu_ps(sr + t * 8) : _mm256_setzero_ps();
+            for (i64 r = 0; r < R; r++)
+                for (i64 b = 0; b < B; b++)
+                    for (i64 h0 = 0; h0 < H; h0 += 8) {
+                        const float *xs = x + t * xt_ + (r * B + b) * H + h0;
+                        __m256 y[8];
+                        for (int d = 0; d < 8; d++) y[d] = _mm256_loadu_ps(xs + d * xd);
+                        transpose8(y);
+                        float *o = out + r * o0 + b * o1 + t * o2 + h0 * o3;
+                        for (int h = 0; h < 8; h++) _mm256_storeu_ps(o + h * o3, cr ? rotate8(y[h], c, s) : y[h]);
+                    }
+        }
+        return;
+    }
+#endif
+    const i64 half = dh / 2;
     for (i64 r = 0; r < R; r++)
         for (i64 b = 0; b < B; b++)
             for (i64 t = 0; t < T; t++) {
                 const float *xs = x + t * xt_ + (r * B + b) * H;
-                float *o = out + (((r * B + b) * T + t) * H) * dh;
-                const float *c = cr ? cr + t * dh : NULL, *s = cr ? sr + t * dh : NULL;
+                float *o = out + r * o0 + b * o1 + t * o2;
                 for (i64 h = 0; h < H; h++) {
-                    float *oh = o + h * dh;
+                    float *oh = o + h * o3;
                     for (i64 d = 0; d < dh; d++) {
-                        const i64 pd = (d + dh / 2) % dh;
-                        oh[d] = c ? xs[d * xd + h] * c[d] + xs[pd * xd + h] * s[d] : xs[d * xd + h];
+                        const i64 pd = (d + half) % dh;
+                        oh[d * o4] = cr ? xs[d * xd + h] * cr[t * dh + d] + xs[pd * xd + h] * sr[t * dh + d]
+                                        : xs[d * xd + h];
                     }
                 }
             }

@@ -170,14 +170,17 @@ class FewShotTask:
         ex_n = cfg.n_heldout_exemplars if evaluator == "heldout_exemplars" else cfg.n_exemplars
 
         draws = []
-        for gen in gens:
-            set_idx = torch.randint(len(sets), (n,), generator=gen)
-            order = torch.rand(n, N, generator=gen).argsort(1)  # random class->label map
-            classes = torch.rand(n, cls_n, generator=gen).argsort(1)[:, :N]  # N distinct classes
-            ex = torch.randint(ex_n, (n, N + 1), generator=gen)  # context exemplars, then the query's
-            q = torch.randint(N, (n,), generator=gen)  # which context pair the query matches
-            draws.append((set_idx, order, classes, ex, q))
-        set_idx, order, classes, ex, q = (torch.stack(x) for x in zip(*draws))  # each (R, n, ...)
+        for gen in gens:  # every random draw of run r comes from gens[r], in this order
+            draws.append((
+                torch.randint(len(sets), (n,), generator=gen),  # the label pair
+                torch.rand(n, N, generator=gen),  # keys of a random class -> label map
+                torch.rand(n, cls_n, generator=gen),  # keys of a random choice of N distinct classes
+                torch.randint(ex_n, (n, N + 1), generator=gen),  # context exemplars, then the query's
+                torch.randint(N, (n,), generator=gen),  # which context pair the query matches
+            ))
+        set_idx, order_keys, class_keys, ex, q = (torch.stack(x) for x in zip(*draws))  # each (R, n, ...)
+        order = order_keys.argsort(-1)
+        classes = class_keys.topk(N, dim=-1, largest=False).indices  # the N smallest keys, smallest first
         R = len(gens)
         labels = sets[set_idx].gather(2, order)  # (R, n, N)
         item_cls = torch.cat([classes, classes.gather(2, q[..., None])], dim=2)  # (R, n, N+1), within the range
