@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from clamp import shortattn
 from clamp.batch import Batch
 from clamp.errors import ConfigError
+from clamp.layernorm import run_layer_norm
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")
@@ -167,9 +168,7 @@ class RunLayerNorm(nn.Module):
         self.bias.data[r] = 0.0
 
     def forward(self, x: Tensor) -> Tensor:  # [R, B, T, D]
-        y = F.layer_norm(x, x.shape[-1:])
-        view = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        return y * self.weight.view(view) + self.bias.view(view)
+        return run_layer_norm(x, self.weight, self.bias)
 
 
 # Attention over short contexts runs in a "heads-last" layout (see clamp.shortattn):

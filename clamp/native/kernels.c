@@ -15,6 +15,7 @@
  *   heads    [R, B, T, H, dh] with arbitrary strides (the hook-point layout)
  * The layout changes have an AVX path for dh = 8 and H a multiple of 8 (the flagship model).
  */
+#include <math.h>
 #include <stddef.h>
 
 typedef long long i64;
@@ -160,4 +161,98 @@ void contract(const float *restrict x, i64 xb, i64 xa, const float *restrict y, 
                 for (i64 n = 0; n < N; n++) o[n] = o[n] * scale;
             }
         }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * LayerNorm over the last axis with a per-run gain and bias (clamp.model.RunLayerNorm).
+ * x, y: [R, M, D] contiguous; w, b: [R, D]; mean, rstd: [R, M].  Unlike the attention
+ * kernels these are not bit-identical to torch.nn.functional.layer_norm (whose reduction
+ * order is its own); they agree to float rounding (tested).  Row sums use 16 partial sums
+ * so that the compiler can vectorise them; the order is fixed, so results are reproducible.
+ */
+static inline float row_sum(const float *restrict v, i64 D) {
+    float acc[16] = {0};
+    i64 d = 0;
+    for (; d + 16 <= D; d += 16)
+        for (int j = 0; j < 16; j++) acc[j] = acc[j] + v[d + j];
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++) s = s + acc[j];
+    for (; d < D; d++) s = s + v[d];
+    return s;
+}
+
+static inline float row_dot(const float *restrict u, const float *restrict v, i64 D) {
+    float acc[16] = {0};
+    i64 d = 0;
+    for (; d + 16 <= D; d += 16)
+        for (int j = 0; j < 16; j++) acc[j] = acc[j] + u[d + j] * v[d + j];
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++) s = s + acc[j];
+    for (; d < D; d++) s = s + u[d] * v[d];
+    return s;
+}
+
+void ln_fwd(const float *restrict x, const float *restrict w, const float *restrict b, i64 R, i64 M, i64 D,
+            float eps, float *restrict y, float *restrict mean, float *restrict rstd) {
+    float xc[1024];
+    for (i64 r = 0; r < R; r++) {
+        const float *wr = w + r * D, *br = b + r * D;
+        for (i64 m = 0; m < M; m++) {
+            const float *row = x + (r * M + m) * D;
+            float *out = y + (r * M + m) * D;
+            const float mu = row_sum(row, D) / (float)D;
+            float var = 0.0f;
+            if (D <= 1024) {
+                for (i64 d = 0; d < D; d++) xc[d] = row[d] - mu;
+                var = row_dot(xc, xc, D) / (float)D;
+            } else {
+                for (i64 d = 0; d < D; d++) var = var + (row[d] - mu) * (row[d] - mu);
+                var = var / (float)D;
+            }
+            const float rs = 1.0f / sqrtf(var + eps);
+            for (i64 d = 0; d < D; d++) out[d] = (row[d] - mu) * rs * wr[d] + br[d];
+            mean[r * M + m] = mu;
+            rstd[r * M + m] = rs;
+        }
+    }
+}
+
+/* Gradients of ln_fwd: gx [R, M, D]; gw, gb [R, D] (overwritten). */
+void ln_bwd(const float *restrict g, const float *restrict x, const float *restrict mean, const float *restrict rstd,
+            const float *restrict w, i64 R, i64 M, i64 D, float *restrict gx, float *restrict gw, float *restrict gb) {
+    float xh[1024], gh[1024];
+    for (i64 r = 0; r < R; r++) {
+        const float *wr = w + r * D;
+        float *gwr = gw + r * D, *gbr = gb + r * D;
+        for (i64 d = 0; d < D; d++) gwr[d] = gbr[d] = 0.0f;
+        for (i64 m = 0; m < M; m++) {
+            const i64 row = (r * M + m) * D;
+            const float mu = mean[r * M + m], rs = rstd[r * M + m];
+            const float *gr = g + row, *xr = x + row;
+            float *out = gx + row;
+            if (D <= 1024) {
+                for (i64 d = 0; d < D; d++) {
+                    xh[d] = (xr[d] - mu) * rs;
+                    gh[d] = gr[d] * wr[d];
+                    gwr[d] = gwr[d] + gr[d] * xh[d];
+                    gbr[d] = gbr[d] + gr[d];
+                }
+                const float a = row_sum(gh, D) / (float)D, c = row_dot(gh, xh, D) / (float)D;
+                for (i64 d = 0; d < D; d++) out[d] = (gh[d] - a - xh[d] * c) * rs;
+            } else {
+                float a = 0.0f, c = 0.0f;
+                for (i64 d = 0; d < D; d++) {
+                    const float xd = (xr[d] - mu) * rs, gd = gr[d] * wr[d];
+                    gwr[d] = gwr[d] + gr[d] * xd;
+                    gbr[d] = gbr[d] + gr[d];
+                    a = a + gd;
+                    c = c + gd * xd;
+                }
+                a = a / (float)D;
+                c = c / (float)D;
+                for (i64 d = 0; d < D; d++)
+                    out[d] = (gr[d] * wr[d] - a - (xr[d] - mu) * rs * c) * rs;
+            }
+        }
+    }
 }
