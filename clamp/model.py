@@ -238,27 +238,18 @@ class Attention(nn.Module):
         hq, hk, hv = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if T > HEADS_LAST_MAX_T:
             z = self._long(hq, hk, hv)
-        elif hq is q and hk is k and hv is v:  # no intervention replaced them: the fused path
-            z = self._short(qkv, None)
-        else:
-            z = self._short(None, (hq, hk, hv))
+        else:  # the hooks' outputs replace the projection's slices only where an intervention edited them
+            z = self._short(qkv, tuple(None if h is o else h for h, o in ((hq, q), (hk, k), (hv, v))))
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
 
-    def _short(self, qkv: Tensor | None, qkv_split: tuple[Tensor, Tensor, Tensor] | None) -> Tensor:
-        """Heads-last attention (clamp.shortattn) from the fused projection ``[R, B, T, 3, H, dh]``,
-        or from separate q, k, v ``[R, B, T, H, dh]``; returns z ``[R, B, T, H, dh]``."""
-        R, B, T = (qkv if qkv is not None else qkv_split[2]).shape[:3]
-        H, dh = self.cfg.n_heads, self.cfg.d_head_resolved
+    def _short(self, qkv: Tensor, replaced: tuple) -> Tensor:
+        """Heads-last attention (clamp.shortattn) from the fused projection ``[R, B, T, 3, H, dh]``, with the
+        ``replaced`` q, k, v (each ``[R, B, T, H, dh]`` or None) in place of its slices; returns z ``[R, B, T, H, dh]``."""
+        R, B, T, _, H, dh = qkv.shape
         N = R * B * H
-        neg, rot = self._constants(T, (qkv if qkv is not None else qkv_split[2]).device)
-        scale = 1.0 / math.sqrt(dh)
-        if qkv is not None:
-            s, vT = shortattn.qkv_scores(qkv, rot, scale, neg)  # (Tq, Tk, N), (Tk, dh, N)
-        else:
-            q, k, v = qkv_split
-            s = shortattn.scores(shortattn.to_heads(q, "dt", rot), shortattn.to_heads(k, "dt", rot), scale, neg)
-            vT = shortattn.to_heads(v, "td")
+        neg, rot = self._constants(T, qkv.device)
+        s, vT = shortattn.qkv_scores(qkv, rot, 1.0 / math.sqrt(dh), neg, replaced)  # (Tq, Tk, N), (Tk, dh, N)
         # Hook tensors are views in the documented layout; an intervention's replacement is copied back.
         s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
         p = torch.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N), dim=1)

@@ -254,34 +254,49 @@ class QKVScores(torch.autograd.Function):
 
     The same arithmetic as :class:`ToHeads` (q and k rotated, v not) followed by
     :class:`Scores`, in one autograd node whose gradient is written straight into
-    the projection's layout.
+    the projection's layout.  ``q``, ``k`` or ``v`` (``[R, B, T, H, dh]``, any
+    strides) replace the projection's slices where given (a hook point's output
+    that an intervention replaced); their slices of the projection's gradient are zero.
     """
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor):  # noqa: D102
-        q = _to_heads(qkv[:, :, :, 0], "dt", rot)
-        k = _to_heads(qkv[:, :, :, 1], "dt", rot)
-        v = _to_heads(qkv[:, :, :, 2], "td", None)
-        ctx.save_for_backward(q, k)
+    def forward(ctx, qkv: Tensor, q: Tensor | None, k: Tensor | None, v: Tensor | None,  # noqa: D102
+                rot: Rotation | None, scale: float, mask: Tensor):
+        src = [qkv[:, :, :, i] if x is None else x for i, x in enumerate((q, k, v))]
+        qT = _to_heads(src[0], "dt", rot)
+        kT = _to_heads(src[1], "dt", rot)
+        vT = _to_heads(src[2], "td", None)
+        ctx.save_for_backward(qT, kT)
         ctx.scale, ctx.rot, ctx.shape = scale, rot, tuple(qkv.shape)
-        return _scores_fwd(q, k, scale, mask), v
+        ctx.replaced = tuple(x is not None for x in (q, k, v))
+        return _scores_fwd(qT, kT, scale, mask), vT
 
     @staticmethod
     def backward(ctx, gs: Tensor | None, gv: Tensor | None):  # noqa: D102
-        q, k = ctx.saved_tensors
-        g = torch.empty(ctx.shape, dtype=q.dtype, device=q.device)
-        if gs is None:
-            g[:, :, :, :2].zero_()
-        else:
-            gq, gk = _scores_bwd(q, k, gs, ctx.scale, (True, True))
-            inv = inverse(ctx.rot)
-            _from_heads_into(gq, "dt", inv, g[:, :, :, 0])
-            _from_heads_into(gk, "dt", inv, g[:, :, :, 1])
-        if gv is None:
-            g[:, :, :, 2].zero_()
-        else:
-            _from_heads_into(gv, "td", None, g[:, :, :, 2])
-        return g, None, None, None
+        qT, kT = ctx.saved_tensors
+        g = torch.zeros(ctx.shape, dtype=qT.dtype, device=qT.device) if any(ctx.replaced) else \
+            torch.empty(ctx.shape, dtype=qT.dtype, device=qT.device)
+        reps: list[Tensor | None] = [None, None, None]
+        shape = ctx.shape[:3] + ctx.shape[4:]
+
+        def put(i: int, x: Tensor | None, layout: Layout, rot: Rotation | None) -> None:
+            if x is None:
+                if not ctx.replaced[i]:
+                    g[:, :, :, i].zero_()
+                return
+            if ctx.replaced[i]:
+                reps[i] = _from_heads(x, shape, layout, rot)
+            else:
+                _from_heads_into(x, layout, rot, g[:, :, :, i])
+
+        gq = gk = None
+        if gs is not None:
+            gq, gk = _scores_bwd(qT, kT, gs, ctx.scale, (True, True))
+        inv = inverse(ctx.rot)
+        put(0, gq, "dt", inv)
+        put(1, gk, "dt", inv)
+        put(2, gv, "td", None)
+        return g, reps[0], reps[1], reps[2], None, None, None
 
 
 class MixHeads(torch.autograd.Function):
@@ -329,9 +344,11 @@ def scores(q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:
     return Scores.apply(q, k, scale, mask)
 
 
-def qkv_scores(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor) -> tuple[Tensor, Tensor]:
+def qkv_scores(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor,
+               replaced: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None)) -> tuple[Tensor, Tensor]:
     """``(scores, v)`` from the fused projection ``[R, B, T, 3, H, dh]``: the same as
-    ``scores(to_heads(q, "dt", rot), to_heads(k, "dt", rot), scale, mask)`` and ``to_heads(v, "td")``.
+    ``scores(to_heads(q, "dt", rot), to_heads(k, "dt", rot), scale, mask)`` and ``to_heads(v, "td")``,
+    with ``replaced`` q, k, v (``[R, B, T, H, dh]`` or None) used in place of the projection's slices.
 
     Example:
         >>> qkv = torch.randn(1, 2, 3, 3, 2, 4)
@@ -339,7 +356,7 @@ def qkv_scores(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor) ->
         >>> torch.allclose(s, scores(to_heads(qkv[:, :, :, 0]), to_heads(qkv[:, :, :, 1]), 0.5, torch.zeros(3, 3, 1)))
         True
     """
-    return QKVScores.apply(qkv, rot, scale, mask)
+    return QKVScores.apply(qkv, *replaced, rot, scale, mask)
 
 
 def mix_heads(pattern: Tensor, v: Tensor, shape: tuple[int, ...]) -> Tensor:

@@ -243,12 +243,39 @@ def _resolve_heads(model: Transformer, heads: tuple[int, ...] | None, keep: tupl
     return heads
 
 
+def selection_mask(site: str, x: Tensor, heads: tuple[int, ...] | None, positions: tuple[int, ...] | None) -> Tensor:
+    """A bool tensor broadcastable to ``x``, True on the slice :func:`slice_index` selects.
+
+    Example:
+        >>> m = selection_mask("blocks.0.attn.hook_v", torch.zeros(1, 2, 5, 4, 8), (1, 3), None)
+        >>> m.shape, m.flatten().tolist()
+        (torch.Size([1, 1, 1, 4, 1]), [False, True, False, True])
+    """
+    shape = [1] * x.dim()
+    for axis in ([head_axis(site)] if heads is not None else []) + ([position_axis(site)] if positions is not None else []):
+        shape[axis] = x.shape[axis]
+    mask = torch.zeros(shape, dtype=torch.bool, device=x.device)
+    mask[slice_index(site, x.dim(), heads, positions, x.device)] = True
+    return mask
+
+
 def _slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ...] | None,
-              new: Callable[[Tensor, Ctx], Tensor]) -> Op:
-    indices: dict[tuple, tuple] = {}  # built once per (ndim, device)
+              new: Callable[[Tensor, Ctx], Tensor], constant: float | None = None) -> Op:
+    """An op replacing the selected slice with ``new(slice, ctx)``, or with the scalar ``constant``.
+
+    A constant is written with one ``torch.where`` against a cached mask (no copy of
+    the activation, and the gradient is the same: zero on the slice).
+    """
+    indices: dict[tuple, Any] = {}  # built once per (shape, device)
 
     def fn(x: Tensor, ctx: Ctx) -> Tensor:
-        key = (x.dim(), x.device)
+        key = (tuple(x.shape), x.device)
+        if constant is not None:
+            if key not in indices:
+                indices[key] = (selection_mask(site, x, heads, positions),
+                                torch.tensor(constant, dtype=x.dtype, device=x.device))
+            mask, value = indices[key]
+            return torch.where(mask, value, x)
         if key not in indices:
             indices[key] = slice_index(site, x.dim(), heads, positions, x.device)
         return replace_slice(x, indices[key], lambda cur: new(cur, ctx))
@@ -257,19 +284,33 @@ def _slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ..
 
 def _clamp(iv: Clamp, model: Transformer, task: Any) -> Effect:
     value = torch.as_tensor(iv.value, dtype=torch.float32)
-    return Effect([_slice_op(iv.site, iv.heads, iv.positions, lambda cur, ctx: value.to(cur.device))])
+    constant = float(value) if value.dim() == 0 else None
+    return Effect([_slice_op(iv.site, iv.heads, iv.positions, lambda cur, ctx: value.to(cur.device), constant)])
 
 
 def _pattern_clamp(iv: PatternClamp, model: Transformer, task: Any) -> Effect:
+    masks: dict[tuple, Tensor] = {}  # (shape, device) -> [1, 1, H, T, 1] bool: the clamped heads and rows
+    fixed: dict[tuple, Tensor] = {}  # the constant patterns (prev_token, uniform), [T, T]
+
     def fn(x: Tensor, ctx: Ctx) -> Tensor:  # x: [R, B, H, T, T]
         T = x.shape[-1]
-        pattern, rows = build_pattern(iv.pattern, ctx.batch, T, iv.strength)
-        if iv.positions is not None:
-            keep = torch.zeros(T, dtype=torch.bool, device=x.device)
-            keep[list(iv.positions)] = True
-            rows = rows & keep
-        idx = (slice(None), slice(None), _as_index(list(iv.heads), x.device))
-        return replace_slice(x, idx, lambda cur: torch.where(rows[:, :, None, :, None], pattern[:, :, None].to(cur.dtype), cur))
+        key = (tuple(x.shape), x.device)
+        if key not in masks:
+            rows = list(range(T - 1, T)) if iv.pattern == "induction" else list(range(T))  # rows the pattern defines
+            if iv.positions is not None:
+                rows = [t for t in rows if t in iv.positions]
+            mask = torch.zeros(1, 1, x.shape[2], T, 1, dtype=torch.bool, device=x.device)
+            if rows:
+                h = torch.tensor(list(iv.heads), device=x.device)
+                mask[:, :, h[:, None], torch.tensor(rows, device=x.device)[None, :]] = True
+            masks[key] = mask
+        if iv.pattern == "induction":  # the query row, per sequence, broadcast over heads and rows
+            value = build_pattern(iv.pattern, ctx.batch, T, iv.strength)[0][:, :, None, T - 1 : T, :]
+        else:
+            if key not in fixed:
+                fixed[key] = build_pattern(iv.pattern, ctx.batch, T, iv.strength)[0][0, 0].to(x.dtype)
+            value = fixed[key]
+        return torch.where(masks[key], value.to(x.dtype), x)
     return Effect([Op(iv.site, fn)])
 
 
@@ -359,7 +400,8 @@ class _KnockoutEffect(Effect):
             if iv.checkpoint is not None:
                 self.donor = donor_model(model, iv.checkpoint, iv.checkpoint_run)
         over_batch = iv.method == "resample" or (iv.method == "mean" and iv.mean_over == "batch")
-        super().__init__([_slice_op(iv.site, self.heads, iv.positions, self._new)], batch_dependent=over_batch)
+        constant = 0.0 if iv.method == "zero" else None
+        super().__init__([_slice_op(iv.site, self.heads, iv.positions, self._new, constant)], batch_dependent=over_batch)
 
     def _reference_mean(self) -> Tensor:
         if self.ref_mean is not None:
@@ -407,7 +449,7 @@ def _ablate(method: str, cur: Tensor) -> Tensor:
 def _preserving_ablation(iv: PreservingAblation, model: Transformer, task: Any) -> Effect:
     leaf = "hook_pattern" if iv.preserve == "patterns" else "hook_v"
     later = tuple(f"blocks.{m}.attn.{leaf}" for m in range(iv.layer + 1, model.cfg.n_layers))
-    ops = [_slice_op(iv.site, iv.heads, None, lambda cur, ctx: _ablate(iv.method, cur))]
+    ops = [_slice_op(iv.site, iv.heads, None, lambda cur, ctx: _ablate(iv.method, cur), 0.0 if iv.method == "zero" else None)]
     ops += [Op(site, lambda x, ctx, site=site: ctx.clean[site]) for site in later]
     return Effect(ops, clean_sites=later, batch_dependent=iv.method != "zero")
 
@@ -469,5 +511,5 @@ def compile_effect(iv: Intervention, model: Transformer, task: Any) -> Effect:
     return compiler(iv, model, task)
 
 
-__all__ = ["Ctx", "Op", "Effect", "compile_effect", "build_pattern", "slice_index", "replace_slice",
+__all__ = ["Ctx", "Op", "Effect", "compile_effect", "build_pattern", "slice_index", "selection_mask", "replace_slice",
            "load_function", "load_checkpoint", "donor_model", "reference_batch", "TARGET_HOOK"]
