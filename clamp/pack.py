@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import resource
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -161,7 +164,8 @@ def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
 
     Args:
         job: the pack to train.
-        sink: receives progress events ``{"job", "seen", "n_runs"}`` (at most a few a second).
+        sink: receives progress events ``{"job", "seen", "n_runs", "pid", "rss_mib"}`` (at most a few a
+            second; ``rss_mib`` is the worker's resident memory).
 
     Returns:
         One outcome per run: ``{"arm", "seed", "status", "error"}``.  Never raises for a
@@ -183,11 +187,26 @@ def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
         return out
 
 
+def resident_mib() -> float:
+    """This process's resident memory now, in MiB (its peak so far where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_resident_mib()
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
 def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict:
     prev = run.record.get("timings", {})
     t = {"started_at": prev.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
          "wall_seconds": round(run.wall_base + time.time() - t0, 3), "packed_with": len(job.runs),
-         "attempts": prev.get("attempts", 1)}
+         "attempts": prev.get("attempts", 1), "peak_rss_mib": round(peak_resident_mib(), 1)}
     if finished:
         t["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return t
@@ -245,7 +264,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
         now = time.time()
         if sink is not None and now - last_sink["t"] > 0.5:
             last_sink["t"] = now
-            sink({"job": job.job_id, "seen": seen, "n_runs": len(live())})
+            sink({"job": job.job_id, "seen": seen, "n_runs": len(live()), "pid": os.getpid(), "rss_mib": resident_mib()})
 
     def on_eval(seen: int, metrics: dict[str, Tensor]) -> None:
         if seen == last_eval["seen"]:
@@ -294,7 +313,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             run.write_json(status="finished", sequences_seen=trainer.seen, timings=_timings(run, t0, job, finished=True))
         out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record["status"], "error": run.record.get("error")})
     if sink is not None:
-        sink({"job": job.job_id, "seen": trainer.seen, "n_runs": 0})
+        sink({"job": job.job_id, "seen": trainer.seen, "n_runs": 0, "pid": os.getpid(), "rss_mib": resident_mib()})
     return out
 
 

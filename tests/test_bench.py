@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
-from clamp.bench import flops_per_sequence, main, run_bench
+import pytest
+
+from clamp.bench import flops_per_sequence, main, ratio, run_bench
+from clamp.bench.study import memory_at
 from clamp.model import ModelConfig
 
 
-def test_bench_runs_every_mode_once(tmp_path, capsys):
-    rows = run_bench(runs=[2], modes=["plain", "harness", "hook", "nnsight"], n_steps=1, warmup=0, log=lambda _: None)
-    assert [(r.mode, r.runs) for r in rows] == [("plain", 2), ("harness", 2), ("hook", 2), ("nnsight", 2)]
-    assert all(r.seq_per_s_per_core > 0 for r in rows)
+def test_bench_runs_every_mode_once():
+    rows, per_round = run_bench(runs=[1, 2], modes=["plain", "harness", "hook", "nnsight"], n_steps=1, warmup=0,
+                                rounds=2, log=lambda _: None)
+    assert [(r.mode, r.runs) for r in rows] == [(m, R) for R in (1, 2) for m in ("plain", "harness", "hook", "nnsight")]
+    assert all(r.seq_per_s_per_core > 0 and r.rounds == 2 for r in rows)
+    # the plain loop has no run axis: R runs take R times one run, round by round
+    assert per_round[("plain", 2)] == [2 * t for t in per_round[("plain", 1)]]
+    assert ratio(per_round, ("plain", 2), ("plain", 1)) == pytest.approx(2.0)
+    assert ratio(per_round, ("nnsight", 3), ("hook", 3)) is None
 
 
 def test_bench_cli_writes_csv(tmp_path, capsys):
     out = tmp_path / "bench.csv"
-    assert main(["--runs", "1", "--modes", "harness", "--steps", "1", "--warmup", "0", "--csv", str(out)]) == 0
+    assert main(["--runs", "1", "--modes", "harness", "--steps", "1", "--rounds", "1", "--warmup", "0",
+                 "--no-profile", "--csv", str(out)]) == 0
     assert out.read_text().splitlines()[0].startswith("mode,runs,seq_per_s_per_core")
-    assert "matmul peak" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "matmul peak" in printed and "machine:" in printed and "compiled kernels:" in printed
 
 
 def test_flops_count_matches_hand_count():
     cfg = ModelConfig(n_layers=1, n_heads=1, d_model=2, d_in=3, d_vocab=2, d_out=2, n_ctx=2)
-    # item 2*T*d_in*D = 24; qkv 2*T*D*3*H*dh = 48; scores+mix 2*2*H*T*T*dh = 32; out 2*T*H*dh*D = 16; unembed 2*T*D*C = 16
-    assert flops_per_sequence(cfg, T=2, d_in=3, n_out=2) == 3.0 * (24 + 48 + 32 + 16 + 16)
+    # per layer: qkv 2*T*D*3*H*dh = 48; scores+mix 2*2*H*T*T*dh = 32; out 2*T*H*dh*D = 16; unembed 2*T*D*C = 16,
+    # all three times (forward, input and weight gradients); the item embedding 2*n_items*d_in*D twice (no input grad)
+    assert flops_per_sequence(cfg, T=2, d_in=3, n_out=2) == 3.0 * (48 + 32 + 16 + 16) + 2.0 * 24
+    assert flops_per_sequence(cfg, T=2, d_in=3, n_out=2, n_items=1) == 3.0 * (48 + 32 + 16 + 16) + 2.0 * 12
+
+
+def test_study_memory_at_fraction_of_training():
+    ev = [(0.0, {"job": 0, "seen": 10, "n_runs": 2, "pid": 1, "rss_mib": 50.0}),
+          (0.5, {"job": 1, "seen": 10, "n_runs": 2, "pid": 2, "rss_mib": 70.0}),
+          (1.0, {"job": 0, "seen": 100, "n_runs": 0, "pid": 1, "rss_mib": 55.0}),
+          (2.0, {"job": 1, "seen": 100, "n_runs": 0, "pid": 2, "rss_mib": 72.0})]
+    # 2 packs x 2 runs x 100 sequences: 10% = 40 run-sequences, reached once both packs are at 10
+    assert memory_at(ev, {0: 2, 1: 2}, 100, 0.10) == 70.0
+    assert memory_at(ev, {0: 2, 1: 2}, 100, 1.0) == 72.0
