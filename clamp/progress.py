@@ -30,6 +30,8 @@ class Progress:
         n_sequences: training length of one run.
         quiet: print nothing.
         stream: where to draw (stderr by default).
+        planned: run-sequences this invocation will train (every pack, started or not), for the
+            time-left estimate; without it the estimate covers the packs started so far.
 
     Example:
         >>> p = Progress(name="s", total_runs=2, done_runs=0, n_sequences=100, quiet=True)
@@ -38,7 +40,7 @@ class Progress:
     """
 
     def __init__(self, *, name: str, total_runs: int, done_runs: int, n_sequences: int, quiet: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, planned: float | None = None) -> None:
         self.name, self.total, self.done, self.n = name, total_runs, done_runs, n_sequences
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
@@ -46,13 +48,17 @@ class Progress:
         self.packs: dict[int, dict] = {}
         self.t0 = time.time()
         self.work_done = 0.0  # run-sequences trained in this invocation
-        self.work_left = 0.0  # run-sequences still to train
+        # run-sequences still to train: all of them when the caller knows (packs not yet started
+        # count), else those of the packs started so far
+        self.planned = planned is not None
+        self.work_left = float(planned or 0.0)
         self._last_draw = 0.0
         self._width = 0
 
     def start_pack(self, job: int, *, label: str, n_runs: int, start: int) -> None:
         self.packs[job] = {"label": label, "n_runs": n_runs, "seen": start, "start": start, "live": n_runs}
-        self.work_left += n_runs * (self.n - start)
+        if not self.planned:
+            self.work_left += n_runs * (self.n - start)
 
     def update(self, job: int, seen: int, live: int | None = None) -> None:
         p = self.packs.get(job)

@@ -149,8 +149,20 @@ def _band(ax, wide: pd.DataFrame, color, label: str, seeds: bool = True) -> None
                         color=color, alpha=0.2, lw=0)
 
 
+_GROUPS: list = []  # [(frame, {(arm, metric): rows})] for the frame last asked about
+
+
+def _group(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
+    """The rows of ``df`` for one (arm, metric), from one groupby per frame (filtering a million-row
+    frame by string equality for every curve was most of the report's time)."""
+    if not _GROUPS or _GROUPS[0][0] is not df:
+        _GROUPS[:] = [(df, {key: rows for key, rows in df.groupby(["arm", "metric"], sort=False)})]
+    rows = _GROUPS[0][1].get((arm, metric))
+    return rows if rows is not None else df.iloc[:0]
+
+
 def _wide(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
-    d = df[(df["arm"] == arm) & (df["metric"] == metric)]
+    d = _group(df, arm, metric)
     return d.pivot_table(index="sequences_seen", columns="run", values="value", aggfunc="first").sort_index()
 
 

@@ -269,8 +269,9 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         record["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack)
         atomic_write_json(study_dir / "study.json", record)
         done_before = len(the_plan.skipped)
+        planned = sum(len(j.runs) * (study.n_sequences - (j.resume_from or 0)) for j in the_plan.jobs)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
-                            n_sequences=study.n_sequences, quiet=quiet)
+                            n_sequences=study.n_sequences, quiet=quiet, planned=planned)
         if the_plan.skipped:
             progress.message(f"{study.name}: {done_before} run(s) already done, skipped (delete their folders to rerun)")
         for arm, seed in the_plan.stale:

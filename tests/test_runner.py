@@ -191,3 +191,13 @@ def test_custom_executor_is_used(tmp_path):
 
     assert run_study(tiny_study(n_sequences=32), out=tmp_path, quiet=True, analyse=False, executor=Recording()) == 0
     assert seen == ["control", "other"]
+
+
+def test_progress_time_left_counts_packs_not_yet_started():
+    from clamp.progress import Progress
+
+    p = Progress(name="s", total_runs=4, done_runs=0, n_sequences=100, quiet=True, planned=400)
+    p.start_pack(0, label="a", n_runs=2, start=0)  # the second pack (2 runs) has not started
+    p.t0 -= 10.0  # 10 s elapsed
+    p.update(0, 50)  # 100 of 400 run-sequences done in 10 s: 30 s left for the other 300
+    assert "~0m30s left" in p.line()
