@@ -33,6 +33,7 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as _nn_module
 
 from clamp import shortattn
 from clamp.batch import Batch
@@ -238,10 +239,26 @@ class Attention(nn.Module):
         hq, hk, hv = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if T > HEADS_LAST_MAX_T:
             z = self._long(hq, hk, hv)
+        elif hq is q and hk is k and hv is v and self._unwatched() and shortattn.fused_available(qkv):
+            z, _ = shortattn.fused_attention(qkv, self._constants(T, qkv.device)[1], 1.0 / math.sqrt(dh),
+                                             self._constants(T, qkv.device)[0])
         else:  # the hooks' outputs replace the projection's slices only where an intervention edited them
             z = self._short(qkv, tuple(None if h is o else h for h, o in ((hq, q), (hk, k), (hv, v))))
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
+
+    def _unwatched(self) -> bool:
+        """True when no hook, and no nnsight controller, sits on the scores or the pattern (nor on q, k, v).
+
+        The fused path (clamp.shortattn.FusedAttention) then computes the same numbers
+        without handing those two tensors to anyone; a watched layer takes the step path.
+        """
+        if _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks:
+            return False
+        for m in (self.hook_q, self.hook_k, self.hook_v, self.hook_attn_scores, self.hook_pattern):
+            if m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:
+                return False
+        return True
 
     def _short(self, qkv: Tensor, replaced: tuple) -> Tensor:
         """Heads-last attention (clamp.shortattn) from the fused projection ``[R, B, T, 3, H, dh]``, with the
@@ -252,7 +269,7 @@ class Attention(nn.Module):
         s, vT = shortattn.qkv_scores(qkv, rot, 1.0 / math.sqrt(dh), neg, replaced)  # (Tq, Tk, N), (Tk, dh, N)
         # Hook tensors are views in the documented layout; an intervention's replacement is copied back.
         s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
-        p = torch.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N), dim=1)
+        p = shortattn.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N))
         p = self.hook_pattern(p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
         return shortattn.mix_heads(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), vT, (R, B, T, H, dh))
 

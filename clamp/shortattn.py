@@ -315,7 +315,98 @@ class MixHeads(torch.autograd.Function):
         return gp, gv, None
 
 
+class Softmax(torch.autograd.Function):
+    """Softmax over the key axis (dim 1) of ``[Tq, Tk, N]`` with the compiled kernel (CPU float32)."""
+
+    @staticmethod
+    def forward(ctx, s: Tensor) -> Tensor:  # noqa: D102
+        s = s.contiguous()
+        T, N = s.shape[0], s.shape[2]
+        p = torch.empty_like(s)
+        native.lib().softmax_fwd(_p(s), _p(p), T, N)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # noqa: D102
+        (p,) = ctx.saved_tensors
+        g = g.contiguous()
+        gs = torch.empty_like(p)
+        native.lib().softmax_bwd(_p(p), _p(g), _p(gs), p.shape[0], p.shape[2])
+        return gs
+
+
+class FusedAttention(torch.autograd.Function):
+    """The whole of :func:`qkv_scores`, :func:`softmax` and :func:`mix_heads` in one compiled call each way.
+
+    For a layer whose hook points inside the attention nobody watches: it computes
+    the same float operations in the same order as the step-by-step path (so the
+    same numbers), a block of sequences at a time, and keeps only the pattern for
+    the backward pass (q, k and v are gathered again from the projection).
+    Returns ``(z [R, B, T, H, dh], pattern [Tq, Tk, N])``; the pattern is not
+    differentiable (nothing downstream may use it: that is what "not watched" means).
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor):  # noqa: D102
+        R, B, T, _, H, dh = qkv.shape
+        N = R * B * H
+        cr, sr = _rot_args(rot)
+        m = mask.reshape(T, T).contiguous()
+        st = torch.tensor(qkv.stride(), dtype=torch.int64)
+        p = torch.empty((T, T, N), dtype=qkv.dtype)
+        z = torch.empty((R, B, T, H, dh), dtype=qkv.dtype)
+        native.lib().attn_fwd(_p(qkv), _p(st), R, B, T, H, dh, _p_or_null(cr), _p_or_null(sr), scale, _p(m), _p(p), _p(z))
+        ctx.save_for_backward(qkv, p)
+        ctx.rot, ctx.scale = rot, scale
+        ctx.mark_non_differentiable(p)
+        return z, p
+
+    @staticmethod
+    def backward(ctx, gz: Tensor, _gp: Tensor | None):  # noqa: D102
+        qkv, p = ctx.saved_tensors
+        R, B, T, _, H, dh = qkv.shape
+        cr, sr = _rot_args(ctx.rot)
+        st = torch.tensor(qkv.stride(), dtype=torch.int64)
+        gst = torch.tensor(gz.stride(), dtype=torch.int64)
+        g = torch.empty(qkv.shape, dtype=qkv.dtype)
+        native.lib().attn_bwd(_p(qkv), _p(st), R, B, T, H, dh, _p_or_null(cr), _p_or_null(sr), ctx.scale, _p(p), _p(gz),
+                              _p(gst), _p(g))
+        return g, None, None, None
+
+
 # --------------------------------------------------------------------------- public
+
+
+def softmax(s: Tensor) -> Tensor:
+    """Softmax over the key axis (dim 1) of scores ``[Tq, Tk, N]``: compiled on CPU float32, else torch's.
+
+    The compiled kernel agrees with ``torch.softmax`` to float rounding (its exp is
+    its own) and is the one the fused path uses, so both paths agree exactly.
+
+    Example:
+        >>> s = torch.randn(3, 3, 4)
+        >>> torch.allclose(softmax(s), torch.softmax(s, dim=1), atol=1e-6)
+        True
+    """
+    if _lib(s) is not None:
+        return Softmax.apply(s)
+    return torch.softmax(s, dim=1)
+
+
+def fused_available(qkv: Tensor) -> bool:
+    """Whether :func:`fused_attention` can run on ``qkv`` (the compiled kernels, CPU float32)."""
+    return _lib(qkv) is not None
+
+
+def fused_attention(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """``(z, pattern)`` from the projection, in one compiled call (see :class:`FusedAttention`).
+
+    Example:
+        >>> # z, p = fused_attention(qkv, rot, scale, mask)  # where fused_available(qkv)
+    """
+    return FusedAttention.apply(qkv, rot, scale, mask)
+
 
 
 def to_heads(x: Tensor, layout: Layout = "dt", rot: Rotation | None = None) -> Tensor:

@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC")
+FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-shared", "-fPIC")
 ARCH_FLAGS = ("-march=native",)
 
 _state: dict[str, object] = {}
@@ -46,6 +46,10 @@ _SIGNATURES = {
     "contract": [_ptr, _i64, _i64, _ptr, _i64, _i64] + [_i64] * 4 + [_ptr, _f32, _ptr],
     "ln_fwd": [_ptr, _ptr, _ptr, _i64, _i64, _i64, _f32, _ptr, _ptr, _ptr],
     "ln_bwd": [_ptr] * 5 + [_i64] * 3 + [_ptr] * 3,
+    "softmax_fwd": [_ptr, _ptr, _i64, _i64],
+    "softmax_bwd": [_ptr, _ptr, _ptr, _i64, _i64],
+    "attn_fwd": [_ptr, _ptr] + [_i64] * 5 + [_ptr, _ptr, _f32, _ptr, _ptr, _ptr],
+    "attn_bwd": [_ptr, _ptr] + [_i64] * 5 + [_ptr, _ptr, _f32, _ptr, _ptr, _ptr, _ptr],
 }
 
 

@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 typedef long long i64;
 
@@ -255,4 +256,155 @@ void ln_bwd(const float *restrict g, const float *restrict x, const float *restr
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Softmax over the key axis of scores [Tq, Tk, n] (n contiguous, row stride ld), with a
+ * branch-free exp the compiler vectorises.  The step-by-step path (shortattn.softmax) and the
+ * fused attention kernels below both use exactly these functions, so they agree bit for bit;
+ * against torch.softmax they agree to float rounding.
+ */
+
+/* exp(x) for x <= 0 (softmax arguments, x - max), to about 1 ulp; exp(-inf) = 0 and below the
+ * smallest normal result (x < -87.33) the result is 0.  Cephes' expf polynomial. */
+static inline float exp_neg(float x) {
+    const float lo = -87.3365447505f;
+    const float xx = x < lo ? lo : x;
+    const float fx = floorf(xx * 1.44269504088896341f + 0.5f);
+    const float r = (xx - fx * 0.693359375f) - fx * -2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    union { int i; float f; } two_n;  /* 2^fx, built from its exponent bits */
+    two_n.i = ((int)fx + 127) << 23;
+    return x < lo ? 0.0f : y * two_n.f;
+}
+
+/* p[i, j, :] = softmax over j of s[i, j, :]; element (i, j, n) at [(i * Tk + j) * ld + n]. */
+static void softmax_block(const float *restrict s, float *restrict p, i64 T, i64 n, i64 ld) {
+    float m[256], sum[256];
+    for (i64 n0 = 0; n0 < n; n0 += 256) {
+        const int nn = n - n0 < 256 ? (int)(n - n0) : 256;
+        for (i64 i = 0; i < T; i++) {
+            const float *si = s + i * T * ld + n0;
+            float *pi = p + i * T * ld + n0;
+            for (int l = 0; l < nn; l++) m[l] = si[l];
+            for (i64 j = 1; j < T; j++) {
+                const float *sij = si + j * ld;
+                for (int l = 0; l < nn; l++) m[l] = sij[l] > m[l] ? sij[l] : m[l];
+            }
+            for (int l = 0; l < nn; l++) sum[l] = 0.0f;
+            for (i64 j = 0; j < T; j++) {
+                const float *sij = si + j * ld;
+                float *pij = pi + j * ld;
+                for (int l = 0; l < nn; l++) {
+                    const float e = exp_neg(sij[l] - m[l]);
+                    pij[l] = e;
+                    sum[l] = sum[l] + e;
+                }
+            }
+            for (i64 j = 0; j < T; j++) {
+                float *pij = pi + j * ld;
+                for (int l = 0; l < nn; l++) pij[l] = pij[l] / sum[l];
+            }
+        }
+    }
+}
+
+/* gs = p * (g - sum_k p[k] g[k]) over the key axis (torch's softmax gradient), same layout. */
+static void softmax_bwd_block(const float *restrict p, const float *restrict g, float *restrict gs, i64 T, i64 n,
+                              i64 ld) {
+    float dot[256];
+    for (i64 n0 = 0; n0 < n; n0 += 256) {
+        const int nn = n - n0 < 256 ? (int)(n - n0) : 256;
+        for (i64 i = 0; i < T; i++) {
+            const i64 row = i * T * ld + n0;
+            for (int l = 0; l < nn; l++) dot[l] = 0.0f;
+            for (i64 j = 0; j < T; j++) {
+                const float *pj = p + row + j * ld, *gj = g + row + j * ld;
+                for (int l = 0; l < nn; l++) dot[l] = dot[l] + pj[l] * gj[l];
+            }
+            for (i64 j = 0; j < T; j++) {
+                const float *pj = p + row + j * ld, *gj = g + row + j * ld;
+                float *oj = gs + row + j * ld;
+                for (int l = 0; l < nn; l++) oj[l] = (gj[l] - dot[l]) * pj[l];
+            }
+        }
+    }
+}
+
+void softmax_fwd(const float *restrict s, float *restrict p, i64 T, i64 N) { softmax_block(s, p, T, N, N); }
+
+void softmax_bwd(const float *restrict p, const float *restrict g, float *restrict gs, i64 T, i64 N) {
+    softmax_bwd_block(p, g, gs, T, N, N);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Fused attention: from the q/k/v projection [R, B, T, 3, H, dh] (strides st[6]) to z
+ * [R, B, T, H, dh] (contiguous), and its gradient, each in one call.  Used when no hook point
+ * inside the attention is watched.  They call the kernels above in exactly the order the
+ * step-by-step path in clamp/shortattn.py does (to_heads, contract, softmax, contract,
+ * from_heads), so the results are the same bit for bit; what they save is the Python, the
+ * autograd nodes and the allocations between the kernels.
+ */
+
+/* Scratch memory kept between calls (per thread): a fresh large malloc is a fresh mmap, whose
+ * page faults cost as much as the arithmetic here. */
+static __thread float *scratch_buf = NULL;
+static __thread i64 scratch_cap = 0;
+
+static float *scratch(i64 n) {
+    if (n > scratch_cap) {
+        free(scratch_buf);
+        scratch_buf = (float *)malloc(sizeof(float) * n);
+        scratch_cap = scratch_buf ? n : 0;
+    }
+    return scratch_buf;
+}
+
+void attn_fwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
+              const float *restrict cr, const float *restrict sr, float scale, const float *restrict mask,
+              float *restrict p_out, float *restrict z_out) {
+    const i64 N = R * B * H;
+    float *buf = scratch(N * (4 * dh * T + T * T));
+    if (buf == NULL) return;
+    float *q = buf, *k = q + dh * T * N, *v = k + dh * T * N, *s = v + dh * T * N, *zh = s + T * T * N;
+    to_heads(qkv, st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, q, T * N, N, cr, sr);
+    to_heads(qkv + st[3], st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, k, T * N, N, cr, sr);
+    to_heads(qkv + 2 * st[3], st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, v, N, dh * N, NULL, NULL);
+    contract(q, T * N, N, k, T * N, N, dh, T, T, N, s, scale, mask);      /* scores[i, j] = sum_d q[d, i] k[d, j] */
+    softmax_fwd(s, p_out, T, N);
+    contract(p_out, N, T * N, v, dh * N, N, T, T, dh, N, zh, 1.0f, NULL);  /* z[i, d] = sum_j p[i, j] v[j, d] */
+    from_heads(zh, N, dh * N, R, B, T, H, dh, z_out, B * T * H * dh, T * H * dh, H * dh, dh, 1, NULL, NULL);
+}
+
+void attn_bwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
+              const float *restrict cr, const float *restrict sr, float scale, const float *restrict p,
+              const float *restrict gz, const i64 *restrict gst, float *restrict gqkv) {
+    const i64 N = R * B * H;
+    float *buf = scratch(N * (7 * dh * T + 2 * T * T) + T * dh);  /* q k v g gq gk gv, gp gs, neg */
+    if (buf == NULL) return;
+    float *q = buf, *k = q + dh * T * N, *v = k + dh * T * N, *g = v + dh * T * N, *gq = g + dh * T * N,
+          *gk = gq + dh * T * N, *gp = gk + dh * T * N, *gs = gp + T * T * N, *gv = gs + T * T * N,
+          *neg = gv + T * dh * N;
+    to_heads(qkv, st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, q, T * N, N, cr, sr);
+    to_heads(qkv + st[3], st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, k, T * N, N, cr, sr);
+    to_heads(qkv + 2 * st[3], st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, v, N, dh * N, NULL, NULL);
+    to_heads(gz, gst[0], gst[1], gst[2], gst[3], gst[4], R, B, T, H, dh, g, N, dh * N, NULL, NULL);
+    contract(g, N, dh * N, v, N, dh * N, dh, T, T, N, gp, 1.0f, NULL);     /* gp[i, j] = sum_d g[i, d] v[j, d] */
+    contract(p, T * N, N, g, dh * N, N, T, T, dh, N, gv, 1.0f, NULL);      /* gv[j, d] = sum_i p[i, j] g[i, d] */
+    softmax_bwd(p, gp, gs, T, N);
+    for (i64 l = 0; l < T * T * N; l++) gs[l] = gs[l] * scale;
+    contract(k, N, T * N, gs, N, T * N, T, dh, T, N, gq, 1.0f, NULL);      /* gq[d, i] = sum_j k[d, j] gs[i, j] */
+    contract(q, N, T * N, gs, T * N, N, T, dh, T, N, gk, 1.0f, NULL);      /* gk[d, j] = sum_i q[d, i] gs[i, j] */
+    if (cr)
+        for (i64 l = 0; l < T * dh; l++) neg[l] = -sr[l];  /* the inverse rotation */
+    const i64 o0 = B * T * 3 * H * dh, o1 = T * 3 * H * dh, o2 = 3 * H * dh;
+    from_heads(gq, T * N, N, R, B, T, H, dh, gqkv, o0, o1, o2, dh, 1, cr, cr ? neg : NULL);
+    from_heads(gk, T * N, N, R, B, T, H, dh, gqkv + H * dh, o0, o1, o2, dh, 1, cr, cr ? neg : NULL);
+    from_heads(gv, N, dh * N, R, B, T, H, dh, gqkv + 2 * H * dh, o0, o1, o2, dh, 1, NULL, NULL);
 }
