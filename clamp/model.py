@@ -214,6 +214,7 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()
         self.hook_z = HookPoint()
         self._tables: dict[tuple, tuple[Tensor, shortattn.Rotation | None]] = {}
+        self.capture: dict[str, Tensor] | None = None  # set by Transformer.run_with_cache: patterns land here
 
     def split_heads(self, x: Tensor) -> Tensor:  # [R, B, T, H*dh] -> [R, B, T, H, dh]
         return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
@@ -240,8 +241,10 @@ class Attention(nn.Module):
         if T > HEADS_LAST_MAX_T:
             z = self._long(hq, hk, hv)
         elif hq is q and hk is k and hv is v and self._unwatched() and shortattn.fused_available(qkv):
-            z, _ = shortattn.fused_attention(qkv, self._constants(T, qkv.device)[1], 1.0 / math.sqrt(dh),
-                                             self._constants(T, qkv.device)[0])
+            neg, rot = self._constants(T, qkv.device)
+            z, p = shortattn.fused_attention(qkv, rot, 1.0 / math.sqrt(dh), neg)
+            if self.capture is not None:  # the pattern hook_pattern would have seen (the same numbers)
+                self.capture["pattern"] = p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1)
         else:  # the hooks' outputs replace the projection's slices only where an intervention edited them
             z = self._short(qkv, tuple(None if h is o else h for h, o in ((hq, q), (hk, k), (hv, v))))
         z = self.hook_z(z)
@@ -271,6 +274,8 @@ class Attention(nn.Module):
         s = self.hook_attn_scores(s.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
         p = shortattn.softmax(s.permute(3, 4, 0, 1, 2).reshape(T, T, N))
         p = self.hook_pattern(p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1))
+        if self.capture is not None:
+            self.capture["pattern"] = p
         return shortattn.mix_heads(p.permute(3, 4, 0, 1, 2).reshape(T, T, N), vT, (R, B, T, H, dh))
 
     def _long(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -418,6 +423,18 @@ class Transformer(nn.Module):
             >>> # logits, cache = model.run_with_cache(batch, ["blocks.1.attn.hook_pattern"])
         """
         cache: dict[str, Tensor] = {}
+        patterns = {n: self.blocks[int(n.split(".")[1])].attn for n in names if _is_pattern(n, len(self.blocks))}
+        if len(patterns) == len(names) and batch.tokens.shape[2] <= HEADS_LAST_MAX_T:
+            # Attention patterns only: have the layers hand them over instead of hooking them,
+            # so that the layers keep their fused path (the numbers are the same).
+            try:
+                for attn in patterns.values():
+                    attn.capture = {}
+                logits = self(batch)
+                return logits, {n: attn.capture["pattern"].detach() for n, attn in patterns.items()}
+            finally:
+                for attn in patterns.values():
+                    attn.capture = None
         handles = []
         try:
             for name in names:
@@ -433,6 +450,12 @@ class Transformer(nn.Module):
     def state_for_run(self, r: int) -> dict[str, Tensor]:
         """Parameters of run ``r`` alone (leading axis dropped)."""
         return {k: v[r].detach().clone() for k, v in self.state_dict().items()}
+
+
+def _is_pattern(name: str, n_layers: int) -> bool:
+    parts = name.split(".")
+    return (len(parts) == 4 and parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) < n_layers
+            and parts[2:] == ["attn", "hook_pattern"])
 
 
 def head_axis(hook_name: str) -> int | None:

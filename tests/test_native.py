@@ -244,3 +244,17 @@ def test_disabled_or_unbuildable_kernels_fall_back(monkeypatch, tmp_path):
     finally:
         native._state.clear()
         native._state.update(saved)
+
+
+def test_pattern_cache_without_hooks_equals_hooked_cache():
+    """run_with_cache hands patterns over without hooks (layers stay fused); same numbers as with hooks."""
+    task = FewShotConfig(n_classes=10, d_in=16).build()
+    model = Transformer(ModelConfig().resolve(task.dims()), [0, 1])
+    batch = task.sample_runs(8, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    names = ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(batch, names)
+        hooked_logits, hooked = model.run_with_cache(batch, names + ["blocks.1.attn.hook_z"])  # hooks: step path
+    assert torch.equal(logits, hooked_logits)
+    assert all(torch.equal(cache[n], hooked[n]) for n in names)
+    assert all(block.attn.capture is None for block in model.blocks)  # nothing left behind
