@@ -56,7 +56,7 @@ from torch import Tensor
 
 from clamp.interventions.effects import Ctx, Effect, Op, compile_effect
 from clamp.interventions.spec import Intervention
-from clamp.model import Transformer
+from clamp.model import HEADS_LAST_MAX_T, Transformer, _is_pattern
 from clamp.batch import Batch
 
 LOGITS = "hook_logits"
@@ -184,15 +184,26 @@ class Applier:
             if cache_names:
                 return self.model.run_with_cache(batch, cache_names)
             return self.model(batch), {}
-        plan = self._plan(active, cache_names)
+        # Patterns asked for but edited by nobody are handed over by the layers themselves
+        # (Attention.capture), so those layers keep their fused path; the rest are read in the trace.
+        edited = {op.site for i in active for op in self.effects[i].ops}
+        captured = {n: self.model.blocks[int(n.split(".")[1])].attn for n in cache_names
+                    if _is_pattern(n, len(self.model.blocks)) and n not in edited and batch.tokens.shape[2] <= HEADS_LAST_MAX_T}
+        traced_names = [n for n in cache_names if n not in captured]
+        plan = self._plan(active, traced_names)
         ctx = Ctx(batch=batch, train=train)
         try:
+            for attn in captured.values():
+                attn.capture = {}
             for i in active:
                 self.effects[i].prepare(ctx)  # no prepare reads ctx.clean, so the clean pass can use them too
             if plan.clean:
                 ctx.clean = self._clean_pass(batch, active, plan.clean, train)
-            logits, cache, fired = self._traced(batch, plan, set(cache_names), ctx)
+            logits, cache, fired = self._traced(batch, plan, set(traced_names), ctx)
+            cache.update({n: attn.capture["pattern"].detach() for n, attn in captured.items()})
         finally:
+            for attn in captured.values():
+                attn.capture = None
             for i in active:
                 self.effects[i].release()
         if train:
