@@ -344,3 +344,30 @@ def test_preserving_ablation_keeps_the_arms_other_interventions(n_layers, preser
     logits, _ = t.intervener.forward(batch, 0, (), True)
     torch.autograd.backward(per_run_loss(logits, batch).sum())
     assert all(torch.isfinite(p.grad).all() for p in t.model.parameters() if p.grad is not None)
+
+
+# --------------------------------------------------------------------------- the hooks backend
+
+
+@pytest.mark.parametrize("key", KIND_NAMES)
+def test_hooks_backend_trains_like_nnsight(key, checkpoint):
+    """The same compiled edits through forward hooks and through an nnsight trace: same weights and metrics."""
+    iv = kinds(checkpoint)[key]
+    outcomes = []
+    for backend in ("nnsight", "hooks"):
+        t = Trainer(MODEL, TASK, TRAIN, SEEDS, intervener_factory=make_intervener([iv], TASK.build(), backend=backend))
+        metrics = []
+        t.run(on_eval=lambda seen, m: metrics.append(m))
+        outcomes.append((t.model.state_dict(), metrics))
+        assert not any(m._forward_hooks for m in t.model.modules())  # the hooks went with their forward
+    (wa, ma), (wb, mb) = outcomes
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert len(ma) == len(mb) and all(torch.equal(x[k], y[k]) for x, y in zip(ma, mb) for k in x)
+
+
+def test_unknown_backend_is_refused():
+    t = Trainer(MODEL, TASK, TRAIN, SEEDS)
+    from clamp.interventions.apply import Applier
+
+    with pytest.raises(ValueError, match="backend"):
+        Applier(t.model, [knockout_heads(layer=1, keep=[0])], TASK.build(), backend="jax")

@@ -127,3 +127,35 @@ def test_bad_train_config(kwargs, field):
 def test_train_config_round_trip():
     cfg = TrainConfig(betas=(0.8, 0.99), schedule="cosine")
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_chunked_evaluation_equals_one_forward(tiny_model_cfg, tiny_task_cfg, monkeypatch):
+    import clamp.train as train_mod
+
+    cfg = TrainConfig(n_sequences=64, batch_size=16, lr=1e-3, eval_every=32, eval_size=40, heldout_eval_size=24)
+    t = Trainer(tiny_model_cfg, tiny_task_cfg, cfg, seeds=[0, 1])
+    t.run(32)
+    monkeypatch.setattr(train_mod, "EVAL_CHUNK", 10**6)
+    whole = t.evaluate()
+    monkeypatch.setattr(train_mod, "EVAL_CHUNK", 16)  # 40 = 16 + 16 + 8
+    chunked = t.evaluate()
+    whole.pop("train_batch/loss")  # the first evaluation also reports the batches since the last one
+    assert whole.keys() == chunked.keys()
+    for k in whole:
+        torch.testing.assert_close(whole[k], chunked[k], rtol=1e-6, atol=1e-7)
+
+
+def test_batch_dependent_intervention_sees_the_whole_evaluation_set(tiny_model_cfg, tiny_task_cfg, monkeypatch):
+    import clamp.train as train_mod
+    from clamp.interventions import Knockout, knockout_heads, make_intervener
+
+    monkeypatch.setattr(train_mod, "EVAL_CHUNK", 8)
+    cfg = TrainConfig(n_sequences=64, batch_size=16, lr=1e-3, eval_every=32, eval_size=40, heldout_eval_size=24)
+    for iv, whole in ((Knockout(site="blocks.0.attn.hook_z", heads=(0,), method="resample"), True),
+                      (knockout_heads(layer=1, keep=[0]), False)):
+        t = Trainer(tiny_model_cfg, tiny_task_cfg, cfg, seeds=[0], intervener_factory=make_intervener([iv], tiny_task_cfg.build()))
+        sizes = []
+        forward = t.intervener.forward
+        monkeypatch.setattr(t.intervener, "forward", lambda b, *a: (sizes.append(b.size), forward(b, *a))[1])
+        t.evaluate()
+        assert (max(sizes) == 40) if whole else (max(sizes) == 8), (iv.name, sizes)
