@@ -97,6 +97,7 @@ def split_state(state: dict[str, Any], n_runs: int) -> list[dict[str, Any]]:
             "data_gen": state["data_gens"][r].clone(),
             "batch_loss_sum": state["batch_loss_sum"][r : r + 1].clone(),
             "batch_loss_n": int(state["batch_loss_n"]),
+            "heldout_seen": state.get("heldout_seen"),
         })
     return out
 
@@ -120,6 +121,7 @@ def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
         "data_gens": [s["data_gen"] for s in states],
         "batch_loss_sum": torch.cat([s["batch_loss_sum"] for s in states]),
         "batch_loss_n": first["batch_loss_n"],
+        "heldout_seen": first.get("heldout_seen"),
     }
 
 

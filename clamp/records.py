@@ -70,6 +70,7 @@ def study_record(study: Study) -> dict:
         "n_sequences": study.n_sequences,
         "eval_every": study.eval_every,
         "eval_size": study.eval_size,
+        "heldout_eval_every": study.heldout_eval_every,
         "checkpoint_every": study.checkpoint_every,
         "dense": [{"start": d.start, "stop": d.stop, "eval_every": d.eval_every, "checkpoint_every": d.checkpoint_every}
                   for d in study.dense],

@@ -182,12 +182,14 @@ class Arm:
                 )
         self.train_config(n_sequences=max(self.batch_size, self.warmup_sequences, 1), eval_every=1, eval_size=1)
 
-    def train_config(self, *, n_sequences: int, eval_every: int, eval_size: int, device: str = "cpu") -> TrainConfig:
+    def train_config(self, *, n_sequences: int, eval_every: int, eval_size: int, device: str = "cpu",
+                     heldout_eval_every: int | None = None) -> TrainConfig:
         """The :class:`TrainConfig` this arm trains with, given the study's length and schedule."""
         return TrainConfig(
             n_sequences=n_sequences, batch_size=self.batch_size, lr=self.lr, betas=tuple(self.betas),
             adam_eps=self.adam_eps, weight_decay=self.weight_decay, warmup_sequences=self.warmup_sequences,
             schedule=self.schedule, eval_every=eval_every, eval_size=eval_size, device=device,
+            heldout_eval_every=heldout_eval_every,
         )
 
 
@@ -202,6 +204,10 @@ class Study:
         n_sequences: training length in sequences seen.
         eval_every: evaluate every this many sequences (and at 0, at the end, at every checkpoint).
         eval_size: sequences per evaluation set.
+        heldout_eval_every: evaluate the held-out sets (held-out pairs, classes, exemplars) only at the
+            first evaluation after every multiple of this many sequences (and at 0 and the end); None
+            (the default) evaluates them at every evaluation.  The training-distribution set, which
+            the phase-change rule reads, is evaluated at every evaluation either way.
         checkpoint_every: save a checkpoint every this many sequences; None means 10 evenly spaced.
         dense: windows (e.g. around the expected phase change) with denser evaluation/checkpoints.
         control: the arm the others are compared with; by default the arm named ``"control"`` if any.
@@ -224,6 +230,7 @@ class Study:
     n_sequences: int = 1_000_000
     eval_every: int = 1_000
     eval_size: int = 512
+    heldout_eval_every: int | None = None
     checkpoint_every: int | None = None
     dense: tuple[Dense, ...] = ()
     control: str | None = _AUTO
@@ -266,6 +273,9 @@ class Study:
         for name in ("n_sequences", "eval_every", "eval_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Study.{name}={getattr(self, name)} must be positive.")
+        if self.heldout_eval_every is not None and self.heldout_eval_every < self.eval_every:
+            raise ConfigError(f"Study.heldout_eval_every={self.heldout_eval_every} is shorter than eval_every="
+                              f"{self.eval_every}; give a multiple of eval_every, or None for every evaluation.")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ConfigError(f"Study.checkpoint_every={self.checkpoint_every} must be positive, or None for 10 evenly spaced.")
         if self.control == _AUTO:
@@ -293,7 +303,8 @@ class Study:
 
     def train_config(self, arm: Arm) -> TrainConfig:
         return arm.train_config(n_sequences=self.n_sequences, eval_every=self.eval_every,
-                                eval_size=self.eval_size, device=self.device)
+                                eval_size=self.eval_size, device=self.device,
+                                heldout_eval_every=self.heldout_eval_every)
 
     def checkpoint_points(self, arm: Arm) -> list[int]:
         """Sequences seen at which ``arm``'s runs checkpoint (rounded up to whole batches); includes 0 and the end."""

@@ -62,6 +62,7 @@ class TrainConfig:
     eval_every: int = 1_000
     eval_size: int = 512  # sequences per run in the "train" evaluation set (phase-change detection uses it)
     heldout_eval_size: int = 128  # sequences per run in each held-out evaluation set
+    heldout_eval_every: int | None = None  # held-out sets at the first evaluation after each multiple; None: every one
     device: str = "cpu"
     flush_denormal: bool = True
 
@@ -72,6 +73,9 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.lr={self.lr} must be positive.")
         if self.eval_every < 1 or self.eval_size < 1 or self.heldout_eval_size < 1:
             raise ConfigError("TrainConfig.eval_every, eval_size and heldout_eval_size must be positive (in sequences).")
+        if self.heldout_eval_every is not None and self.heldout_eval_every < 1:
+            raise ConfigError(f"TrainConfig.heldout_eval_every={self.heldout_eval_every} must be positive (sequences), "
+                              "or None to evaluate the held-out sets at every evaluation.")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"TrainConfig.schedule={self.schedule!r} is unknown; choose 'constant' or 'cosine'.")
         if self.warmup_sequences < 0 or self.warmup_sequences > self.n_sequences:
@@ -97,6 +101,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        # Fields added later are left out at their default, so earlier studies keep their run keys.
+        if d["heldout_eval_every"] is None:
+            del d["heldout_eval_every"]
         return d
 
     @classmethod
@@ -203,6 +210,7 @@ class Trainer:
         self._evaluated_at_zero = False
         self._batch_loss_sum = torch.zeros(self.n_runs)
         self._batch_loss_n = 0
+        self._heldout_seen: int | None = None  # sequences seen at the last held-out evaluation
         self.pattern_names = [f"blocks.{l}.attn.hook_pattern" for l in range(self.model_cfg.n_layers)]
 
     @property
@@ -265,11 +273,27 @@ class Trainer:
         logits = torch.cat([p[0] for p in parts], dim=1)
         return logits, {n: torch.cat([p[1][n] for p in parts], dim=1) for n in parts[0][1]}
 
+    def heldout_due(self, seen: int) -> bool:
+        """Whether an evaluation at ``seen`` includes the held-out sets (see ``TrainConfig.heldout_eval_every``)."""
+        K = self.cfg.heldout_eval_every
+        if K is None or self._heldout_seen is None or seen >= self.cfg.n_sequences:
+            return True
+        return seen // K > self._heldout_seen // K
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, Tensor]:
-        """All metrics at the current point, each a CPU tensor ``[R]``."""
+        """All metrics at the current point, each a CPU tensor ``[R]``.
+
+        The held-out sets are evaluated at every call unless ``TrainConfig.heldout_eval_every``
+        spaces them out; their metrics are then absent from the other evaluations.
+        """
         out: dict[str, Tensor] = {}
+        heldout = self.heldout_due(self.seen)
+        if heldout:
+            self._heldout_seen = self.seen
         for name, batch in self.eval_sets.items():
+            if name != "train" and not heldout:
+                continue
             names = self.pattern_names if name == "train" else ()
             logits, cache = self._eval_forward(batch, names)
             loss, acc = loss_and_accuracy(logits, batch.targets)
@@ -323,6 +347,7 @@ class Trainer:
             "data_gens": [g.get_state() for g in self.data_gens],
             "batch_loss_sum": self._batch_loss_sum.clone(),
             "batch_loss_n": self._batch_loss_n,
+            "heldout_seen": self._heldout_seen,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -333,6 +358,7 @@ class Trainer:
             g.set_state(s)
         self._batch_loss_sum = state["batch_loss_sum"].clone()
         self._batch_loss_n = int(state["batch_loss_n"])
+        self._heldout_seen = state.get("heldout_seen")
 
 
 class MetricsWriter:

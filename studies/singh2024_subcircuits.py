@@ -34,6 +34,11 @@ clamp the logits are head 0's scores alone, which the other layer-2 heads do
 not affect, so knocking them out changes nothing there but keeps the arms
 uniform.
 
+Evaluation: the training distribution every 1e3 sequences (512 sequences per run; the
+phase-change rule and the head scores come from it), the three held-out sets every 5e3
+(128 each; their curves need less resolution, and evaluating them every 1e3 would cost
+a quarter of the training time instead of a tenth).
+
 Run (about 30 runs of 6e5 sequences; the five seeds of an arm train packed)::
 
     clamp run studies/singh2024_subcircuits.py
@@ -88,8 +93,9 @@ STUDY = Study(
     ],
     seeds=[0, 1, 2, 3, 4],
     n_sequences=600_000,
-    eval_every=1_000,
+    eval_every=1_000,        # the training-distribution set (the phase-change rule reads it): every 1e3 sequences
     eval_size=512,
+    heldout_eval_every=5_000,  # held-out pairs, classes and exemplars: every 5e3 (121 points a run; a fifth of the cost)
     checkpoint_every=50_000,  # 13 per run (~0.8 MB each with Adam state): resumable, heatmaps, progress measures
     control="control",
     comparisons=[

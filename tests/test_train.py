@@ -159,3 +159,29 @@ def test_batch_dependent_intervention_sees_the_whole_evaluation_set(tiny_model_c
         monkeypatch.setattr(t.intervener, "forward", lambda b, *a: (sizes.append(b.size), forward(b, *a))[1])
         t.evaluate()
         assert (max(sizes) == 40) if whole else (max(sizes) == 8), (iv.name, sizes)
+
+
+def test_heldout_sets_spaced_out_and_resumed_exactly(tiny_model_cfg, tiny_task_cfg, tmp_path):
+    from dataclasses import replace
+
+    cfg = TrainConfig(n_sequences=256, batch_size=16, lr=1e-3, eval_every=32, eval_size=32, heldout_eval_every=100)
+    seen_with = {}
+    Trainer(tiny_model_cfg, tiny_task_cfg, cfg, [0]).run(on_eval=lambda s, m: seen_with.__setitem__(s, "heldout_pairs/loss" in m))
+    # at 0, at the first evaluation after 100 and 200, and at the end; the train set every time
+    assert [s for s, h in seen_with.items() if h] == [0, 128, 224, 256]
+    assert sorted(seen_with) == list(range(0, 257, 32))
+    # every metric it reports equals the every-evaluation run's
+    every = _collect(tiny_model_cfg, tiny_task_cfg, replace(cfg, heldout_eval_every=None), [0])
+    sparse = _collect(tiny_model_cfg, tiny_task_cfg, cfg, [0])
+    for seen, metrics in sparse.items():
+        for name, v in metrics.items():
+            assert torch.equal(v, every[seen][name]), (seen, name)
+    # and resuming keeps the held-out schedule
+    first = Trainer(tiny_model_cfg, tiny_task_cfg, cfg, [0])
+    first.run(until=160, on_eval=lambda s, m: None)
+    torch.save(first.state_dict(), tmp_path / "ckpt.pt")
+    resumed = Trainer(tiny_model_cfg, tiny_task_cfg, cfg, [0])
+    resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    rows = {}
+    resumed.run(on_eval=lambda s, m: rows.__setitem__(s, m))
+    assert {s: "heldout_pairs/loss" in m for s, m in rows.items()} == {s: seen_with[s] for s in rows}
