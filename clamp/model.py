@@ -245,8 +245,11 @@ class Attention(nn.Module):
             z, p = shortattn.fused_attention(qkv, rot, 1.0 / math.sqrt(dh), neg)
             if self.capture is not None:  # the pattern hook_pattern would have seen (the same numbers)
                 self.capture["pattern"] = p.view(T, T, R, B, H).permute(2, 3, 4, 0, 1)
-        else:  # the hooks' outputs replace the projection's slices only where an intervention edited them
-            z = self._short(qkv, tuple(None if h is o else h for h, o in ((hq, q), (hk, k), (hv, v))))
+        elif hq is q and hk is k and hv is v:
+            z = self._short(qkv, (None, None, None))
+        else:  # an intervention replaced one: take all three from the hooks, so that their gradients
+            # reach the projection through one path (the unbind) instead of two that must be added
+            z = self._short(qkv, (hq, hk, hv))
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
 

@@ -176,6 +176,7 @@ def provenance() -> dict:
     import torch
 
     import clamp
+    from clamp import native
 
     return {
         "code_revision": git_revision(Path(clamp.__file__).parent),
@@ -184,7 +185,8 @@ def provenance() -> dict:
                      "python": platform.python_version()},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                    "kernels": native.status()},  # builds them here once, before the workers start
         "command": " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -274,8 +274,12 @@ class QKVScores(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gs: Tensor | None, gv: Tensor | None):  # noqa: D102
         qT, kT = ctx.saved_tensors
-        g = torch.zeros(ctx.shape, dtype=qT.dtype, device=qT.device) if any(ctx.replaced) else \
-            torch.empty(ctx.shape, dtype=qT.dtype, device=qT.device)
+        if all(ctx.replaced):
+            g = None  # nothing comes from the projection itself
+        elif any(ctx.replaced):
+            g = torch.zeros(ctx.shape, dtype=qT.dtype, device=qT.device)
+        else:
+            g = torch.empty(ctx.shape, dtype=qT.dtype, device=qT.device)
         reps: list[Tensor | None] = [None, None, None]
         shape = ctx.shape[:3] + ctx.shape[4:]
 

@@ -169,6 +169,23 @@ def build_pattern(name: str, batch: Batch, T: int, strength: float) -> tuple[Ten
     return p.expand(R, B, T, T), rows
 
 
+def induction_row(batch: Batch, T: int, strength: float) -> Tensor:
+    """The oracle induction pattern's query row ``[R, B, T]``: ``strength`` on the correct label token,
+    the rest spread evenly over the other label tokens (the last row of :func:`build_pattern`'s).
+
+    Example:
+        >>> from clamp.tasks import FewShotConfig
+        >>> b = FewShotConfig(n_classes=10, d_in=4).build().sample(3, torch.Generator().manual_seed(0))
+        >>> torch.equal(induction_row(b, 5, 0.9), build_pattern("induction", b, 5, 0.9)[0][:, :, 4])
+        True
+    """
+    label_pos, correct = batch.meta["label_pos"], batch.meta["correct_pos"]  # [R,B,N], [R,B]
+    N = label_pos.shape[-1]
+    row = torch.zeros(*label_pos.shape[:2], T, device=label_pos.device)
+    row.scatter_(-1, label_pos, (1 - strength) / max(N - 1, 1))
+    return row.scatter_(-1, correct[..., None], strength)
+
+
 def load_function(path: str) -> Callable[..., Tensor]:
     """Import ``"package.module:function"``.
 
@@ -305,7 +322,7 @@ def _pattern_clamp(iv: PatternClamp, model: Transformer, task: Any) -> Effect:
                 mask[:, :, h[:, None], torch.tensor(rows, device=x.device)[None, :]] = True
             masks[key] = mask
         if iv.pattern == "induction":  # the query row, per sequence, broadcast over heads and rows
-            value = build_pattern(iv.pattern, ctx.batch, T, iv.strength)[0][:, :, None, T - 1 : T, :]
+            value = induction_row(ctx.batch, T, iv.strength)[:, :, None, None, :]
         else:
             if key not in fixed:
                 fixed[key] = build_pattern(iv.pattern, ctx.batch, T, iv.strength)[0][0, 0].to(x.dtype)
