@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads (per-core figures need 1)")
-    p.add_argument("--csv", default="bench.csv", help="where to write the throughput table")
+    p.add_argument("--csv", default="results/bench.csv", help="where to write the throughput table (default: results/bench.csv)")
     p.add_argument("--no-profile", action="store_true", help="skip the breakdown of a step")
     p.add_argument("--study", nargs="?", const="studies/singh2024_subcircuits.py", metavar="STUDY_FILE",
                    help="also run this study (default: the flagship subcircuit study) at its defaults and report "
@@ -314,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  flush_denormal={flush}: normal {subnormal_adam_us(flush, False):7.0f}   "
               f"subnormal {subnormal_adam_us(flush, True):7.0f}")
 
+    os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
     with open(args.csv, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*asdict(rows[0]).keys(), "machine"])
