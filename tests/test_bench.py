@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clamp.bench import flops_per_sequence, main, ratio, run_bench
+from clamp.bench import flops_per_sequence, harness_flops_per_step, main, packing_bound, ratio, run_bench
 from clamp.bench.study import memory_at
 from clamp.model import ModelConfig
 
@@ -45,3 +45,21 @@ def test_study_memory_at_fraction_of_training():
     # 2 packs x 2 runs x 100 sequences: 10% = 40 run-sequences, reached once both packs are at 10
     assert memory_at(ev, {0: 2, 1: 2}, 100, 0.10) == 70.0
     assert memory_at(ev, {0: 2, 1: 2}, 100, 1.0) == 72.0
+
+
+def test_packing_bound_known_values():
+    # nothing grows with R: R times the throughput; everything grows with R: no gain
+    assert packing_bound(2.0, 0.0, 5) == pytest.approx(5.0)
+    assert packing_bound(2.0, 2.0, 5) == pytest.approx(1.0)
+    assert packing_bound(1.85e-3, 0.4e-3, 5) == pytest.approx(5 * 1.85 / (1.85 + 4 * 0.4))
+    assert packing_bound(3.0, 1.0, 1) == pytest.approx(1.0)
+
+
+def test_harness_flops_count_the_table_rows_not_the_positions():
+    from clamp.tasks import FewShotConfig
+
+    task_cfg = FewShotConfig()
+    cfg = ModelConfig().resolve(task_cfg.build().dims())
+    rows = task_cfg.build().tables["train"].shape[0]
+    body = flops_per_sequence(cfg, 5, task_cfg.d_in, task_cfg.n_labels, n_items=0) * 32
+    assert harness_flops_per_step(task_cfg, cfg) == body + 4.0 * rows * task_cfg.d_in * cfg.d_model

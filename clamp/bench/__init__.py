@@ -189,6 +189,35 @@ def ratio(per_round: dict[tuple[str, int], list[float]], a: tuple[str, int], b: 
     return statistics.median(scale * x / y for x, y in zip(per_round[a], per_round[b]))
 
 
+def packing_bound(t1: float, matmul_s: float, n_runs: int) -> float:
+    """The most that packing ``n_runs`` runs can gain over running them one by one, from arithmetic alone.
+
+    ``t1`` is the measured time of a one-run step and ``matmul_s`` the time its
+    matrix products would take at the matmul peak.  If nothing but those products
+    grew with the packing (every other cost fixed per step) and they ran at the
+    peak, a packed step would take ``t1 + (n_runs - 1) * matmul_s``; the return
+    value is the throughput ratio that gives.  Real packed steps also pay per run
+    for attention, LayerNorm, Adam and the data, so measured ratios are lower.
+
+    Example:
+        >>> packing_bound(2.0, 0.5, 5)  # 5 * 2.0 / (2.0 + 4 * 0.5)
+        2.5
+    """
+    return n_runs * t1 / (t1 + (n_runs - 1) * matmul_s)
+
+
+def harness_flops_per_step(task_cfg: FewShotConfig, cfg: ModelConfig) -> float:
+    """Matrix-product FLOPs of one harness training step of one run (batch :data:`BATCH`).
+
+    As :func:`flops_per_sequence`, except that the item embedding is what the harness
+    computes: each row of the batch's item table once (forward and weight gradient).
+    """
+    task = task_cfg.build()
+    rows = task.tables["train"].shape[0]
+    body = flops_per_sequence(cfg, 5, task_cfg.d_in, task_cfg.n_labels, n_items=0) * BATCH
+    return body + 2.0 * (2 * rows * task_cfg.d_in * cfg.d_model)
+
+
 # --------------------------------------------------------------------------- where the time goes
 
 
@@ -279,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     task_cfg = FewShotConfig()
     cfg = ModelConfig().resolve(task_cfg.build().dims())
     flops_seq = flops_per_sequence(cfg, 5, task_cfg.d_in, task_cfg.n_labels, n_items=task_cfg.n_pairs + 1)
-    print(f"model FLOPs per training step (batch {BATCH}, one run): {flops_seq * BATCH / 1e6:.1f} MFLOP")
+    print(f"model FLOPs per training step (batch {BATCH}, one run): {flops_seq * BATCH / 1e6:.1f} MFLOP "
+          f"(the harness computes {harness_flops_per_step(task_cfg, cfg) / 1e6:.1f}: it embeds each item-table row once)")
     print(f"\nthroughput ({args.rounds} interleaved rounds of {args.steps} steps per configuration; medians):")
     rows, per_round = run_bench(args.runs, args.modes, args.steps, args.warmup, args.rounds)
     print(_table(rows, peak))
@@ -297,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = ratio(per_round, (mode, 1), (mode, STUDY_PACKING), scale=STUDY_PACKING)
         if r is not None and mode != "plain":
             print(f"  {mode}: {STUDY_PACKING} seeds packed vs {STUDY_PACKING} separate R=1 runs: {r:.2f}x the throughput")
+    own = harness_flops_per_step(task_cfg, cfg)
+    for mode in [m for m in ("harness", "hook", "nnsight") if m in args.modes and 1 in args.runs]:
+        t1 = statistics.median(per_round[(mode, 1)])
+        print(f"    {mode}: at most {packing_bound(t1, own / peak, STUDY_PACKING):.2f}x if only the matrix products "
+              f"({own / 1e6:.1f} MFLOP a run-step, at the matmul peak) grew with R")
     best = max(rows, key=lambda row: row.gflop_per_s)
     print(f"  best: {best.gflop_per_s:.2f} GFLOP/s ({best.mode}, R={best.runs}) = "
           f"{100 * best.gflop_per_s * 1e9 / peak:.1f}% of the matmul peak")
