@@ -308,8 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     task_cfg = FewShotConfig()
     cfg = ModelConfig().resolve(task_cfg.build().dims())
     flops_seq = flops_per_sequence(cfg, 5, task_cfg.d_in, task_cfg.n_labels, n_items=task_cfg.n_pairs + 1)
+    own = harness_flops_per_step(task_cfg, cfg)
     print(f"model FLOPs per training step (batch {BATCH}, one run): {flops_seq * BATCH / 1e6:.1f} MFLOP "
-          f"(the harness computes {harness_flops_per_step(task_cfg, cfg) / 1e6:.1f}: it embeds each item-table row once)")
+          f"(the harness computes {own / 1e6:.1f}: it embeds each item-table row once)")
     print(f"\nthroughput ({args.rounds} interleaved rounds of {args.steps} steps per configuration; medians):")
     rows, per_round = run_bench(args.runs, args.modes, args.steps, args.warmup, args.rounds)
     print(_table(rows, peak))
@@ -327,7 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = ratio(per_round, (mode, 1), (mode, STUDY_PACKING), scale=STUDY_PACKING)
         if r is not None and mode != "plain":
             print(f"  {mode}: {STUDY_PACKING} seeds packed vs {STUDY_PACKING} separate R=1 runs: {r:.2f}x the throughput")
-    own = harness_flops_per_step(task_cfg, cfg)
     for mode in [m for m in ("harness", "hook", "nnsight") if m in args.modes and 1 in args.runs]:
         t1 = statistics.median(per_round[(mode, 1)])
         print(f"    {mode}: at most {packing_bound(t1, own / peak, STUDY_PACKING):.2f}x if only the matrix products "
