@@ -1,3 +1,65 @@
-"""clamp: causal interventions on tiny transformers while induction heads form."""
+"""clamp: causal interventions on transformers while induction heads form.
 
-__version__ = "0.1.0"
+``import clamp`` is the public API, so a study file needs one import line::
+
+    import clamp
+
+    model = clamp.ModelConfig(n_layers=2, n_heads=4, d_model=32)
+    task = clamp.FewShotConfig(n_classes=50, d_in=64)
+    STUDY = clamp.Study(name="demo", seeds=[0, 1, 2], n_sequences=30_000, eval_every=500, arms=[
+        clamp.Arm(name="control", model=model, task=task, lr=1e-3,
+                  interventions=[clamp.knockout_heads(layer=1, keep=[0])]),
+    ])
+
+The data path, one package per stage: :mod:`clamp.study` (declare) →
+:mod:`clamp.execution` (run, resume, store) → :mod:`clamp.training` (train with
+:mod:`clamp.interventions` on :mod:`clamp.model` and :mod:`clamp.tasks`) →
+:mod:`clamp.analysis` (phase times, statistics, report).
+
+Names are resolved lazily (PEP 562), so ``import clamp`` and ``clamp --help``
+do not import torch or nnsight until a name that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # declaring a study
+    "Study": "clamp.study.design", "Arm": "clamp.study.design", "Dense": "clamp.study.design",
+    "PhaseRule": "clamp.study.design", "load_study": "clamp.study.design", "StudyError": "clamp.study.design",
+    "ConfigError": "clamp.errors",
+    # model and tasks
+    "ModelConfig": "clamp.model.transformer",
+    "FewShotConfig": "clamp.tasks", "RepeatConfig": "clamp.tasks", "Batch": "clamp.tasks",
+    # interventions: kinds, windows and constructors
+    "Window": "clamp.interventions", "Intervention": "clamp.interventions", "Clamp": "clamp.interventions",
+    "PatternClamp": "clamp.interventions", "FunctionClamp": "clamp.interventions", "Knockout": "clamp.interventions",
+    "IdealLayer1": "clamp.interventions", "PerfectCopy": "clamp.interventions",
+    "PreservingAblation": "clamp.interventions", "GraftOutput": "clamp.interventions",
+    "GraftParams": "clamp.interventions",
+    "knockout_heads": "clamp.interventions", "match_clamp": "clamp.interventions",
+    "perfect_copy": "clamp.interventions", "ideal_layer1": "clamp.interventions",
+    "prev_token_pattern_clamp": "clamp.interventions", "uniform_pattern_clamp": "clamp.interventions",
+    # running
+    "run_study": "clamp.execution.runner",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clamp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

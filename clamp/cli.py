@@ -13,9 +13,9 @@ from typing import Sequence
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    from clamp.model import ModelConfig
+    from clamp.model.transformer import ModelConfig
     from clamp.tasks import FewShotConfig, RepeatConfig
-    from clamp.train import TrainConfig, train
+    from clamp.training.trainer import TrainConfig, train
 
     task = FewShotConfig() if args.task == "fewshot" else RepeatConfig()
     model = ModelConfig(n_layers=args.layers, n_heads=args.heads, d_model=args.d_model)
@@ -55,7 +55,7 @@ def _registrars():
     yield _register_train
     yield _register_bench
     # Each optional subsystem registers its own subcommands.
-    for mod_name in ("clamp.runner", "clamp.stats", "clamp.analyses"):
+    for mod_name in ("clamp.execution.runner", "clamp.analysis.stats", "clamp.analysis.posthoc"):
         try:
             mod = __import__(mod_name, fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -16,10 +16,7 @@ a few minutes on a laptop CPU:
     clamp run studies/quickstart.py
 """
 
-from clamp.interventions import knockout_heads, match_clamp
-from clamp.model import ModelConfig
-from clamp.study import Arm, Study
-from clamp.tasks import FewShotConfig
+from clamp import Arm, FewShotConfig, ModelConfig, Study, knockout_heads, match_clamp
 
 model = ModelConfig(n_layers=2, n_heads=4, d_model=32)
 task = FewShotConfig(n_classes=50, d_in=64)

@@ -2,7 +2,7 @@
 
 No knockouts and no clamps: all eight layer-2 heads are free to become
 induction heads.  The runs are the raw material of the full-model analyses in
-:mod:`clamp.analyses` (SCIENCE.md §2, "Further findings"):
+:mod:`clamp.analysis.posthoc` (SCIENCE.md §2, "Further findings"):
 
 - induction strength of every layer-2 head at every checkpoint;
 - redundancy (knock one layer-2 head out / keep one alone) and additivity
@@ -21,9 +21,7 @@ Run and analyse::
     clamp analyse results/singh2024_full_model
 """
 
-from clamp.model import ModelConfig
-from clamp.study import Arm, Dense, Study
-from clamp.tasks import FewShotConfig
+from clamp import Arm, Dense, FewShotConfig, ModelConfig, Study
 
 MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64, attn_only=True, layernorm=True, positions="rope")
 

@@ -16,10 +16,7 @@ correlate as ReLU features do.
 
 import math
 
-from clamp.interventions import knockout_heads
-from clamp.model import ModelConfig
-from clamp.study import Arm, Study
-from clamp.tasks import FewShotConfig
+from clamp import Arm, FewShotConfig, ModelConfig, Study, knockout_heads
 
 MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64)
 SINGLE_HEAD = knockout_heads(layer=1, keep=[0])

@@ -45,10 +45,7 @@ Run (about 30 runs of 6e5 sequences; the five seeds of an arm train packed)::
     clamp run studies/singh2024_subcircuits.py --set n_sequences=2000 --set seeds=0 --out /tmp/smoke   # smoke test
 """
 
-from clamp.interventions import ideal_layer1, knockout_heads, match_clamp, perfect_copy, prev_token_pattern_clamp
-from clamp.model import ModelConfig
-from clamp.study import Arm, Study
-from clamp.tasks import FewShotConfig
+from clamp import Arm, FewShotConfig, ModelConfig, Study, ideal_layer1, knockout_heads, match_clamp, perfect_copy, prev_token_pattern_clamp
 
 ACTIVE_HEAD = 0  # the one layer-2 head left on
 

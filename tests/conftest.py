@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clamp.model import ModelConfig
+from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.train import TrainConfig
+from clamp.training.trainer import TrainConfig
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Full-model analyses on tiny hand-set models with known answers (clamp.analyses)."""
+"""Full-model analyses on tiny hand-set models with known answers (clamp.analysis.posthoc)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from clamp.analyses import (
+from clamp.analysis.posthoc import (
     ablations, additivity, classify, classify_heads, composition, evaluate, head_scores, knock_out, knocked_out,
     progress_clamps, progress_measures, redundancy, redundancy_summary, spearman, strongest_first,
 )
 from clamp.interventions import knockout_heads, match_clamp, prev_token_pattern_clamp
-from clamp.model import ModelConfig, Transformer
+from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import FewShotConfig
 
 TASK_CFG = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=0, n_heldout_exemplars=0)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 STUDY = textwrap.dedent("""
-    from clamp.model import ModelConfig
-    from clamp.study import Arm, Study
+    from clamp.model.transformer import ModelConfig
+    from clamp.study.design import Arm, Study
     from clamp.tasks import FewShotConfig
 
     STUDY = Study(
@@ -37,10 +37,10 @@ COLUMNS = {
 
 @pytest.mark.slow
 def test_tiny_study_run_then_analysed(tmp_path):
-    from clamp.analyses import analyse_full_model
+    from clamp.analysis.posthoc import analyse_full_model
     from clamp.cli import main
-    from clamp.runner import run_study
-    from clamp.study import load_study
+    from clamp.execution.runner import run_study
+    from clamp.study.design import load_study
 
     torch.set_num_threads(1)
     path = tmp_path / "tiny_full.py"

@@ -15,9 +15,9 @@ from clamp.interventions import (
     ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp, perfect_copy,
     prev_token_pattern_clamp, validate_interventions,
 )
-from clamp.model import ModelConfig
+from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig
-from clamp.train import TrainConfig, Trainer
+from clamp.training.trainer import TrainConfig, Trainer
 
 TASK_CFG = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
 

@@ -20,10 +20,10 @@ from clamp.interventions import (
     uniform_pattern_clamp,
 )
 from clamp.interventions.effects import build_pattern
-from clamp.metrics import per_run_loss
-from clamp.model import ModelConfig, Transformer
+from clamp.training.metrics import per_run_loss
+from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, FewShotConfig
-from clamp.train import TrainConfig, Trainer
+from clamp.training.trainer import TrainConfig, Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

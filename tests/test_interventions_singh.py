@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from clamp.interventions import ideal_layer1, knockout_heads, make_intervener, match_clamp, perfect_copy
-from clamp.model import ModelConfig
+from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.train import THRESHOLD, TrainConfig, Trainer
+from clamp.training.trainer import THRESHOLD, TrainConfig, Trainer
 
 ARMS = {
     "control": [knockout_heads(layer=1, keep=[0])],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clamp.errors import ConfigError
-from clamp.model import ModelConfig, Transformer, head_axis
+from clamp.model.transformer import ModelConfig, Transformer, head_axis
 from clamp.tasks import Batch, FewShotConfig, RepeatConfig
 
 
@@ -121,7 +121,7 @@ def test_model_config_round_trip():
 
 
 def test_short_and_long_attention_paths_agree(tiny_model_cfg, tiny_task_cfg, monkeypatch):
-    import clamp.model as model_mod
+    import clamp.model.transformer as model_mod
 
     model, batch = _model_and_batch(tiny_model_cfg, tiny_task_cfg, seeds=(0, 1))
     names = ["blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]

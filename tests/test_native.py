@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clamp import layernorm, native, shortattn
-from clamp.metrics import per_run_loss
-from clamp.model import ModelConfig, Transformer, _rope_tables
+from clamp.model import layernorm, native, shortattn
+from clamp.training.metrics import per_run_loss
+from clamp.model.transformer import ModelConfig, Transformer, _rope_tables
 from clamp.tasks import FewShotConfig
 
 needs_native = pytest.mark.skipif(native.lib() is None, reason=f"no compiled kernels here ({native.status()})")

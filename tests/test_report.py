@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clamp.report import build_report, crossing, summary_frame, write_summary
-from clamp.results import ATTENTION_HEADER, METRICS_HEADER
+from clamp.analysis.report import build_report, crossing, summary_frame, write_summary
+from clamp.execution.store import ATTENTION_HEADER, METRICS_HEADER
 
 MODEL = {"n_layers": 2, "n_heads": 2, "d_model": 8}
 

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-import clamp.train
-from clamp.model import ModelConfig
-from clamp.pack import merge_states, split_state
-from clamp.results import truncate_rows
-from clamp.runner import InlineExecutor, run_study
-from clamp.overrides import apply_overrides
-from clamp.study import Arm, Study
+import clamp.training.trainer
+from clamp.model.transformer import ModelConfig
+from clamp.execution.pack import merge_states, split_state
+from clamp.execution.store import truncate_rows
+from clamp.execution.runner import InlineExecutor, run_study
+from clamp.study.overrides import apply_overrides
+from clamp.study.design import Arm, Study
 from clamp.tasks import FewShotConfig
-from clamp.train import TrainConfig, Trainer
+from clamp.training.trainer import TrainConfig, Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
@@ -134,21 +134,21 @@ def test_run_that_raises_is_isolated(tmp_path, monkeypatch):
 
 
 def test_diverged_run_is_marked_and_packmates_continue(tmp_path, monkeypatch):
-    original = clamp.train.per_run_loss
+    original = clamp.training.trainer.per_run_loss
 
     def nan_for_run1(logits, batch):
         losses = original(logits, batch)
         return losses * torch.tensor([1.0, float("nan")]) if losses.shape[0] == 2 else losses
 
     s = tiny_study(arms=[tiny_study().arms[0]])
-    monkeypatch.setattr(clamp.train, "per_run_loss", nan_for_run1)
+    monkeypatch.setattr(clamp.training.trainer, "per_run_loss", nan_for_run1)
     assert run(s, tmp_path) == 1
     rd = tmp_path / "tiny/runs/control"
     bad = json.loads((rd / "seed1/run.json").read_text())
     assert bad["status"] == "diverged" and bad["diverged_at"] == 16 and "nan" in bad["error"]
     assert json.loads((rd / "seed0/run.json").read_text())["status"] == "finished"
     assert pd.read_csv(rd / "seed1/metrics.csv")["sequences_seen"].max() == 0
-    monkeypatch.setattr(clamp.train, "per_run_loss", original)
+    monkeypatch.setattr(clamp.training.trainer, "per_run_loss", original)
     single = tmp_path / "single"
     run(tiny_study(arms=[tiny_study().arms[0]], seeds=[0]), single)
     pd.testing.assert_frame_equal(pd.read_csv(rd / "seed0/metrics.csv"),
@@ -194,7 +194,7 @@ def test_custom_executor_is_used(tmp_path):
 
 
 def test_progress_time_left_counts_packs_not_yet_started():
-    from clamp.progress import Progress
+    from clamp.execution.progress import Progress
 
     p = Progress(name="s", total_runs=4, done_runs=0, n_sequences=100, quiet=True, planned=400)
     p.start_pack(0, label="a", n_runs=2, start=0)  # the second pack (2 runs) has not started

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from clamp.cli import main
-from clamp.train import Trainer
+from clamp.training.trainer import Trainer
 
 STUDY = """\
-from clamp.model import ModelConfig
-from clamp.study import Arm, Study
+from clamp.model.transformer import ModelConfig
+from clamp.study.design import Arm, Study
 from clamp.tasks import FewShotConfig
 
 model = ModelConfig(n_layers=2, n_heads=2, d_model=8)

@@ -7,11 +7,11 @@ import pytest
 from scipy import stats
 
 from clamp.errors import ConfigError
-from clamp.stats.compare import (
+from clamp.analysis.stats.compare import (
     adjust_pvalues, bootstrap_effects, compare_samples, logrank_test, min_paired_p, min_rank_p, paired_analysis,
     rank_test, rmst_horizon,
 )
-from clamp.stats.survival import km_curve, km_median, rmst
+from clamp.analysis.stats.survival import km_curve, km_median, rmst
 
 ALL = [True] * 5
 

@@ -1,12 +1,12 @@
-"""The runnable examples in clamp.stats docstrings run and give what they say."""
+"""The runnable examples in clamp.analysis.stats docstrings run and give what they say."""
 
 import doctest
 import importlib
 
 import pytest
 
-MODULES = ["clamp.stats", "clamp.stats.phase", "clamp.stats.survival", "clamp.stats.compare", "clamp.stats.factorial",
-           "clamp.stats.study", "clamp.stats.report", "clamp.stats.plots", "clamp.stats.analysis"]
+MODULES = ["clamp.analysis.stats", "clamp.analysis.stats.phase", "clamp.analysis.stats.survival", "clamp.analysis.stats.compare", "clamp.analysis.stats.factorial",
+           "clamp.analysis.stats.runs", "clamp.analysis.stats.sentences", "clamp.analysis.stats.plots", "clamp.analysis.stats.pipeline"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clamp.errors import ConfigError
-from clamp.stats.factorial import additivity, design_matrix, factorial_effects
+from clamp.analysis.stats.factorial import additivity, design_matrix, factorial_effects
 
 
 def cells(n: int = 5) -> list[dict[str, bool]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clamp.errors import ConfigError
-from clamp.stats.phase import (
+from clamp.analysis.stats.phase import (
     ESTIMATORS, PhaseRule, change_point_time, clean_curve, estimate_phase, fit_sigmoid, plateau,
     steepest_descent_time, threshold_time,
 )

@@ -10,7 +10,7 @@ import pytest
 
 from clamp.cli import main
 from clamp.errors import ConfigError
-from clamp.stats import analyse_study, load_study
+from clamp.analysis.stats import analyse_study, load_study
 
 LN2 = math.log(2)
 X = np.arange(0, 200_001, 2_000)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from clamp.model import ModelConfig
-from clamp.overrides import apply_overrides, select
-from clamp.study import Arm, Dense, Study, StudyError, list_studies, load_study, run_hash, study_record
+from clamp.model.transformer import ModelConfig
+from clamp.study.overrides import apply_overrides, select
+from clamp.study.design import Arm, Dense, Study, StudyError, list_studies, load_study, run_hash, study_record
 from clamp.tasks import FewShotConfig
 
 HEADER = """\
-from clamp.study import Arm, Study, Dense
-from clamp.model import ModelConfig
+from clamp.study.design import Arm, Study, Dense
+from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig
 model = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 task = FewShotConfig(n_classes=10, d_in=8)
@@ -52,7 +52,7 @@ def test_defaults_are_sensible():
 @pytest.mark.parametrize("body, line, words", [
     ("STUDY = Study(name='x', arms=[Arm(name='a', model=model task=task)])\n", 6, ["syntax error", "Fix"]),
     ("X = 1\n", None, ["no module-level STUDY", "STUDY = Study("]),
-    ("STUDY = Arm(name='a')\n", None, ["STUDY is a Arm", "clamp.study.Study"]),
+    ("STUDY = Arm(name='a')\n", None, ["STUDY is a Arm", "clamp.study.design.Study"]),
     ("a = Arm(name='a')\nSTUDY = Study(name='x', arms=[a, a])\n", 7, ["duplicate arm names ['a']"]),
     ("STUDY = Study(name='x', arms=[Arm(name='a')], seeds=[])\n", 6, ["no seeds", "seeds=[0, 1, 2]"]),
     ("STUDY = Study(name='x', arms=[Arm(name='a', lrr=1e-3)])\n", 6, ["Arm has no field 'lrr'", "did you mean 'lr'"]),

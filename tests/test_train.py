@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from clamp.errors import ConfigError
-from clamp.model import ModelConfig
+from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig
-from clamp.train import RunSeeds, TrainConfig, Trainer, train
+from clamp.training.trainer import RunSeeds, TrainConfig, Trainer, train
 
 
 def _collect(model_cfg, task_cfg, train_cfg, seeds):
@@ -130,7 +130,7 @@ def test_train_config_round_trip():
 
 
 def test_chunked_evaluation_equals_one_forward(tiny_model_cfg, tiny_task_cfg, monkeypatch):
-    import clamp.train as train_mod
+    import clamp.training.trainer as train_mod
 
     cfg = TrainConfig(n_sequences=64, batch_size=16, lr=1e-3, eval_every=32, eval_size=40, heldout_eval_size=24)
     t = Trainer(tiny_model_cfg, tiny_task_cfg, cfg, seeds=[0, 1])
@@ -146,7 +146,7 @@ def test_chunked_evaluation_equals_one_forward(tiny_model_cfg, tiny_task_cfg, mo
 
 
 def test_batch_dependent_intervention_sees_the_whole_evaluation_set(tiny_model_cfg, tiny_task_cfg, monkeypatch):
-    import clamp.train as train_mod
+    import clamp.training.trainer as train_mod
     from clamp.interventions import Knockout, knockout_heads, make_intervener
 
     monkeypatch.setattr(train_mod, "EVAL_CHUNK", 8)

@@ -43,12 +43,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from clamp import native
+from clamp.model import native
 from clamp.bench.plain import plain_step
-from clamp.metrics import per_run_loss
-from clamp.model import ModelConfig
+from clamp.training.metrics import per_run_loss
+from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.train import TrainConfig, Trainer
+from clamp.training.trainer import TrainConfig, Trainer
 
 MODES = ("plain", "harness", "hook", "nnsight")
 BATCH = 32
@@ -90,7 +90,7 @@ def flops_per_sequence(cfg: ModelConfig, T: int, d_in: int, n_out: int, n_items:
     the item embedding, whose input is data, 2x, at the ``n_items`` item
     positions (default: every position).  This is what any implementation must
     compute; the harness computes less for the item embedding (it embeds each
-    item vector once per step, see :meth:`clamp.model.Transformer.embed`).
+    item vector once per step, see :meth:`clamp.model.transformer.Transformer.embed`).
     """
     D, H, dh, L = cfg.d_model, cfg.n_heads, cfg.d_head_resolved, cfg.n_layers
     n_items = T if n_items is None else n_items

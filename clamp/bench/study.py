@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from clamp.pack import PackJob, peak_resident_mib
-from clamp.results import read_json
-from clamp.runner import InlineExecutor, ProcessExecutor, run_study
-from clamp.study import load_study
+from clamp.execution.pack import PackJob, peak_resident_mib
+from clamp.execution.store import read_json
+from clamp.execution.runner import InlineExecutor, ProcessExecutor, run_study
+from clamp.study.design import load_study
 
 
 class _Recorder:

@@ -41,9 +41,9 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
     given ``n_sequences``), so a bad arm fails before the first step.
 
     Example:
-        >>> from clamp.model import ModelConfig
+        >>> from clamp.model.transformer import ModelConfig
         >>> from clamp.tasks import FewShotConfig
-        >>> from clamp.train import Trainer, TrainConfig
+        >>> from clamp.training.trainer import Trainer, TrainConfig
         >>> task_cfg = FewShotConfig(n_classes=10, d_in=8)
         >>> t = Trainer(ModelConfig(n_layers=2, n_heads=2, d_model=8), task_cfg,
         ...             TrainConfig(n_sequences=64, eval_every=32, eval_size=16), seeds=[0],

@@ -56,8 +56,8 @@ from torch import Tensor
 
 from clamp.interventions.effects import Ctx, Effect, Op, compile_effect
 from clamp.interventions.spec import Intervention
-from clamp.model import HEADS_LAST_MAX_T, Transformer, _is_pattern
-from clamp.batch import Batch
+from clamp.model.transformer import HEADS_LAST_MAX_T, Transformer, _is_pattern
+from clamp.tasks.batch import Batch
 
 LOGITS = "hook_logits"
 Backend = Literal["nnsight", "hooks"]
@@ -75,7 +75,7 @@ class _Plan:
 
 
 class Applier:
-    """The :class:`clamp.train.Intervener` for one arm on one (packed) model.
+    """The :class:`clamp.training.trainer.Intervener` for one arm on one (packed) model.
 
     Args:
         model: the model being trained (not wrapped; wrapped here when needed).

@@ -29,8 +29,8 @@ from clamp.interventions.spec import (
     TARGET_HOOK, Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Intervention, Knockout,
     PatternClamp, PerfectCopy, PreservingAblation,
 )
-from clamp.model import Transformer, head_axis
-from clamp.batch import Batch
+from clamp.model.transformer import Transformer, head_axis
+from clamp.tasks.batch import Batch
 
 QUERY_AXIS_LEAVES = ("hook_attn_scores", "hook_pattern")
 

@@ -23,8 +23,8 @@ from clamp.interventions.spec import (
     Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Intervention, Knockout, PatternClamp,
     PerfectCopy, PreservingAblation, intervention_from_dict,
 )
-from clamp.model import ModelConfig, Transformer, head_axis
-from clamp.batch import Batch
+from clamp.model.transformer import ModelConfig, Transformer, head_axis
+from clamp.tasks.batch import Batch
 
 
 class _Probe:

@@ -1,5 +1,5 @@
-"""Re-export of :mod:`clamp.batch` (the batch format and task interface) for task modules."""
+"""Re-export of :mod:`clamp.tasks.batch` (the batch format and task interface) for task modules."""
 
-from clamp.batch import IGNORE, Batch, Task
+from clamp.tasks.batch import IGNORE, Batch, Task
 
 __all__ = ["IGNORE", "Batch", "Task"]

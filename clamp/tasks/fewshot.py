@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.metrics import induction_strength
+from clamp.training.metrics import induction_strength
 from clamp.tasks.base import IGNORE, Batch
 
 EVALUATORS = ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.metrics import prefix_matching_score
+from clamp.training.metrics import prefix_matching_score
 from clamp.tasks.base import IGNORE, Batch
 
 

@@ -1,0 +1,235 @@
+"""Reading a study folder and turning its metrics into per-run phase-change times.
+
+Why this file exists: the statistics must be recomputable from what a study
+stored, without training.  This file owns the contract with the runner's
+results layout::
+
+    results/<study>/study.json                      name, seeds, control, comparisons, phase rule(s), alpha, arms
+    results/<study>/runs/<arm>/seed<seed>/run.json  {"arm", "seed", "status", ...}
+    results/<study>/runs/<arm>/seed<seed>/metrics.csv  sequences_seen,run,metric,value
+
+and produces the tidy ``phase_times`` table: one row per run × phase rule ×
+estimator.  Runs whose status is not ``finished`` are listed (with their
+times, when they have metrics) but marked ``included=False``; the analysis
+leaves them out of every comparison and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clamp.errors import ConfigError
+from clamp.analysis.stats.phase import ESTIMATORS, PhaseRule, estimate_phase
+
+PHASE_COLUMNS: tuple[str, ...] = (
+    "arm", "seed", "status", "included", "metric", "threshold", "direction", "primary_rule", "estimator",
+    "time", "event", "censored", "last_eval", "n_evals", "plateau_level", "plateau_start", "plateau_end",
+    "plateau_duration", "plateau_ongoing", "sigmoid_midpoint", "sigmoid_onset", "sigmoid_width", "sigmoid_r2", "note",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmSpec:
+    """An arm as the statistics need it: its name and, in factorial studies, its factor levels."""
+
+    name: str
+    factors: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudySpec:
+    """The parts of ``study.json`` the statistics use (provenance fields are ignored).
+
+    Example:
+        >>> s = StudySpec.from_dict({"name": "demo", "seeds": [0, 1], "control": "control",
+        ...                          "arms": [{"name": "control"}, {"name": "match"}]})
+        >>> s.rules[0].metric, s.pairs()
+        ('train/loss', [('match', 'control')])
+    """
+
+    name: str
+    seeds: tuple[int, ...]
+    control: str | None
+    comparisons: tuple[tuple[str, str], ...]
+    rules: tuple[PhaseRule, ...]
+    alpha: float
+    arms: tuple[ArmSpec, ...]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
+        if not isinstance(d, dict):
+            raise ConfigError("study.json must hold a JSON object.")
+        arms_raw = d.get("arms")
+        if not isinstance(arms_raw, list) or not arms_raw:
+            raise ConfigError("study.json 'arms' must be a non-empty list of objects with a 'name'.")
+        arms = []
+        for a in arms_raw:
+            if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+                raise ConfigError(f"study.json arm {a!r} needs a string 'name'.")
+            factors = a.get("factors") or {}
+            if not isinstance(factors, dict) or not all(isinstance(v, bool) for v in factors.values()):
+                raise ConfigError(f"study.json arm {a['name']!r}: 'factors' must map factor names to true/false.")
+            arms.append(ArmSpec(name=a["name"], factors=dict(factors)))
+        names = [a.name for a in arms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"study.json arm names must be unique; got {names}.")
+        control = d.get("control")
+        if control is not None and control not in names:
+            raise ConfigError(f"study.json 'control'={control!r} is not an arm; choose one of {names} or null.")
+        comparisons = []
+        for pair in d.get("comparisons") or []:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(p in names for p in pair)):
+                raise ConfigError(f"study.json 'comparisons' entry {pair!r} must be [arm, reference] naming arms in {names}.")
+            comparisons.append((str(pair[0]), str(pair[1])))
+        phase = d.get("phase")
+        raw_rules = [] if phase is None else (phase if isinstance(phase, list) else [phase])
+        rules = tuple(PhaseRule.from_dict(r) for r in raw_rules) or (PhaseRule(),)
+        alpha = d.get("alpha", 0.05)
+        if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+            raise ConfigError(f"study.json 'alpha'={alpha!r} must be a number between 0 and 1.")
+        seeds = d.get("seeds") or []
+        return cls(name=str(d.get("name", "study")), seeds=tuple(int(s) for s in seeds), control=control,
+                   comparisons=tuple(comparisons), rules=rules, alpha=float(alpha), arms=tuple(arms))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(arm, reference) pairs to compare: each arm against the control, then the study's extra pairs."""
+        out: list[tuple[str, str]] = []
+        if self.control is not None:
+            out += [(a.name, self.control) for a in self.arms if a.name != self.control]
+        for p in self.comparisons:
+            if p not in out and p[0] != p[1]:
+                out.append(p)
+        return out
+
+    @property
+    def factorial(self) -> bool:
+        return any(a.factors for a in self.arms)
+
+
+def load_study(study_dir: str | Path) -> StudySpec:
+    """Read ``study_dir/study.json``.
+
+    Raises:
+        ConfigError: when the file is missing or malformed (the message names the fix).
+    """
+    path = Path(study_dir) / "study.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; pass a study folder written by 'clamp run' (results/<study>).")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); fix or regenerate it with 'clamp run'.") from e
+    return StudySpec.from_dict(raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """One run on disk: where it is, its status, and its metrics (None when it has none)."""
+
+    arm: str
+    seed: int
+    status: str
+    metrics: pd.DataFrame | None
+
+
+def _read_metrics(path: Path, seed: int, wanted: set[str]) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path, dtype={"run": str, "metric": str})
+    missing = {"sequences_seen", "metric", "value"} - set(df.columns)
+    if missing:
+        raise ConfigError(f"{path} lacks columns {sorted(missing)}; expected sequences_seen,run,metric,value.")
+    df = df[df["metric"].isin(wanted)].copy()
+    # A value that does not parse (e.g. a stray "nan" written as text) becomes NaN and is skipped later.
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    df["sequences_seen"] = pd.to_numeric(df["sequences_seen"], errors="coerce")
+    if "run" in df.columns and df["run"].nunique() > 1:
+        df = df[df["run"] == str(seed)]
+    return df
+
+
+def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
+    """Every run of the study: the expected arm × seed grid plus any extra seeds found on disk.
+
+    A run folder that does not exist gets status ``missing``; one without
+    ``run.json`` gets ``unknown``.
+    """
+    root = Path(study_dir) / "runs"
+    wanted = {r.metric for r in spec.rules}
+    records = []
+    for arm in spec.arms:
+        seeds = set(spec.seeds)
+        arm_dir = root / arm.name
+        if arm_dir.is_dir():
+            for p in arm_dir.iterdir():
+                m = re.fullmatch(r"seed(-?\d+)", p.name)
+                if m and p.is_dir():
+                    seeds.add(int(m.group(1)))
+        for seed in sorted(seeds):
+            run_dir = arm_dir / f"seed{seed}"
+            status = "missing"
+            if run_dir.is_dir():
+                status = "unknown"
+                info = run_dir / "run.json"
+                if info.is_file():
+                    try:
+                        status = str(json.loads(info.read_text()).get("status", "unknown"))
+                    except json.JSONDecodeError:
+                        status = "unknown"
+            records.append(RunRecord(arm=arm.name, seed=seed, status=status,
+                                     metrics=_read_metrics(run_dir / "metrics.csv", seed, wanted)))
+    return records
+
+
+def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: float = 0.03,
+                plateau_tol: float = 0.1) -> pd.DataFrame:
+    """The phase_times table: one row per run × rule × estimator (columns :data:`PHASE_COLUMNS`).
+
+    ``time`` is the phase-change time when ``event`` is True and the censoring
+    time (last evaluation) when it is False; ``included`` is True only for
+    finished runs with a finite time.
+
+    Example:
+        >>> import pandas as pd
+        >>> m = pd.DataFrame({"sequences_seen": [0, 10, 20], "metric": "train/loss", "value": [0.7, 0.7, 0.1]})
+        >>> t = phase_table([RunRecord(arm="a", seed=0, status="finished", metrics=m)], (PhaseRule(),))
+        >>> t.loc[t.estimator == "threshold", ["time", "event", "included"]].values.tolist()
+        [[20.0, True, True]]
+    """
+    rows = []
+    for run in runs:
+        for k, rule in enumerate(rules):
+            base = {"arm": run.arm, "seed": run.seed, "status": run.status, "metric": rule.metric,
+                    "threshold": rule.threshold, "direction": rule.direction, "primary_rule": k == 0}
+            curve = None if run.metrics is None else run.metrics[run.metrics["metric"] == rule.metric]
+            if curve is None or curve.empty:
+                note = "no metrics file" if run.metrics is None else f"metric {rule.metric!r} not recorded"
+                for est in ESTIMATORS:
+                    rows.append({**base, "estimator": est, "time": math.nan, "event": False, "included": False,
+                                 "note": note})
+                continue
+            est = estimate_phase(curve["sequences_seen"].to_numpy(float), curve["value"].to_numpy(float), rule,
+                                 smooth=smooth, plateau_tol=plateau_tol)
+            p, s = est.plateau, est.sigmoid
+            extra = {"last_eval": est.last_eval, "n_evals": est.n_evals, "plateau_level": p.level,
+                     "plateau_start": p.start, "plateau_end": p.end, "plateau_duration": p.duration,
+                     "plateau_ongoing": p.ongoing, "sigmoid_midpoint": s.midpoint, "sigmoid_onset": s.onset,
+                     "sigmoid_width": s.width, "sigmoid_r2": s.r2}
+            for t in est.times:
+                note = t.note
+                if run.status != "finished":
+                    note = "; ".join(filter(None, [f"excluded: run {run.status}", note]))
+                rows.append({**base, **extra, "estimator": t.estimator, "time": t.time, "event": t.event,
+                             "included": run.status == "finished" and math.isfinite(t.time), "note": note})
+    df = pd.DataFrame(rows, columns=list(PHASE_COLUMNS))
+    df["censored"] = ~df["event"].astype(bool) & df["time"].notna()
+    df["event"] = df["event"].astype(bool)
+    df["included"] = df["included"].astype(bool)
+    return df

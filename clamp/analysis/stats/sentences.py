@@ -1,0 +1,150 @@
+"""Plain-language sentences for the study's index page (stats.md).
+
+Why this file exists: a reader of the study page should get the causal claim
+in one line per comparison, with its uncertainty and its caveats (runs that
+never crossed, a design too small to reach the chosen alpha), without reading
+stats.csv.  These functions only format; they compute nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+from clamp.analysis.stats.compare import MIN_RUNS
+from clamp.analysis.stats.phase import PhaseRule
+
+
+def fmt_p(p: float) -> str:
+    """``p = 0.008``, ``p < 0.001`` or ``p = n/a``.
+
+    Example:
+        >>> fmt_p(0.00794), fmt_p(1e-5), fmt_p(float("nan"))
+        ('p = 0.008', 'p < 0.001', 'p = n/a')
+    """
+    if p is None or not math.isfinite(p):
+        return "p = n/a"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def fmt_times(x: float) -> str:
+    """A speed factor: ``9.1``, ``13``, ``∞``.
+
+    Example:
+        >>> fmt_times(9.123), fmt_times(13.04), fmt_times(float("inf"))
+        ('9.1', '13', '∞')
+    """
+    if math.isinf(x):
+        return "∞"
+    if math.isnan(x):
+        return "?"
+    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
+def _speed(ratio: float, low: float, high: float, confidence: float, reference: str) -> str:
+    ci = f"{confidence * 100:.0f} % CI"
+    with_ci = math.isfinite(low) or math.isfinite(high)
+    if ratio <= 1:
+        fast = 1 / ratio if ratio > 0 else math.inf
+        lo_s = 1 / high if high > 0 else math.inf
+        hi_s = 1 / low if low > 0 else math.inf
+        txt = f"phase change {fmt_times(fast)}× sooner than {reference}"
+        return txt + (f" ({ci} {fmt_times(lo_s)}–{fmt_times(hi_s)}×)" if with_ci else "")
+    txt = f"phase change {fmt_times(ratio)}× later than {reference}"
+    return txt + (f" ({ci} {fmt_times(low)}–{fmt_times(high)}×)" if with_ci else "")
+
+
+def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", control: str | None = None) -> str:
+    """One line such as ``match: phase change 9.1× sooner than control (95 % CI 6.2–13×), p = 0.008 (…, Holm), 5/5 runs crossed``.
+
+    Args:
+        row: a row of stats.csv (a dict or a pandas row).
+        correction: the multiple-comparison correction applied to ``p_adjusted``.
+        control: the study's control arm; comparisons against another reference are labelled "arm vs reference".
+
+    Example:
+        >>> row = dict(arm="match", reference="control", ratio=0.11, ratio_low=0.077, ratio_high=0.16, ratio_bound=float("nan"),
+        ...            ratio_bound_kind="", confidence=0.95, p_adjusted=0.0079, test="rank (exact)", crossed_arm=5, n_arm=5,
+        ...            crossed_reference=5, n_reference=5, median_reference=3e5)
+        >>> comparison_sentence(row)
+        'match: phase change 9.1× sooner than control (95 % CI 6.2–13×), p = 0.008 (rank (exact), Holm), 5/5 runs crossed (control 5/5).'
+        >>> comparison_sentence({**row, "n_arm": 1, "n_reference": 1})
+        'match: not compared with control: a comparison needs at least 2 runs per arm (has 1 vs 1 finished runs). Add seeds.'
+    """
+    arm, ref = str(row["arm"]), str(row["reference"])
+    label = arm if control is None or ref == control else f"{arm} vs {ref}"
+    n_arm, n_ref = int(row["n_arm"]), int(row["n_reference"])  # type: ignore[call-overload]
+    if min(n_arm, n_ref) < MIN_RUNS:
+        return (f"{label}: not compared with {ref}: a comparison needs at least {MIN_RUNS} runs per arm "
+                f"(has {n_arm} vs {n_ref} finished runs). Add seeds.")
+    ratio, low, high = float(row["ratio"]), float(row["ratio_low"]), float(row["ratio_high"])
+    conf = float(row["confidence"])
+    if math.isfinite(ratio):
+        effect = _speed(ratio, low, high, conf, ref)
+    else:
+        bound, kind = float(row["ratio_bound"]), str(row["ratio_bound_kind"] or "")
+        if kind == "at most" and math.isfinite(bound):
+            effect = (f"phase change at least {fmt_times(1 / bound)}× sooner than {ref} "
+                      f"({ref}'s median not reached)" if bound < 1 else
+                      f"median time ratio undefined ({ref}'s median not reached)")
+        elif kind == "at least" and math.isfinite(bound):
+            effect = (f"phase change at least {fmt_times(bound)}× later than {ref} ({arm}'s median not reached)"
+                      if bound > 1 else f"median time ratio undefined ({arm}'s median not reached)")
+        else:
+            effect = "median time ratio undefined (neither median reached)"
+    corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}.get(correction, correction)
+    p = fmt_p(float(row["p_adjusted"]))
+    crossed = f"{row['crossed_arm']}/{row['n_arm']} runs crossed ({ref} {row['crossed_reference']}/{row['n_reference']})"
+    return f"{label}: {effect}, {p} ({row['test']}, {corr}), {crossed}."
+
+
+def robustness_sentence(arm: str, reference: str, ratios: Mapping[str, float]) -> str:
+    """How the median time ratio reads under each estimator.
+
+    Example:
+        >>> robustness_sentence("match", "control", {"threshold": 0.11, "steepest": 0.12, "sigmoid_mid": float("nan")})
+        'match vs control under other estimators: steepest 8.3× sooner, sigmoid_mid n/a.'
+    """
+    parts = []
+    for est, r in ratios.items():
+        if est == "threshold":
+            continue
+        if not math.isfinite(r) or r <= 0:
+            parts.append(f"{est} n/a")
+        elif r <= 1:
+            parts.append(f"{est} {fmt_times(1 / r)}× sooner")
+        else:
+            parts.append(f"{est} {fmt_times(r)}× later")
+    return f"{arm} vs {reference} under other estimators: {', '.join(parts)}."
+
+
+def rule_sentence(rule: PhaseRule) -> str:
+    """How the phase-change time is defined, in words.
+
+    Example:
+        >>> rule_sentence(PhaseRule())
+        'Phase-change time: the first evaluation at which train/loss falls below 0.277 (sequences seen); a run that never does is right-censored at its last evaluation.'
+    """
+    verb = "falls below" if rule.direction == "below" else "rises above"
+    return (f"Phase-change time: the first evaluation at which {rule.metric} {verb} {rule.threshold:.3g} "
+            "(sequences seen); a run that never does is right-censored at its last evaluation.")
+
+
+def markdown(title: str, rule: PhaseRule, sentences: Sequence[str], robustness: Sequence[str],
+             factorial: Sequence[str], warnings: Sequence[str], method_notes: Sequence[str]) -> str:
+    """Assemble stats.md (embedded verbatim in the study's index page)."""
+    lines = [f"### Phase-change statistics: {title}", "", rule_sentence(rule), ""]
+    lines += [f"- {s}" for s in sentences] or ["- No comparisons (the study names no control and no pairs)."]
+    if robustness:
+        lines += ["", "Robustness (same comparisons, other phase-change estimators):", ""]
+        lines += [f"- {s}" for s in robustness]
+    if factorial:
+        lines += ["", "Factorial effects on log phase-change time (ratios are time multipliers; below 1 = sooner):", ""]
+        lines += [f"- {s}" for s in factorial]
+    if warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]
+    if method_notes:
+        lines += ["", "Methods:", ""] + [f"- {m}" for m in method_notes]
+    return "\n".join(lines) + "\n"

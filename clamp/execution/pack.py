@@ -1,0 +1,341 @@
+"""Training one pack: the seeds of an arm on one run axis, with checkpoints and per-run files.
+
+Why this file exists: this is the code a worker process runs.  It receives a
+:class:`PackJob` made only of plain data (configs as dicts, never a model or an
+nnsight wrapper, which cannot be pickled), trains with :class:`clamp.training.trainer.Trainer`,
+and writes each run's own files: ``metrics.csv`` split by run, ``attention.csv``,
+per-run checkpoints and ``run.json``.
+
+Checkpoints are per run even when runs are packed: the packed trainer state is
+split along the run axis (every model and Adam tensor has a leading ``R`` axis)
+and merged back on resume, so a run can resume in a different pack.
+
+Divergence: when a run's training loss becomes NaN/inf it is marked ``diverged``
+at once (``run.json`` written), its metrics stop being recorded and it stops
+checkpointing, but it keeps riding along on the run axis: runs of a pack do not
+interact (per-run parameters, per-run loss terms, elementwise Adam), so the
+others train exactly as they would alone.  A pack whose runs have all diverged stops.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from clamp.model.transformer import ModelConfig
+from clamp.tasks import task_from_dict
+from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
+                           checkpoint_path, read_json, truncate_rows)
+from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
+
+CHECKPOINT_FORMAT = 1
+Sink = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a pack: its seed, its key and its folder."""
+
+    arm: str
+    seed: int
+    hash: str
+    folder: str
+
+
+@dataclass(frozen=True)
+class PackJob:
+    """Everything a worker needs to train a pack, as plain picklable (JSON-able) data."""
+
+    job_id: int
+    arm: str
+    model: dict
+    task: dict
+    train: dict
+    interventions: list
+    runs: tuple[RunSpec, ...]
+    checkpoints: tuple[int, ...]
+    extra_evals: tuple[int, ...]
+    resume_from: int | None = None
+    record: dict = field(default_factory=dict)  # the arm's study.json record, copied into run.json
+
+
+class _StopPack(Exception):
+    """Every run of the pack has diverged."""
+
+
+def split_state(state: dict[str, Any], n_runs: int) -> list[dict[str, Any]]:
+    """Split a packed :meth:`Trainer.state_dict` into one state per run (leading axis kept, size 1)."""
+
+    def part(t: Tensor, r: int) -> Tensor:
+        if t.dim() == 0:
+            return t.detach().cpu().clone()
+        if t.shape[0] != n_runs:
+            raise ValueError(f"cannot split a tensor of shape {tuple(t.shape)} over {n_runs} runs")
+        return t[r : r + 1].detach().cpu().clone()
+
+    out = []
+    for r in range(n_runs):
+        opt = state["opt"]
+        out.append({
+            "format": CHECKPOINT_FORMAT,
+            "step": int(state["step"]),
+            "model": {k: part(v, r) for k, v in state["model"].items()},
+            "opt": {"state": {i: {k: part(v, r) if torch.is_tensor(v) else v for k, v in s.items()}
+                              for i, s in opt["state"].items()},
+                    "param_groups": copy.deepcopy(opt["param_groups"])},
+            "data_gen": state["data_gens"][r].clone(),
+            "batch_loss_sum": state["batch_loss_sum"][r : r + 1].clone(),
+            "batch_loss_n": int(state["batch_loss_n"]),
+            "heldout_seen": state.get("heldout_seen"),
+        })
+    return out
+
+
+def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Inverse of :func:`split_state`: per-run states -> one packed trainer state."""
+    steps = {s["step"] for s in states}
+    if len(steps) != 1:
+        raise ValueError(f"cannot pack runs at different steps {sorted(steps)}")
+
+    def cat(ts: list[Tensor]) -> Tensor:
+        return ts[0].clone() if ts[0].dim() == 0 else torch.cat(ts, dim=0)
+
+    first = states[0]
+    opt_state = {i: {k: cat([s["opt"]["state"][i][k] for s in states]) if torch.is_tensor(v) else v
+                     for k, v in st.items()} for i, st in first["opt"]["state"].items()}
+    return {
+        "step": first["step"],
+        "model": {k: cat([s["model"][k] for s in states]) for k in first["model"]},
+        "opt": {"state": opt_state, "param_groups": copy.deepcopy(first["opt"]["param_groups"])},
+        "data_gens": [s["data_gen"] for s in states],
+        "batch_loss_sum": torch.cat([s["batch_loss_sum"] for s in states]),
+        "batch_loss_n": first["batch_loss_n"],
+        "heldout_seen": first.get("heldout_seen"),
+    }
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A per-run checkpoint, loaded without unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+class _Run:
+    """Per-run bookkeeping inside a pack."""
+
+    def __init__(self, spec: RunSpec, index: int) -> None:
+        self.spec, self.index = spec, index
+        self.folder = Path(spec.folder)
+        self.diverged_at: int | None = None
+        self.metrics = self.folder / "metrics.csv"
+        self.attention = self.folder / "attention.csv"
+        self.json = self.folder / "run.json"
+        self.record: dict = read_json(self.json) or {}
+        self.wall_base = float(self.record.get("timings", {}).get("wall_seconds", 0.0))
+
+    def write_json(self, **updates: Any) -> None:
+        self.record.update(updates)
+        atomic_write_json(self.json, self.record)
+
+
+def _intervener_factory(interventions: list, task_cfg: Any) -> Callable | None:
+    if not interventions:
+        return None
+    from clamp.interventions import intervention_from_dict, make_intervener
+
+    objs = [intervention_from_dict(d) for d in interventions]
+    return make_intervener(objs, task_cfg.build())
+
+
+def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
+    """Train the runs of ``job`` to the end (or resume them), writing every run's files.
+
+    Args:
+        job: the pack to train.
+        sink: receives progress events ``{"job", "seen", "n_runs", "pid", "rss_mib"}`` (at most a few a
+            second; ``rss_mib`` is the worker's resident memory).
+
+    Returns:
+        One outcome per run: ``{"arm", "seed", "status", "error"}``.  Never raises for a
+        failure inside training: the runs are marked ``failed`` with the traceback instead.
+    """
+    runs = [_Run(spec, i) for i, spec in enumerate(job.runs)]
+    t0 = time.time()
+    try:
+        return _execute(job, runs, sink, t0)
+    except Exception as e:  # noqa: BLE001 - isolate the failure to this pack's runs
+        tb = traceback.format_exc()
+        out = []
+        for run in runs:
+            if run.diverged_at is None:
+                run.write_json(status="failed", error=f"{type(e).__name__}: {e}", traceback=tb,
+                               timings=_timings(run, t0, job))
+            out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record.get("status", "failed"),
+                        "error": f"{type(e).__name__}: {e}"})
+        return out
+
+
+def resident_mib() -> float:
+    """This process's resident memory now, in MiB (its peak so far where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_resident_mib()
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict:
+    prev = run.record.get("timings", {})
+    t = {"started_at": prev.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
+         "wall_seconds": round(run.wall_base + time.time() - t0, 3), "packed_with": len(job.runs),
+         "attempts": prev.get("attempts", 1), "peak_rss_mib": round(peak_resident_mib(), 1)}
+    if finished:
+        t["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return t
+
+
+def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> list[dict]:
+    model_cfg = ModelConfig.from_dict(job.model)
+    task_cfg = task_from_dict(job.task)
+    train_cfg = TrainConfig.from_dict(job.train)
+    seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
+    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg))
+    R = len(runs)
+
+    for run in runs:
+        run.folder.mkdir(parents=True, exist_ok=True)
+        prev_timings = run.record.get("timings", {})
+        attempts = prev_timings.get("attempts", 0) + 1
+        run.record = {
+            "arm": run.spec.arm, "seed": run.spec.seed,
+            "seeds": {"init": seeds[run.index].init, "data": seeds[run.index].data, "eval": seeds[run.index].eval},
+            "status": "running", "hash": run.spec.hash, "config": job.record,
+            "resumed_from": job.resume_from,
+            "timings": {**prev_timings, "attempts": attempts},
+        }
+    if job.resume_from is not None:
+        states = [load_checkpoint(checkpoint_path(r.folder, job.resume_from)) for r in runs]
+        trainer.load_state_dict(merge_states(states))
+        if trainer.seen != job.resume_from:
+            raise RuntimeError(f"checkpoint at {job.resume_from} holds step {trainer.step}; the study's batch size changed?")
+    for run in runs:
+        truncate_rows(run.metrics, METRICS_HEADER, job.resume_from if job.resume_from is not None else -1)
+        truncate_rows(run.attention, ATTENTION_HEADER, job.resume_from if job.resume_from is not None else -1)
+        if job.resume_from is None:
+            for p in (run.folder / "checkpoints").glob("*.pt"):
+                p.unlink()
+        run.write_json(timings=_timings(run, t0, job))
+
+    last_eval = {"seen": -1}
+    last_sink = {"t": 0.0}
+
+    def live() -> list[_Run]:
+        return [r for r in runs if r.diverged_at is None]
+
+    def diverge(run: _Run, seen: int, why: str) -> None:
+        run.diverged_at = seen
+        run.write_json(status="diverged", diverged_at=seen, error=why, timings=_timings(run, t0, job, finished=True))
+
+    def on_step(seen: int, losses: Tensor) -> None:
+        for run in live():
+            v = float(losses[run.index])
+            if not math.isfinite(v):
+                diverge(run, seen, f"training loss became {v} at {seen} sequences seen")
+        if not live():
+            raise _StopPack
+        now = time.time()
+        if sink is not None and now - last_sink["t"] > 0.5:
+            last_sink["t"] = now
+            sink({"job": job.job_id, "seen": seen, "n_runs": len(live()), "pid": os.getpid(), "rss_mib": resident_mib()})
+
+    def on_eval(seen: int, metrics: dict[str, Tensor]) -> None:
+        if seen == last_eval["seen"]:
+            return  # Trainer.run evaluates at 0 on every call made before the first step
+        last_eval["seen"] = seen
+        loss = metrics.get("train/loss")
+        for run in live():
+            if loss is not None and not math.isfinite(float(loss[run.index])):
+                diverge(run, seen, f"evaluation loss became {float(loss[run.index])} at {seen} sequences seen")
+                continue
+            rows = [f"{seen},{run.spec.seed},{name},{_fmt(metrics[name][run.index])}\n" for name in sorted(metrics)]
+            append_text(run.metrics, "".join(rows))
+        if not live():
+            raise _StopPack
+
+    def checkpoint() -> None:
+        seen = trainer.seen
+        _record_attention(trainer, live(), seen)
+        for run, state in zip(runs, split_state(trainer.state_dict(), R)):
+            if run.diverged_at is None:
+                state.update(seen=seen, hash=run.spec.hash, seed=run.spec.seed)
+                atomic_torch_save(checkpoint_path(run.folder, seen), state)
+                run.write_json(last_checkpoint=seen, timings=_timings(run, t0, job))
+
+    ckpts = set(job.checkpoints)
+    extra = set(job.extra_evals)
+    stops = sorted(p for p in ckpts | extra if p > trainer.seen)
+    try:
+        if trainer.step == 0:
+            trainer.run(until=0, on_eval=on_eval)
+            if 0 in ckpts:
+                checkpoint()
+        for stop in stops:
+            trainer.run(until=stop, on_eval=on_eval, on_step=on_step)
+            if last_eval["seen"] != trainer.seen:
+                on_eval(trainer.seen, trainer.evaluate())
+            if stop in ckpts:
+                checkpoint()
+        trainer.run(on_eval=on_eval, on_step=on_step)  # to the configured end, if the schedule stopped short
+    except _StopPack:
+        pass
+
+    out = []
+    for run in runs:
+        if run.diverged_at is None:
+            run.write_json(status="finished", sequences_seen=trainer.seen, timings=_timings(run, t0, job, finished=True))
+        out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record["status"], "error": run.record.get("error")})
+    if sink is not None:
+        sink({"job": job.job_id, "seen": trainer.seen, "n_runs": 0, "pid": os.getpid(), "rss_mib": resident_mib()})
+    return out
+
+
+@torch.no_grad()
+def _record_attention(trainer: Trainer, runs: list[_Run], seen: int) -> None:
+    """Append the mean attention pattern of every head (train evaluation set) to each run's ``attention.csv``."""
+    batch = trainer.eval_sets["train"]
+    names = trainer.pattern_names
+    if trainer.intervener is None:
+        _, cache = trainer.model.run_with_cache(batch, names)
+    else:
+        _, cache = trainer.intervener.forward(batch, trainer.seen, names, False)
+        trainer.intervener.firing_metrics()  # this extra forward is not a training event: drop its counts
+    for run in runs:
+        rows = []
+        for layer, name in enumerate(names):
+            mean = cache[name][run.index].float().mean(0).cpu()  # (H, Tq, Tk)
+            H, T, _ = mean.shape
+            for h in range(H):
+                for q in range(T):
+                    for k in range(q + 1):
+                        rows.append(f"{seen},{run.spec.seed},{layer},{h},{q},{k},{float(mean[h, q, k]):.6g}\n")
+        append_text(run.attention, "".join(rows))

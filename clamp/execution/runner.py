@@ -1,0 +1,455 @@
+"""Running a study: plan the runs, skip finished ones, resume interrupted ones, isolate failures.
+
+Why this file exists: it turns a :class:`clamp.study.design.Study` into files under
+``results/<study>/`` and is the home of ``clamp run``, ``clamp list`` and
+``clamp report``.
+
+- **Plan.** Each (arm, seed) is keyed by a hash of the resolved arm config and
+  seed (:func:`clamp.study.design.run_hash`).  A run whose ``run.json`` is finished (or
+  diverged) with the same hash is skipped and its files are not touched; one
+  with another hash (the arm was edited) is deleted and rerun; any other resumes
+  from its last checkpoint.  Runs of an arm that start from the same point are
+  packed onto the run axis (``pack=False`` trains each alone).
+- **Execute.** Packs go to an :class:`Executor`: in-process for one job, a
+  spawn-context process pool otherwise (workers receive plain configs, never a
+  model: nnsight wrappers cannot be pickled, and threads must not trace).  A
+  distributed executor only needs to implement :meth:`Executor.run`.
+- **Isolate.** A pack that raises marks its runs ``failed`` with the traceback;
+  the others go on; the exit status is 1 when any run is not finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import fcntl
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol, Sequence
+
+import torch
+
+from clamp.errors import ConfigError
+from clamp.execution.pack import PackJob, RunSpec, execute_pack
+from clamp.execution.progress import Progress
+from clamp.execution.store import atomic_write_json, checkpoints, provenance, read_json, remove_temporaries, run_dir
+from clamp.study.overrides import apply_overrides, select
+from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, run_hash, study_record
+
+EventSink = Callable[[dict], None]
+Outcome = list[dict]
+
+
+class Executor(Protocol):
+    """Runs packs somewhere and reports back.
+
+    ``run`` yields ``(job, outcomes)`` as each pack ends (``outcomes`` from
+    :func:`clamp.execution.pack.execute_pack`, or the exception that killed the pack's
+    worker), and passes progress events to ``on_event`` meanwhile.
+    """
+
+    def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
+        ...
+
+
+class InlineExecutor:
+    """Runs packs one after another in this process (``--jobs 1``)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
+        old = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            for job in jobs:
+                try:
+                    yield job, execute_pack(job, on_event)
+                except Exception as e:  # noqa: BLE001 - execute_pack reports its own failures; this is a last resort
+                    yield job, e
+        finally:
+            torch.set_num_threads(old)
+
+
+_worker_queue = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the runner dies (even by SIGKILL), so no orphan keeps writing files."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker_init(queue, threads: int, parent: int, lock_path: str) -> None:  # noqa: ANN001 - a multiprocessing queue
+    global _worker_queue
+    _die_with_parent(parent)
+    _worker_queue = queue
+    torch.set_num_threads(threads)
+    # A shared lock on the study folder: a new `clamp run` waits until this worker has gone.
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+
+
+def _worker_run(job: PackJob) -> Outcome:
+    return execute_pack(job, _worker_queue.put if _worker_queue is not None else None)
+
+
+class ProcessExecutor:
+    """A local pool of ``jobs`` spawned worker processes, ``threads`` torch threads each."""
+
+    def __init__(self, jobs: int, threads: int = 1, lock_path: str | None = None) -> None:
+        self.jobs, self.threads, self.lock_path = jobs, threads, lock_path
+
+    def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        lock_path = self.lock_path or os.devnull
+        pool = cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(jobs)) or 1, mp_context=ctx,
+                                      initializer=_worker_init, initargs=(queue, self.threads, os.getpid(), lock_path))
+        futures = {pool.submit(_worker_run, job): job for job in jobs}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                self._drain(queue, on_event)
+                for fut in done:
+                    exc = fut.exception()
+                    yield futures[fut], (exc if exc is not None else fut.result())
+            self._drain(queue, on_event)
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _drain(queue, on_event: EventSink) -> None:  # noqa: ANN001
+        while True:
+            try:
+                on_event(queue.get_nowait())
+            except Exception:  # noqa: BLE001 - queue.Empty, or a half-torn queue during shutdown
+                return
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a ``clamp run`` will do: packs to train, runs to skip, stale runs to delete."""
+
+    jobs: tuple[PackJob, ...]
+    skipped: tuple[tuple[str, int, str], ...]  # (arm, seed, status)
+    stale: tuple[tuple[str, int], ...]
+    selected: int
+
+
+def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True) -> Plan:
+    """Decide, for each selected (arm, seed), whether to skip, resume or start it; group into packs."""
+    groups: dict[tuple, list[RunSpec]] = {}
+    skipped, stale = [], []
+    records = {a.name: arm_record(study, a) for a in study.arms}
+    for arm, seed in runs:
+        folder = run_dir(study_dir, arm.name, seed)
+        h = run_hash(study, arm, seed)
+        rec = read_json(folder / "run.json")
+        start = None
+        if rec is not None and rec.get("hash") != h:
+            stale.append((arm.name, seed))
+        elif rec is not None and rec.get("status") in ("finished", "diverged"):
+            skipped.append((arm.name, seed, rec["status"]))
+            continue
+        elif rec is not None:
+            points = set(records[arm.name]["schedule"]["checkpoints"])
+            have = [s for s in checkpoints(folder) if s in points]
+            start = max(have) if have else None
+        spec = RunSpec(arm=arm.name, seed=int(seed), hash=h, folder=str(folder.resolve()))
+        key = (arm.name, start) if pack else (arm.name, start, seed)
+        groups.setdefault(key, []).append(spec)
+    jobs = []
+    for i, (key, specs) in enumerate(groups.items()):
+        arm = study.arm(key[0])
+        rec = records[arm.name]
+        jobs.append(PackJob(
+            job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
+            interventions=rec["interventions"], runs=tuple(specs),
+            checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
+            resume_from=key[1], record=rec,
+        ))
+    return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=tuple(stale), selected=len(runs))
+
+
+@contextlib.contextmanager
+def study_lock(study_dir: Path, wait: float = 20.0) -> Iterator[Path]:
+    """Hold an exclusive lock on the study folder; yields the workers' lock file.
+
+    Worker processes hold a shared lock on ``.workers.lock``; a new run waits
+    (up to ``wait`` seconds) until the workers of a killed run have gone.
+    """
+    fd = os.open(study_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    wfd = os.open(study_dir / ".workers.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.time() + wait
+    try:
+        for f, what in ((fd, "another `clamp run`"), (wfd, "worker processes of an earlier `clamp run`")):
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.time() > deadline:
+                        raise StudyError(f"{study_dir} is in use by {what}; wait for it to end, or use --out.") from None
+                    time.sleep(0.2)
+        fcntl.flock(wfd, fcntl.LOCK_UN)
+        yield study_dir / ".workers.lock"
+    finally:
+        os.close(wfd)
+        os.close(fd)
+
+
+def _label(job: PackJob) -> str:
+    seeds = [r.seed for r in job.runs]
+    s = f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else "s" + ",".join(map(str, seeds))
+    return f"{job.arm} {s}"
+
+
+def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] | None = None,
+              seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
+              pack: bool = True, quiet: bool = False, executor: Executor | None = None,
+              study_file: str | Path | None = None, analyse: bool = True) -> int:
+    """Run (or resume) ``study``, then write the summary, statistics and report.
+
+    Args:
+        study: a validated study (see :func:`clamp.study.design.load_study`).
+        out: parent folder; results go to ``out/<study.name>/``.
+        arms, seeds: run only these (default: all).
+        jobs: packs trained at once (default: min(cores, packs)); 1 runs in this process.
+        threads: torch threads per job (default: 1).
+        pack: put the seeds of an arm on one run axis.
+        quiet: no progress output.
+        executor: where packs run (default: in-process for one job, a process pool otherwise).
+        analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
+
+    Returns:
+        The exit status: 0 when every selected run finished and the report was written, 1 otherwise.
+
+    Example:
+        >>> # status = run_study(load_study("studies/quickstart.py"), out="results")
+    """
+    selected = select(study, arms, seeds)
+    study_dir = Path(out) / study.name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with study_lock(study_dir) as lock_path:
+        remove_temporaries(study_dir)  # left by a killed writer; the files they were replacing are intact
+        the_plan = plan(study, study_dir, selected, pack=pack)
+        cores = os.cpu_count() or 1
+        n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
+        n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
+        record = study_record(study)
+        record["study_file"] = str(study_file) if study_file else None
+        record.update(provenance())
+        record["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack)
+        atomic_write_json(study_dir / "study.json", record)
+        done_before = len(the_plan.skipped)
+        planned = sum(len(j.runs) * (study.n_sequences - (j.resume_from or 0)) for j in the_plan.jobs)
+        progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
+                            n_sequences=study.n_sequences, quiet=quiet, planned=planned)
+        if the_plan.skipped:
+            progress.message(f"{study.name}: {done_before} run(s) already done, skipped (delete their folders to rerun)")
+        for arm, seed in the_plan.stale:
+            progress.message(f"{study.name}: arm {arm!r} changed since seed {seed} ran; rerunning it from scratch")
+            shutil.rmtree(run_dir(study_dir, arm, seed))
+        for job in the_plan.jobs:
+            for spec in job.runs:
+                if read_json(Path(spec.folder) / "run.json") is None:
+                    atomic_write_json(Path(spec.folder) / "run.json",
+                                      {"arm": spec.arm, "seed": spec.seed, "status": "pending", "hash": spec.hash})
+        if the_plan.jobs:
+            progress.message(f"{study.name}: training {sum(len(j.runs) for j in the_plan.jobs)} run(s) in "
+                             f"{len(the_plan.jobs)} pack(s), {n_jobs} at a time -> {study_dir}")
+        if executor is None:
+            executor = InlineExecutor(n_threads) if n_jobs == 1 else ProcessExecutor(n_jobs, n_threads, str(lock_path))
+        statuses: dict[tuple[str, int], str] = {(a, s): st for a, s, st in the_plan.skipped}
+        by_id = {j.job_id: j for j in the_plan.jobs}
+        for j in the_plan.jobs[:n_jobs]:
+            progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
+
+        ended: set[int] = set()
+
+        def on_event(ev: dict) -> None:
+            if ev["job"] in ended:
+                return
+            if ev["job"] not in progress.packs and ev["job"] in by_id:
+                j = by_id[ev["job"]]
+                progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
+            progress.update(ev["job"], ev["seen"], ev.get("n_runs"))
+
+        try:
+            for job, result in executor.run(the_plan.jobs, on_event):
+                if isinstance(result, BaseException):
+                    tb = "".join(traceback.format_exception(result))
+                    result = _mark_failed(job, result, tb)
+                for o in result:
+                    statuses[(o["arm"], o["seed"])] = o["status"]
+                    if o["status"] == "failed":
+                        progress.message(f"{job.arm} seed {o['seed']} failed: {o.get('error')}")
+                ended.add(job.job_id)
+                progress.finish_pack(job.job_id, [o["status"] for o in result])
+        finally:
+            progress.close()
+        bad = sorted((a, s, st) for (a, s), st in statuses.items() if st != "finished")
+        code = 0 if not bad else 1
+        code = max(code, finish_study(study_dir, quiet=quiet, analyse=analyse))
+        if bad:
+            lines = ", ".join(f"{a}/seed{s} {st}" for a, s, st in bad)
+            print(f"clamp: {len(bad)} of {the_plan.selected} run(s) did not finish: {lines}", file=sys.stderr)
+        elif not quiet:
+            where = study_dir / "report.md" if analyse else study_dir / "summary.csv"
+            print(f"{study.name}: all {the_plan.selected} run(s) finished; see {where}", file=sys.stderr)
+        return code
+
+
+def _mark_failed(job: PackJob, exc: BaseException, tb: str) -> Outcome:
+    """A pack whose worker died: mark its unfinished runs failed."""
+    out = []
+    for spec in job.runs:
+        path = Path(spec.folder) / "run.json"
+        rec = read_json(path) or {"arm": spec.arm, "seed": spec.seed, "hash": spec.hash}
+        if rec.get("status") not in ("finished", "diverged"):
+            rec.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tb)
+            atomic_write_json(path, rec)
+        out.append({"arm": spec.arm, "seed": spec.seed, "status": rec["status"], "error": rec.get("error")})
+    return out
+
+
+def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = True) -> int:
+    """Summary, then (with ``analyse``) statistics (if :mod:`clamp.analysis.stats` is installed), plots and report.
+
+    Returns 1 if any step failed (each failure is reported; the runs' files are never touched), else 0.
+    """
+    from clamp.analysis.report import build_report, write_summary
+
+    code = 0
+    study_dir = Path(study_dir)
+    try:
+        write_summary(study_dir)
+    except Exception as e:  # noqa: BLE001 - keep going: the runs' own files are intact
+        print(f"clamp: writing summary.csv failed: {type(e).__name__}: {e}", file=sys.stderr)
+        code = 1
+    if not analyse:
+        return code
+    try:
+        from clamp.analysis.stats import analyse_study
+    except ImportError:
+        analyse_study = None
+    if analyse_study is not None:
+        try:
+            analyse_study(study_dir, quiet=quiet)
+        except Exception as e:  # noqa: BLE001
+            print(f"clamp: statistics failed (results are kept; rerun `clamp report {study_dir}`): "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+    try:
+        build_report(study_dir)
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        print(f"clamp: building the report failed (results are kept): {type(e).__name__}: {e}", file=sys.stderr)
+        code = 1
+    return code
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def _run_command(args: argparse.Namespace) -> int:
+    study = load_study(args.study)
+    study = apply_overrides(study, args.set or [])
+    if args.dry_run:
+        selected = select(study, args.arms, args.seeds)
+        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack)
+        for a, s, st in p.skipped:
+            print(f"skip   {a} seed {s} ({st})")
+        for a, s in p.stale:
+            print(f"rerun  {a} seed {s} (arm changed)")
+        for j in p.jobs:
+            how = f"resume at {j.resume_from:,}" if j.resume_from is not None else "start"
+            print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed)")
+        return 0
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
+    return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
+                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report)
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    found = list_studies(args.dir)
+    if not found:
+        print(f"no study files in {args.dir}/")
+        return 0
+    code = 0
+    for path, study in found:
+        if isinstance(study, StudyError):
+            print(f"{path}: ERROR {study}")
+            code = 1
+            continue
+        arms = ", ".join(a.name for a in study.arms)
+        first = study.description.strip().splitlines()[0] if study.description.strip() else ""
+        print(f"{path}  {study.name}: arms [{arms}], seeds {list(study.seeds)}, {study.n_sequences:,} sequences"
+              + (f"\n    {first}" if first else ""))
+    return code
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    study_dir = Path(args.study_dir)
+    if not (study_dir / "study.json").is_file():
+        raise ConfigError(f"{study_dir}: no study.json here; give a folder written by `clamp run` (results/<study>).")
+    code = finish_study(study_dir, quiet=args.quiet)
+    if not args.quiet:
+        print(f"report: {study_dir / 'report.md'}")
+    return code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``list`` and ``report`` to the ``clamp`` command line."""
+    p = sub.add_parser("run", help="run (or resume) a study file and write results/<study>/",
+                       description="Train every arm x seed of a study; rerunning skips finished runs and resumes interrupted ones.")
+    p.add_argument("study", help="a study file, e.g. studies/quickstart.py")
+    p.add_argument("--arms", nargs="+", metavar="ARM", help="run only these arms")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="run only these seeds (of the study's)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a field: arms.control.lr=3e-5, arms.*.model.d_model=16, n_sequences=20000, seeds=0,1,2")
+    p.add_argument("--out", default="results", metavar="DIR", help="parent folder of results/<study>/ (default: results)")
+    p.add_argument("--jobs", type=int, metavar="N", help="packs trained at once in worker processes (default: min(cores, packs))")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads per job (default: 1)")
+    p.add_argument("--no-pack", action="store_true", help="train each seed alone instead of packing an arm's seeds on the run axis")
+    p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip statistics, plots and report.md (summary.csv is still written; build them later with `clamp report`)")
+    p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
+    p.set_defaults(func=_run_command)
+
+    p = sub.add_parser("list", help="list the study files in studies/")
+    p.add_argument("--dir", default="studies", help="folder of study files (default: studies)")
+    p.set_defaults(func=_list_command)
+
+    p = sub.add_parser("report", help="rebuild summary, statistics, plots and report.md from stored CSVs (no training)")
+    p.add_argument("study_dir", help="a results folder, e.g. results/quickstart")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_report_command)

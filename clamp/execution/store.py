@@ -1,0 +1,200 @@
+"""The results folder: where each file of a study lives, and how it is written safely.
+
+Why this file exists: the runner, the worker processes and the report all touch
+``results/<study>/``; the layout is named once here, and every write goes
+through a temporary file and :func:`os.replace`, so a killed process never
+leaves a half-written file behind (metrics rows are appended with one
+``write`` call per evaluation, which a kill cannot split).
+
+Layout::
+
+    results/<study>/
+        study.json                     resolved study + provenance
+        summary.csv                    one row per run
+        report.md                      index page: arms, seeds, statuses, links
+        plots/*.png, plots/*.svg
+        runs/<arm>/seed<seed>/
+            run.json                   config, seeds, status, timings, error
+            metrics.csv                sequences_seen,run,metric,value
+            attention.csv              mean attention pattern at each checkpoint
+            checkpoints/<seen>.pt      per-run trainer state (weights_only loadable)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+RUN_STATUSES = ("pending", "running", "finished", "failed", "diverged")
+METRICS_HEADER = "sequences_seen,run,metric,value\n"
+ATTENTION_HEADER = "sequences_seen,run,layer,head,query,key,value\n"
+
+
+def run_dir(study_dir: str | Path, arm: str, seed: int) -> Path:
+    return Path(study_dir) / "runs" / arm / f"seed{seed}"
+
+
+def checkpoint_path(run_folder: str | Path, seen: int) -> Path:
+    return Path(run_folder) / "checkpoints" / f"{seen:012d}.pt"
+
+
+def checkpoints(run_folder: str | Path) -> dict[int, Path]:
+    """Complete checkpoints of a run, by sequences seen (temporary files are ignored)."""
+    folder = Path(run_folder) / "checkpoints"
+    out = {}
+    if folder.is_dir():
+        for p in folder.glob("*.pt"):
+            if p.stem.isdigit():
+                out[int(p.stem)] = p
+    return dict(sorted(out.items()))
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _tmp_beside(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    # mkstemp creates 0600 files; results are meant to be shared, so use the usual umask-based mode.
+    os.chmod(name, 0o666 & ~_UMASK)
+    return Path(name)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a kill) sees the old file or the new, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_beside(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_beside(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def remove_temporaries(folder: str | Path) -> int:
+    """Delete the ``.<name>.*.tmp`` files a killed writer left under ``folder``; returns how many.
+
+    Only call this while holding the study lock (no writer can be active).
+    """
+    n = 0
+    for p in Path(folder).rglob(".*.tmp"):
+        if p.is_file():
+            p.unlink()
+            n += 1
+    return n
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object at ``path``, or None if it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` with a single ``write`` call (a kill cannot leave half of it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        data = text.encode()
+        written = os.write(fd, data)
+        while written < len(data):  # only on exotic file systems
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
+
+
+def truncate_rows(path: str | Path, header: str, max_seen: int) -> None:
+    """Keep only complete rows with ``sequences_seen <= max_seen`` (atomically); create the file if missing."""
+    path = Path(path)
+    keep = [header]
+    if path.exists():
+        with open(path) as f:
+            lines = f.read().split("\n")
+        for line in lines[1:-1]:  # the last piece is "" or an unterminated row
+            first = line.split(",", 1)[0]
+            if first.isdigit() and int(first) <= max_seen:
+                keep.append(line + "\n")
+    atomic_write_text(path, "".join(keep))
+
+
+def git_revision(where: str | Path) -> str:
+    """``git rev-parse HEAD`` of the checkout holding ``where`` (``+dirty`` if modified), or ``"unknown"``."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance() -> dict:
+    """Code revision, package versions and machine, for ``study.json`` (nnsight is not imported)."""
+    import torch
+
+    import clamp
+    from clamp.model import native
+
+    return {
+        "code_revision": git_revision(Path(clamp.__file__).parent),
+        "versions": {"clamp": clamp.__version__, "torch": torch.__version__, "nnsight": _version("nnsight"),
+                     "numpy": _version("numpy"), "pandas": _version("pandas"), "matplotlib": _version("matplotlib"),
+                     "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                    "kernels": native.status()},  # builds them here once, before the workers start
+        "command": " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def run_records(study_dir: str | Path) -> Iterable[tuple[Path, dict]]:
+    """Every ``run.json`` under ``runs/``, with its folder."""
+    for p in sorted(Path(study_dir).glob("runs/*/seed*/run.json")):
+        rec = read_json(p)
+        if rec is not None:
+            yield p.parent, rec

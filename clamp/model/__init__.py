@@ -1,0 +1,18 @@
+"""The model: a packed, hookable attention transformer and its compiled kernels.
+
+Why this package exists: training with interventions needs a model whose every
+activation worth clamping passes through a named hook point, and whose seeds
+are packed on a run axis so several runs train as one.
+
+What enters: a :class:`ModelConfig` (resolved against a task's dimensions).
+What leaves: a :class:`Transformer` with hook points named once
+(``blocks.{l}.attn.hook_pattern`` ...), returning logits for every position.
+
+Modules: :mod:`.transformer` (config, blocks, hook points), :mod:`.shortattn`
+(fused short-context attention with hand-written gradients), :mod:`.layernorm`
+(compiled LayerNorm), :mod:`.native` (C kernels built on first use, torch fallback).
+"""
+
+from clamp.model.transformer import ModelConfig, Transformer
+
+__all__ = ["ModelConfig", "Transformer"]

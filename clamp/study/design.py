@@ -1,0 +1,464 @@
+"""Studies: a named set of arms, each trained on the same seeds and schedule.
+
+Why this file exists: an experiment is *data*.  A study file is plain Python in
+``studies/`` that builds a :class:`Study` and exposes it as a module-level
+``STUDY``; :func:`load_study` imports it with :mod:`importlib` (never ``exec``)
+and turns every problem -- a syntax error, a missing or mistyped ``STUDY``, an
+unknown field, duplicate arm names, no seeds, an intervention that does not fit
+the model -- into one :class:`StudyError` naming the file, the line where it
+can, and the fix, before any training starts.
+
+Example study file (``studies/lr_sweep.py``)::
+
+    from clamp.study.design import Arm, Study
+    from clamp.model.transformer import ModelConfig
+    from clamp.tasks import FewShotConfig
+
+    model = ModelConfig(n_layers=2, n_heads=2, d_model=16)
+    task = FewShotConfig(n_classes=20, d_in=16)
+    STUDY = Study(
+        name="lr_sweep",
+        arms=[Arm(name="slow", model=model, task=task, lr=1e-3),
+              Arm(name="fast", model=model, task=task, lr=3e-3)],
+        seeds=[0, 1, 2],
+        n_sequences=20_000,
+        eval_every=500,
+    )
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import math
+import re
+import sys
+import traceback
+import types
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from clamp.errors import ConfigError
+from clamp.study.fields import check_fields
+from clamp.model.transformer import ModelConfig
+from clamp.tasks import FewShotConfig, TaskConfig
+from clamp.training.trainer import THRESHOLD, TrainConfig
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
+
+
+class StudyError(ConfigError):
+    """A study file, or an override of it, is invalid; the message names the file, line and fix."""
+
+
+def _interventions_module() -> types.ModuleType | None:
+    """``clamp.interventions`` if installed, else None (arms without interventions still work)."""
+    try:
+        import clamp.interventions as mod
+    except ModuleNotFoundError as e:
+        if e.name != "clamp.interventions":
+            raise
+        return None
+    return mod
+
+
+def _call_site() -> str | None:
+    """``file:line`` of the first frame outside this module (where an Arm/Study was written)."""
+    frame = sys._getframe(2)
+    here = __file__
+    while frame is not None and (frame.f_code.co_filename in (here, "<string>") or "dataclasses" in frame.f_code.co_filename):
+        frame = frame.f_back
+    return None if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dense:
+    """A window of sequences where evaluation and/or checkpoints are denser.
+
+    Use one around the expected phase change.
+
+    Example:
+        >>> Dense(start=20_000, stop=40_000, eval_every=250, checkpoint_every=2_500).stop
+        40000
+    """
+
+    start: int
+    stop: int
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not 0 <= self.start < self.stop:
+            raise ConfigError(f"Dense(start={self.start}, stop={self.stop}): need 0 <= start < stop (in sequences seen).")
+        for name in ("eval_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"Dense.{name}={v} must be a positive number of sequences, or None.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseRule:
+    """When a run has learned: the first evaluation at which ``metric`` crosses ``threshold``.
+
+    The default is Singh et al.'s learning time: training loss below 0.4 ln 2.
+
+    Example:
+        >>> round(PhaseRule().threshold, 3)
+        0.277
+    """
+
+    metric: str = "train/loss"
+    threshold: float = THRESHOLD
+    direction: Literal["below", "above"] = "below"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "threshold": self.threshold, "direction": self.direction}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arm:
+    """One condition of a study: a model, a task, interventions and optimiser settings.
+
+    Every arm is trained on each of the study's seeds.  Optimiser fields mirror
+    :class:`clamp.training.trainer.TrainConfig`; the study fixes the length and schedule.
+
+    Args:
+        name: folder-safe name (letters, digits, ``_``, ``-``), unique in the study.
+        model: architecture; task sizes may be left None.
+        task: a task config (:class:`~clamp.tasks.FewShotConfig`, :class:`~clamp.tasks.RepeatConfig`).
+        interventions: interventions from :mod:`clamp.interventions`, any number.
+        factors: for factorial designs, which factors this arm switches on (``{"copy": True}``).
+        description: one line for the report.
+
+    Example:
+        >>> Arm(name="control", lr=1e-3).train_config(n_sequences=64, eval_every=32, eval_size=16).lr
+        0.001
+    """
+
+    name: str
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = FewShotConfig()
+    interventions: tuple[Any, ...] = ()
+    lr: float = 1e-5
+    batch_size: int = 32
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_sequences: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    factors: Mapping[str, bool] = field(default_factory=dict)
+    description: str = ""
+    origin: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            object.__setattr__(self, "origin", _call_site())
+        for name in ("interventions", "betas"):
+            v = getattr(self, name)
+            if isinstance(v, list):
+                object.__setattr__(self, name, tuple(v))
+        if isinstance(self.interventions, dict) or not isinstance(self.interventions, tuple):
+            object.__setattr__(self, "interventions", (self.interventions,))
+        if isinstance(self.factors, Mapping):
+            object.__setattr__(self, "factors", types.MappingProxyType(dict(self.factors)))
+        check_fields(self, skip=("interventions", "factors", "origin"))
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"Arm name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
+        if not isinstance(self.factors, Mapping) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in self.factors.items()):
+            raise ConfigError(f"Arm {self.name!r}: factors must map factor names to True/False, got {self.factors!r}.")
+        mod = _interventions_module()
+        for i in self.interventions:
+            if mod is None or not isinstance(i, mod.Intervention):
+                raise ConfigError(
+                    f"Arm {self.name!r}: {i!r} is not an intervention; build interventions with the "
+                    "constructors in clamp.interventions (e.g. match_clamp(layer=1, head=0))."
+                )
+        self.train_config(n_sequences=max(self.batch_size, self.warmup_sequences, 1), eval_every=1, eval_size=1)
+
+    def train_config(self, *, n_sequences: int, eval_every: int, eval_size: int, device: str = "cpu",
+                     heldout_eval_every: int | None = None) -> TrainConfig:
+        """The :class:`TrainConfig` this arm trains with, given the study's length and schedule."""
+        return TrainConfig(
+            n_sequences=n_sequences, batch_size=self.batch_size, lr=self.lr, betas=tuple(self.betas),
+            adam_eps=self.adam_eps, weight_decay=self.weight_decay, warmup_sequences=self.warmup_sequences,
+            schedule=self.schedule, eval_every=eval_every, eval_size=eval_size, device=device,
+            heldout_eval_every=heldout_eval_every,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Study:
+    """A named experiment: arms x seeds, one length and one evaluation/checkpoint schedule.
+
+    Args:
+        name: folder-safe; results go to ``results/<name>/``.
+        arms: the conditions (at least one, unique names).
+        seeds: one run per seed per arm (at least one, unique).
+        n_sequences: training length in sequences seen.
+        eval_every: evaluate every this many sequences (and at 0, at the end, at every checkpoint).
+        eval_size: sequences per evaluation set.
+        heldout_eval_every: evaluate the held-out sets (held-out pairs, classes, exemplars) only at the
+            first evaluation after every multiple of this many sequences (and at 0 and the end); None
+            (the default) evaluates them at every evaluation.  The training-distribution set, which
+            the phase-change rule reads, is evaluated at every evaluation either way.
+        checkpoint_every: save a checkpoint every this many sequences; None means 10 evenly spaced.
+        dense: windows (e.g. around the expected phase change) with denser evaluation/checkpoints.
+        control: the arm the others are compared with; by default the arm named ``"control"`` if any.
+        comparisons: extra ``(arm, arm)`` pairs for the statistics.
+        phase: the rule(s) that define when a run has learned.
+        alpha: significance level for the statistics.
+        heatmap_heads: heads whose attention patterns the report draws, as ``"L1H0"``; default all of the last layer (at most 4).
+        heatmap_at: sequences seen at which to draw them (nearest checkpoint); default 4 spread over training.
+        device: ``"cpu"`` or ``"cuda"``.
+        description: a paragraph for the report.
+
+    Example:
+        >>> Study(name="s", arms=[Arm(name="control")], seeds=[0, 1], n_sequences=1000).control
+        'control'
+    """
+
+    name: str
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_sequences: int = 1_000_000
+    eval_every: int = 1_000
+    eval_size: int = 512
+    heldout_eval_every: int | None = None
+    checkpoint_every: int | None = None
+    dense: tuple[Dense, ...] = ()
+    control: str | None = _AUTO
+    comparisons: tuple[tuple[str, str], ...] = ()
+    phase: tuple[PhaseRule, ...] = (PhaseRule(),)
+    alpha: float = 0.05
+    heatmap_heads: tuple[str, ...] = ()
+    heatmap_at: tuple[int, ...] = ()
+    device: str = "cpu"
+    description: str = ""
+    origin: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            object.__setattr__(self, "origin", _call_site())
+        norm = {
+            "arms": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "seeds": lambda v: tuple(v) if isinstance(v, (list, tuple, range)) else (v,),
+            "dense": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "phase": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "comparisons": lambda v: tuple(tuple(p) if isinstance(p, list) else p for p in v) if isinstance(v, (list, tuple)) else v,
+            "heatmap_heads": lambda v: (v,) if isinstance(v, str) else tuple(v),
+            "heatmap_at": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+        }
+        for name, f in norm.items():
+            object.__setattr__(self, name, f(getattr(self, name)))
+        check_fields(self, skip=("control", "origin"))
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(f"Study name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
+        if not self.arms:
+            raise ConfigError("Study has no arms; give arms=[Arm(name='control', ...), ...].")
+        names = [a.name for a in self.arms]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"Study {self.name!r} has duplicate arm names {dup}; give every arm its own name.")
+        if not self.seeds:
+            raise ConfigError(f"Study {self.name!r} has no seeds; give seeds=[0, 1, 2] (one run per seed per arm).")
+        if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise ConfigError(f"Study {self.name!r}: seeds {list(self.seeds)} must be distinct non-negative integers.")
+        for name in ("n_sequences", "eval_every", "eval_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Study.{name}={getattr(self, name)} must be positive.")
+        if self.heldout_eval_every is not None and self.heldout_eval_every < self.eval_every:
+            raise ConfigError(f"Study.heldout_eval_every={self.heldout_eval_every} is shorter than eval_every="
+                              f"{self.eval_every}; give a multiple of eval_every, or None for every evaluation.")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"Study.checkpoint_every={self.checkpoint_every} must be positive, or None for 10 evenly spaced.")
+        if self.control == _AUTO:
+            object.__setattr__(self, "control", "control" if "control" in names else None)
+        if self.control is not None and self.control not in names:
+            raise ConfigError(f"Study.control={self.control!r} is not an arm; choose one of {names} or None.")
+        for pair in self.comparisons:
+            if len(pair) != 2 or any(p not in names for p in pair):
+                raise ConfigError(f"Study.comparisons entry {pair!r} must be two arm names from {names}.")
+        if not self.phase:
+            raise ConfigError("Study.phase needs at least one PhaseRule.")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"Study.alpha={self.alpha} must be in (0, 1).")
+        for h in self.heatmap_heads:
+            if not re.fullmatch(r"L\d+H\d+", h):
+                raise ConfigError(f"Study.heatmap_heads entry {h!r} must look like 'L1H0' (layer 1, head 0).")
+        if any(x < 0 for x in self.heatmap_at):
+            raise ConfigError("Study.heatmap_at must hold non-negative sequence counts.")
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ConfigError(f"Study {self.name!r} has no arm {name!r}; its arms are {[a.name for a in self.arms]}.")
+
+    def train_config(self, arm: Arm) -> TrainConfig:
+        return arm.train_config(n_sequences=self.n_sequences, eval_every=self.eval_every,
+                                eval_size=self.eval_size, device=self.device,
+                                heldout_eval_every=self.heldout_eval_every)
+
+    def checkpoint_points(self, arm: Arm) -> list[int]:
+        """Sequences seen at which ``arm``'s runs checkpoint (rounded up to whole batches); includes 0 and the end."""
+        every = self.checkpoint_every or max(1, math.ceil(self.n_sequences / 10))
+        pts = set(range(0, self.n_sequences, every)) | {self.n_sequences}
+        for d in self.dense:
+            if d.checkpoint_every:
+                pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.checkpoint_every))
+        return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+
+    def extra_eval_points(self, arm: Arm) -> list[int]:
+        """Evaluation points beyond the regular ``eval_every`` grid (dense windows), in whole batches."""
+        pts: set[int] = set()
+        for d in self.dense:
+            if d.eval_every:
+                pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.eval_every))
+        return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+
+
+def _round_to_batches(pts: set[int], batch: int, n: int) -> list[int]:
+    end = math.ceil(n / batch) * batch
+    return sorted({min(math.ceil(p / batch) * batch, end) for p in pts})
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def _where(path: Path, exc: BaseException) -> str:
+    """``path:line`` of the deepest frame of ``exc`` inside the study file, else ``path``."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{path}:{exc.lineno}"
+    line = None
+    for fs in traceback.extract_tb(exc.__traceback__):
+        if Path(fs.filename).resolve() == path.resolve():
+            line = fs.lineno
+    return f"{path}:{line}" if line else str(path)
+
+
+def _unknown_kwarg_fix(exc: TypeError) -> str | None:
+    """Turn ``X.__init__() got an unexpected keyword argument 'y'`` into a fix naming valid fields."""
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(exc))
+    if not m:
+        return None
+    cls_name, bad = m.groups()
+    from clamp import tasks
+    candidates = {"Arm": Arm, "Study": Study, "Dense": Dense, "PhaseRule": PhaseRule, "ModelConfig": ModelConfig,
+                  "TrainConfig": TrainConfig, **{c.__name__: c for c in tasks.TASK_KINDS.values()}}
+    cls = candidates.get(cls_name)
+    if cls is None:
+        return None
+    valid = [f.name for f in fields(cls) if f.init and f.name != "origin"]
+    close = difflib.get_close_matches(bad, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{cls_name} has no field {bad!r}; {hint}valid fields are {valid}."
+
+
+def load_study(path: str | Path) -> Study:
+    """Import a study file and return its validated ``STUDY``.
+
+    The file is imported with :mod:`importlib` under a private module name; it
+    is never ``exec``-ed.  Every problem raises :class:`StudyError`.
+
+    Args:
+        path: a ``.py`` file exposing a module-level ``STUDY = Study(...)``.
+
+    Returns:
+        The study, with every arm validated (see :func:`validate_study`).
+
+    Example:
+        >>> # study = load_study("studies/quickstart.py")
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = ""
+        if path.parent.is_dir():
+            near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob("*.py")], n=1)
+            hint = f" Did you mean {path.parent / near[0]}?" if near else ""
+        raise StudyError(f"{path}: no such study file. Fix: give the path of a .py file in studies/ (`clamp list` shows them).{hint}")
+    if path.suffix != ".py":
+        raise StudyError(f"{path}: a study file must be a Python file ending in .py.")
+    mod_name = f"clamp_study_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise StudyError(f"{path}: cannot be imported as a Python module.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise StudyError(f"{_where(path, e)}: syntax error: {e.msg}. Fix the Python syntax on that line.") from e
+    except ConfigError as e:
+        raise StudyError(f"{_where(path, e)}: {e} Fix that value in the study file.") from e
+    except TypeError as e:
+        fix = _unknown_kwarg_fix(e)
+        msg = fix or f"{e}. Fix: Arm, Study and configs take keyword arguments only (name=..., arms=[...])."
+        raise StudyError(f"{_where(path, e)}: {msg}") from e
+    except Exception as e:  # noqa: BLE001 - any error while importing the user's file is reported the same way
+        raise StudyError(f"{_where(path, e)}: importing the study file raised {type(e).__name__}: {e}. Fix the error on that line.") from e
+    finally:
+        sys.modules.pop(mod_name, None)
+    if not hasattr(module, "STUDY"):
+        raise StudyError(f"{path}: defines no module-level STUDY. Fix: end the file with `STUDY = Study(name=..., arms=[...])`.")
+    study = module.STUDY
+    if not isinstance(study, Study):
+        raise StudyError(
+            f"{path}: STUDY is a {type(study).__name__}, not a clamp.study.design.Study. "
+            "Fix: `from clamp.study.design import Study, Arm` and set `STUDY = Study(...)`."
+        )
+    validate_study(study, path=path)
+    return study
+
+
+def validate_study(study: Study, path: str | Path | None = None) -> None:
+    """Check that every arm can be built: task, resolved model, train config, interventions.
+
+    Raises :class:`StudyError` naming the arm (and its line in the study file) before any training.
+    """
+    mod = _interventions_module()
+    for arm in study.arms:
+        where = arm.origin or (str(path) if path else study.name)
+        try:
+            task = arm.task.build()
+            model = arm.model.resolve(task.dims())
+            study.train_config(arm)
+            if arm.interventions:
+                mod.validate_interventions(list(arm.interventions), model, task, study.n_sequences)
+            for h in study.heatmap_heads:
+                layer, head = map(int, h[1:].split("H"))
+                if layer >= model.n_layers or head >= model.n_heads:
+                    raise ConfigError(f"Study.heatmap_heads entry {h!r} is outside the model ({model.n_layers} layers x {model.n_heads} heads).")
+        except ConfigError as e:
+            raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
+    if study.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise StudyError(f"{study.origin or study.name}: Study.device={study.device!r} but no CUDA device is visible; use device='cpu'.")
+
+
+# --- serialisation ----------------------------------------------------------------------------
+
+def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | StudyError]]:
+    """Every ``*.py`` study file in ``folder`` with its loaded study, or the error loading it."""
+    out: list[tuple[Path, Study | StudyError]] = []
+    for p in sorted(Path(folder).glob("*.py")):
+        if p.name.startswith("_"):
+            continue
+        try:
+            out.append((p, load_study(p)))
+        except StudyError as e:
+            out.append((p, e))
+    return out
+
+
+__all__ = ["Arm", "Dense", "PhaseRule", "Study", "StudyError", "arm_record", "list_studies", "load_study", "run_hash",
+           "study_record", "validate_study"]
+
+
+from clamp.study.records import arm_record, run_hash, study_record  # noqa: E402  (re-exported)

@@ -1,0 +1,82 @@
+"""Records of a study: the resolved arms written to ``study.json``, and the key of each run.
+
+Why this file exists: what identifies a run (the hash that decides whether a rerun
+skips it) must be computed one way, from the resolved configuration, and kept
+apart from how studies are declared and loaded (:mod:`clamp.study.design`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from clamp.training.trainer import LN2
+
+if TYPE_CHECKING:
+    from clamp.study.design import Arm, Study
+
+
+def arm_record(study: Study, arm: Arm) -> dict:
+    """The resolved arm as written to ``study.json`` (without its hash)."""
+    task = arm.task.build()
+    model = arm.model.resolve(task.dims())
+    return {
+        "name": arm.name,
+        "description": arm.description,
+        "factors": dict(arm.factors),
+        "model": model.to_dict(),
+        "task": arm.task.to_dict(),
+        "train": study.train_config(arm).to_dict(),
+        "interventions": [i.to_dict() for i in arm.interventions],
+        "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
+    }
+
+
+def run_hash(study: Study, arm: Arm, seed: int) -> str:
+    """Key of a run: hash of everything that changes its results (resolved arm, schedule, seed).
+
+    The arm's name, description and factors, and the device, are left out: they label a run
+    without changing what it computes.
+    """
+    rec = arm_record(study, arm)
+    rec["train"] = {k: v for k, v in rec["train"].items() if k != "device"}
+    key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
+    key["extra_evals"] = rec["schedule"]["extra_evals"]
+    key["checkpoints"] = rec["schedule"]["checkpoints"]
+    key["seed"] = int(seed)
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def study_record(study: Study) -> dict:
+    """The resolved study as written to ``study.json`` (provenance is added by the runner)."""
+    arms = []
+    for arm in study.arms:
+        rec = arm_record(study, arm)
+        rec["hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("model", "task", "train", "interventions")},
+                                                sort_keys=True, default=str).encode()).hexdigest()[:16]
+        rec["run_hashes"] = {str(s): run_hash(study, arm, s) for s in study.seeds}
+        arms.append(rec)
+    phase = [r.to_dict() for r in study.phase]
+    return {
+        "name": study.name,
+        "description": study.description,
+        "seeds": [int(s) for s in study.seeds],
+        "control": study.control,
+        "comparisons": [list(p) for p in study.comparisons],
+        "phase": phase[0] if len(phase) == 1 else phase,
+        "alpha": study.alpha,
+        "n_sequences": study.n_sequences,
+        "eval_every": study.eval_every,
+        "eval_size": study.eval_size,
+        "heldout_eval_every": study.heldout_eval_every,
+        "checkpoint_every": study.checkpoint_every,
+        "dense": [{"start": d.start, "stop": d.stop, "eval_every": d.eval_every, "checkpoint_every": d.checkpoint_every}
+                  for d in study.dense],
+        "heatmap_heads": list(study.heatmap_heads),
+        "heatmap_at": list(study.heatmap_at),
+        "device": study.device,
+        "ln2": LN2,
+        "arms": arms,
+    }

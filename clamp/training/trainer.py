@@ -1,0 +1,429 @@
+"""The training loop: Adam on a packed model, with evaluation every K sequences.
+
+Why this file exists: it is the one place where steps are taken, so it owns
+the order of operations that makes runs reproducible (separate init, data and
+evaluation seeds per run), the evaluation schedule (in sequences seen), and
+the hand-off of metrics to whoever records them.  Interventions enter through
+an *intervener* object (see :mod:`clamp.interventions`); without one the plain
+PyTorch forward is used and nnsight is never imported.
+
+Metrics are per run at each evaluation:
+
+- ``{evaluator}/loss``, ``{evaluator}/acc`` for each of the task's evaluators
+  (``train`` is a fixed sample of the training distribution);
+- ``train_batch/loss``: mean training-batch loss since the previous evaluation;
+- ``prev_token/L{l}H{h}`` for every head; the task's own (``induction/L{l}H{h}``
+  for layers >= 1 on the few-shot task, ``prefix_match/...`` and per-repeat
+  losses on the repeated-token task);
+- what the intervener reports (how many interventions fired).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Literal, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from clamp.errors import ConfigError
+from clamp.training.metrics import loss_and_accuracy, per_run_loss, prev_token_score
+from clamp.model.transformer import ModelConfig, Transformer
+from clamp.tasks import Batch, TaskConfig
+
+LN2 = math.log(2.0)
+THRESHOLD = 0.4 * LN2  # Singh et al.'s learning-time threshold on the training loss
+EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimiser and schedule; lengths are in sequences seen.
+
+    Defaults follow Singh et al.: Adam, constant lr 1e-5, batch 32.
+
+    Example:
+        >>> TrainConfig(n_sequences=3200, eval_every=320).n_steps
+        100
+    """
+
+    n_sequences: int = 1_000_000
+    batch_size: int = 32
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_sequences: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    eval_every: int = 1_000
+    eval_size: int = 512  # sequences per run in the "train" evaluation set (phase-change detection uses it)
+    heldout_eval_size: int = 128  # sequences per run in each held-out evaluation set
+    heldout_eval_every: int | None = None  # held-out sets at the first evaluation after each multiple; None: every one
+    device: str = "cpu"
+    flush_denormal: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_sequences < 1 or self.batch_size < 1:
+            raise ConfigError("TrainConfig.n_sequences and batch_size must be positive.")
+        if not self.lr > 0:
+            raise ConfigError(f"TrainConfig.lr={self.lr} must be positive.")
+        if self.eval_every < 1 or self.eval_size < 1 or self.heldout_eval_size < 1:
+            raise ConfigError("TrainConfig.eval_every, eval_size and heldout_eval_size must be positive (in sequences).")
+        if self.heldout_eval_every is not None and self.heldout_eval_every < 1:
+            raise ConfigError(f"TrainConfig.heldout_eval_every={self.heldout_eval_every} must be positive (sequences), "
+                              "or None to evaluate the held-out sets at every evaluation.")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"TrainConfig.schedule={self.schedule!r} is unknown; choose 'constant' or 'cosine'.")
+        if self.warmup_sequences < 0 or self.warmup_sequences > self.n_sequences:
+            raise ConfigError("TrainConfig.warmup_sequences must be between 0 and n_sequences.")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas={self.betas} must be two numbers in [0, 1).")
+
+    @property
+    def n_steps(self) -> int:
+        return math.ceil(self.n_sequences / self.batch_size)
+
+    def lr_at(self, seen: int) -> float:
+        """Learning rate for the step that starts after ``seen`` sequences."""
+        scale = 1.0
+        if self.warmup_sequences and seen < self.warmup_sequences:
+            scale = (seen + self.batch_size) / self.warmup_sequences
+        elif self.schedule == "cosine":
+            span = max(self.n_sequences - self.warmup_sequences, 1)
+            frac = min(max(seen - self.warmup_sequences, 0) / span, 1.0)
+            scale = 0.5 * (1 + math.cos(math.pi * frac))
+        return self.lr * min(scale, 1.0)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        # Fields added later are left out at their default, so earlier studies keep their run keys.
+        if d["heldout_eval_every"] is None:
+            del d["heldout_eval_every"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        if set(d) - known:
+            raise ConfigError(f"TrainConfig got unknown keys {sorted(set(d) - known)}; valid keys are {sorted(known)}.")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """The three independent seeds of one run.
+
+    ``RunSeeds.from_seed(s)`` uses ``s`` for initialisation and derives the data
+    and evaluation seeds from it, so one integer names a run.
+    """
+
+    init: int
+    data: int
+    eval: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> "RunSeeds":
+        return cls(init=seed, data=1_000_003 + seed, eval=2_000_006 + seed)
+
+    @classmethod
+    def coerce(cls, s: "int | RunSeeds") -> "RunSeeds":
+        return s if isinstance(s, RunSeeds) else cls.from_seed(int(s))
+
+
+class Intervener(Protocol):
+    """How interventions plug into training (implemented in :mod:`clamp.interventions`)."""
+
+    def forward(self, batch: Batch, seen: int, cache_names: Sequence[str], train: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits ``[R, B, T, C]`` with the interventions active at ``seen`` applied, and detached activations."""
+
+    def firing_metrics(self) -> dict[str, Tensor]:
+        """Per-run firing counts since the last call (each ``[R]``), then reset."""
+
+    def whole_batch(self, seen: int) -> bool:
+        """Optional: True if an active intervention edits a sequence using the rest of its batch.
+
+        Evaluation then runs each set in one forward; an intervener without this
+        method is treated as if it returned True.
+        """
+
+
+Callback = Callable[[int, dict[str, Tensor]], Any]
+
+
+class Trainer:
+    """Trains R packed runs of one arm; resumable through :meth:`state_dict`.
+
+    Args:
+        model_cfg: architecture (task sizes may be left None).
+        task_cfg: the task.
+        train_cfg: optimiser and schedule.
+        seeds: one per run; ints or :class:`RunSeeds`.
+        intervener_factory: called with the model to build an intervener, or None.
+
+    Example:
+        >>> from clamp.tasks import FewShotConfig
+        >>> t = Trainer(ModelConfig(n_layers=1, n_heads=2, d_model=8), FewShotConfig(n_classes=10, d_in=8),
+        ...             TrainConfig(n_sequences=64, eval_every=32, eval_size=16), seeds=[0, 1])
+        >>> t.run(64, on_eval=lambda seen, m: None)
+        >>> t.seen
+        64
+    """
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        task_cfg: TaskConfig,
+        train_cfg: TrainConfig,
+        seeds: Sequence[int | RunSeeds],
+        intervener_factory: Callable[[Transformer], Intervener] | None = None,
+    ) -> None:
+        if not seeds:
+            raise ConfigError("Trainer needs at least one seed.")
+        if train_cfg.flush_denormal:
+            # Late in training Adam's second moments underflow into subnormals, which are
+            # slow on x86 CPUs; flushing them to zero changes nothing measurable.
+            torch.set_flush_denormal(True)
+        self.task = task_cfg.build()
+        self.task_cfg = task_cfg
+        self.model_cfg = model_cfg.resolve(self.task.dims())
+        self.cfg = train_cfg
+        self.seeds = [RunSeeds.coerce(s) for s in seeds]
+        self.device = torch.device(train_cfg.device)
+        self.model = Transformer(self.model_cfg, [s.init for s in self.seeds]).to(self.device)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=train_cfg.lr, betas=train_cfg.betas,
+            eps=train_cfg.adam_eps, weight_decay=train_cfg.weight_decay,
+            fused=True,  # one kernel per step instead of ~10 ops per parameter tensor
+        )
+        self.data_gens = [torch.Generator().manual_seed(s.data) for s in self.seeds]
+        self.eval_sets = self._make_eval_sets()
+        self.intervener = intervener_factory(self.model) if intervener_factory else None
+        self.step = 0
+        self._evaluated_at_zero = False
+        self._batch_loss_sum = torch.zeros(self.n_runs)
+        self._batch_loss_n = 0
+        self._heldout_seen: int | None = None  # sequences seen at the last held-out evaluation
+        self.pattern_names = [f"blocks.{l}.attn.hook_pattern" for l in range(self.model_cfg.n_layers)]
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def seen(self) -> int:
+        """Sequences seen per run so far."""
+        return self.step * self.cfg.batch_size
+
+    def _make_eval_sets(self) -> dict[str, Batch]:
+        gens = [torch.Generator().manual_seed(s.eval) for s in self.seeds]
+        sets = {}
+        for e in self.task.evaluators:
+            n = self.cfg.eval_size if e == "train" else self.cfg.heldout_eval_size
+            sets[e] = self.task.sample_runs(n, gens, e).to(self.device)
+        return sets
+
+    def next_batch(self) -> Batch:
+        return self.task.sample_runs(self.cfg.batch_size, self.data_gens).to(self.device)
+
+    def train_step(self) -> Tensor:
+        """One Adam step on every run; returns the per-run batch loss ``[R]`` (detached)."""
+        batch = self.next_batch()
+        lr = self.cfg.lr_at(self.seen)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        if self.intervener is None:
+            logits = self.model(batch)
+        else:
+            logits, _ = self.intervener.forward(batch, self.seen, (), True)
+        losses = per_run_loss(logits, batch)
+        self.opt.zero_grad(set_to_none=True)
+        torch.autograd.backward(losses.sum())
+        self.opt.step()
+        self.step += 1
+        losses = losses.detach().cpu()
+        self._batch_loss_sum += losses
+        self._batch_loss_n += 1
+        return losses
+
+    def _eval_forward(self, batch: Batch, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits and cached activations for an evaluation set, in chunks of :data:`EVAL_CHUNK` sequences.
+
+        Every sequence's forward is independent of the others, so chunks give the same
+        results as one forward over the set, and keep the activations small enough for
+        the CPU caches.  An intervention that edits a sequence using the rest of the
+        batch gets the whole set in one forward.
+        """
+        def forward(b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+            if self.intervener is None:
+                return self.model.run_with_cache(b, names)
+            return self.intervener.forward(b, self.seen, names, False)
+
+        whole = self.intervener is not None and getattr(self.intervener, "whole_batch", lambda seen: True)(self.seen)
+        if whole or batch.size <= EVAL_CHUNK:
+            return forward(batch)
+        parts = [forward(batch.sequences(i, i + EVAL_CHUNK)) for i in range(0, batch.size, EVAL_CHUNK)]
+        logits = torch.cat([p[0] for p in parts], dim=1)
+        return logits, {n: torch.cat([p[1][n] for p in parts], dim=1) for n in parts[0][1]}
+
+    def heldout_due(self, seen: int) -> bool:
+        """Whether an evaluation at ``seen`` includes the held-out sets (see ``TrainConfig.heldout_eval_every``)."""
+        K = self.cfg.heldout_eval_every
+        if K is None or self._heldout_seen is None or seen >= self.cfg.n_sequences:
+            return True
+        return seen // K > self._heldout_seen // K
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Tensor]:
+        """All metrics at the current point, each a CPU tensor ``[R]``.
+
+        The held-out sets are evaluated at every call unless ``TrainConfig.heldout_eval_every``
+        spaces them out; their metrics are then absent from the other evaluations.
+        """
+        out: dict[str, Tensor] = {}
+        heldout = self.heldout_due(self.seen)
+        if heldout:
+            self._heldout_seen = self.seen
+        for name, batch in self.eval_sets.items():
+            if name != "train" and not heldout:
+                continue
+            names = self.pattern_names if name == "train" else ()
+            logits, cache = self._eval_forward(batch, names)
+            loss, acc = loss_and_accuracy(logits, batch.targets)
+            out[f"{name}/loss"], out[f"{name}/acc"] = loss, acc
+            if name == "train":
+                patterns = {l: cache[n] for l, n in enumerate(self.pattern_names)}
+                for l, p in patterns.items():
+                    s = prev_token_score(p)
+                    for h in range(s.shape[1]):
+                        out[f"prev_token/L{l}H{h}"] = s[:, h]
+                out.update(self.task.extra_metrics(batch, logits, patterns))
+        if self._batch_loss_n:
+            out["train_batch/loss"] = self._batch_loss_sum / self._batch_loss_n
+        self._batch_loss_sum = torch.zeros(self.n_runs)
+        self._batch_loss_n = 0
+        if self.intervener is not None:
+            out.update(self.intervener.firing_metrics())
+        return {k: v.detach().float().cpu() for k, v in out.items()}
+
+    def is_eval_point(self, seen: int) -> bool:
+        """Evaluate at 0, at every multiple of ``eval_every`` crossed by a step, and at the end."""
+        B, K = self.cfg.batch_size, self.cfg.eval_every
+        if seen == 0 or seen >= self.cfg.n_sequences:
+            return True
+        return (seen // K) > ((seen - B) // K)
+
+    def run(self, until: int | None = None, on_eval: Callback | None = None,
+            on_step: Callable[[int, Tensor], Any] | None = None) -> None:
+        """Train until ``until`` sequences (default: the configured length), evaluating on schedule.
+
+        Evaluation at 0 happens once, on the first call with ``on_eval``; ``on_eval(seen, metrics)``
+        receives every evaluation and ``on_step(seen, losses)`` every step.
+        """
+        until = min(self.cfg.n_sequences if until is None else until, self.cfg.n_sequences)
+        if self.step == 0 and not self._evaluated_at_zero and on_eval is not None:
+            on_eval(0, self.evaluate())
+            self._evaluated_at_zero = True
+        while self.seen < until:
+            losses = self.train_step()
+            if on_step is not None:
+                on_step(self.seen, losses)
+            if self.is_eval_point(self.seen) and on_eval is not None:
+                on_eval(self.seen, self.evaluate())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit-exactly: weights, optimiser, data streams, counters."""
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "data_gens": [g.get_state() for g in self.data_gens],
+            "batch_loss_sum": self._batch_loss_sum.clone(),
+            "batch_loss_n": self._batch_loss_n,
+            "heldout_seen": self._heldout_seen,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        for g, s in zip(self.data_gens, state["data_gens"]):
+            g.set_state(s)
+        self._batch_loss_sum = state["batch_loss_sum"].clone()
+        self._batch_loss_n = int(state["batch_loss_n"])
+        self._heldout_seen = state.get("heldout_seen")
+
+
+class MetricsWriter:
+    """Appends metrics to a long-format CSV ``sequences_seen,run,metric,value``, flushing each evaluation."""
+
+    HEADER = ("sequences_seen", "run", "metric", "value")
+
+    def __init__(self, path: str | os.PathLike, run_labels: Sequence[int | str], append: bool = False) -> None:
+        self.run_labels = list(run_labels)
+        new = not append or not os.path.exists(path)
+        self._f = open(path, "w" if new else "a", newline="")
+        self._w = csv.writer(self._f)
+        if new:
+            self._w.writerow(self.HEADER)
+
+    def __call__(self, seen: int, metrics: dict[str, Tensor]) -> None:
+        for name in sorted(metrics):
+            values = metrics[name].tolist()
+            for label, v in zip(self.run_labels, values):
+                self._w.writerow((seen, label, name, repr(float(v))))
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def train(
+    model_cfg: ModelConfig,
+    task_cfg: TaskConfig,
+    train_cfg: TrainConfig,
+    seeds: Sequence[int | RunSeeds],
+    *,
+    metrics_path: str | os.PathLike | None = None,
+    callback: Callback | None = None,
+    intervener_factory: Callable[[Transformer], Intervener] | None = None,
+    progress: bool = False,
+) -> Trainer:
+    """Train R packed runs from scratch; write metrics to a CSV and/or hand them to ``callback``.
+
+    Returns the finished :class:`Trainer` (its ``model`` holds the trained weights).
+
+    Example:
+        >>> from clamp.tasks import FewShotConfig
+        >>> t = train(ModelConfig(n_layers=1, n_heads=2, d_model=8), FewShotConfig(n_classes=10, d_in=8),
+        ...           TrainConfig(n_sequences=64, eval_every=32, eval_size=16), seeds=[0])
+        >>> t.seen
+        64
+    """
+    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory)
+    writer = MetricsWriter(metrics_path, [s.init for s in trainer.seeds]) if metrics_path else None
+    start = time.perf_counter()
+
+    def on_eval(seen: int, metrics: dict[str, Tensor]) -> None:
+        if writer is not None:
+            writer(seen, metrics)
+        if callback is not None:
+            callback(seen, metrics)
+        if progress:
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            loss = ", ".join(f"{v:.3f}" for v in metrics["train/loss"].tolist())
+            print(f"{seen:>10,d} seqs  {rate:8.0f} seq/s/run  train loss [{loss}]", flush=True)
+
+    try:
+        trainer.run(on_eval=on_eval)
+    finally:
+        if writer is not None:
+            writer.close()
+    return trainer
