@@ -16,7 +16,7 @@ from clamp.execution.pack import merge_states, split_state
 from clamp.execution.store import truncate_rows
 from clamp.execution.runner import InlineExecutor, run_study
 from clamp.study.overrides import apply_overrides
-from clamp.study.design import Arm, Study
+from clamp.study.design import Arm, Study, StudyError
 from clamp.tasks import FewShotConfig
 from clamp.training.trainer import TrainConfig, Trainer
 
@@ -80,10 +80,17 @@ def test_rerun_skips_finished_runs_byte_for_byte_and_reruns_edited_arm(tmp_path)
     assert run(s, tmp_path) == 0
     assert digest(tmp_path / "tiny" / "runs") == before
     edited = apply_overrides(s, ["arms.other.lr=1e-3"])
-    run(edited, tmp_path)
+    with pytest.raises(StudyError, match="--replace"):  # finished work is never replaced without asking
+        run(edited, tmp_path)
+    assert digest(tmp_path / "tiny" / "runs") == before
+    run(edited, tmp_path, replace=True)
     after = digest(tmp_path / "tiny" / "runs")
     assert {k: v for k, v in after.items() if k.startswith("control")} == {k: v for k, v in before.items() if k.startswith("control")}
     assert after["other/seed0/run.json"] != before["other/seed0/run.json"]
+    # the old runs were moved aside, byte for byte, not deleted
+    old_key = json.loads((tmp_path / "tiny/runs/.stale/other").glob("seed0-*").__next__().joinpath("run.json").read_text())["hash"]
+    moved = {k.replace(f"/seed0-{old_key}/", "/seed0/"): v for k, v in after.items() if k.startswith(f".stale/other/seed0-")}
+    assert moved == {".stale/" + k: v for k, v in before.items() if k.startswith("other/seed0/")}
 
 
 def test_interrupted_run_resumes_from_checkpoint_identically(tmp_path, monkeypatch):

@@ -37,6 +37,8 @@ from clamp.model.transformer import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
                            checkpoint_path, read_json, truncate_rows)
+from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
+from clamp.study.keys import KEY_VERSION
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
 
 CHECKPOINT_FORMAT = 1
@@ -149,6 +151,8 @@ class _Run:
 
     def write_json(self, **updates: Any) -> None:
         self.record.update(updates)
+        if updates.get("status") in ("finished", "diverged", "failed") and isinstance(self.record.get("provenance"), dict):
+            self.record["provenance"]["ended_at"] = now()
         atomic_write_json(self.json, self.record)
 
 
@@ -221,16 +225,23 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
     trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg))
     R = len(runs)
+    prov = run_provenance()
 
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
         prev_timings = run.record.get("timings", {})
         attempts = prev_timings.get("attempts", 0) + 1
+        earlier = list(run.record.get("earlier_attempts", []))
+        if job.resume_from is not None and isinstance(run.record.get("provenance"), dict):
+            earlier.append(run.record["provenance"])  # a resumed run keeps who computed its first part
         run.record = {
+            "schema_version": RUN_SCHEMA,
             "arm": run.spec.arm, "seed": run.spec.seed,
             "seeds": {"init": seeds[run.index].init, "data": seeds[run.index].data, "eval": seeds[run.index].eval},
-            "status": "running", "hash": run.spec.hash, "config": job.record,
+            "status": "running", "hash": run.spec.hash, "key_version": KEY_VERSION, "config": job.record,
             "resumed_from": job.resume_from,
+            "provenance": dict(prov),
+            "earlier_attempts": earlier,
             "timings": {**prev_timings, "attempts": attempts},
         }
     if job.resume_from is not None:

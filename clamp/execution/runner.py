@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import threading
 import time
@@ -40,9 +39,12 @@ import torch
 from clamp.errors import ConfigError
 from clamp.execution.pack import PackJob, RunSpec, execute_pack
 from clamp.execution.progress import Progress
-from clamp.execution.store import atomic_write_json, checkpoints, provenance, read_json, remove_temporaries, run_dir
+from clamp.execution.provenance import invocation, merge_study_record
+from clamp.execution.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir
 from clamp.study.overrides import apply_overrides, select
-from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, run_hash, study_record
+from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
+from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record
+from clamp.study.keys import KEY_VERSION, run_key
 
 EventSink = Callable[[dict], None]
 Outcome = list[dict]
@@ -155,34 +157,40 @@ class ProcessExecutor:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a ``clamp run`` will do: packs to train, runs to skip, stale runs to delete."""
+    """What a ``clamp run`` will do: packs to train, runs to skip, runs of another configuration to move aside.
+
+    ``conflicts`` are finished runs of another configuration that this invocation may not
+    replace (see :mod:`clamp.execution.reconcile`); :func:`run_study` refuses to start while any remain.
+    """
 
     jobs: tuple[PackJob, ...]
     skipped: tuple[tuple[str, int, str], ...]  # (arm, seed, status)
-    stale: tuple[tuple[str, int], ...]
+    stale: tuple[Existing, ...]
     selected: int
+    conflicts: tuple[Existing, ...] = ()
 
 
-def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True) -> Plan:
-    """Decide, for each selected (arm, seed), whether to skip, resume or start it; group into packs."""
+def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, replace: bool = False) -> Plan:
+    """Decide, for each selected (arm, seed), whether to skip, resume or start it; group into packs.
+
+    Reads the results folder only; nothing is written or moved here.
+    """
     groups: dict[tuple, list[RunSpec]] = {}
-    skipped, stale = [], []
+    skipped = []
+    found = survey(study, study_dir, runs, replace=replace)
     records = {a.name: arm_record(study, a) for a in study.arms}
     for arm, seed in runs:
         folder = run_dir(study_dir, arm.name, seed)
-        h = run_hash(study, arm, seed)
-        rec = read_json(folder / "run.json")
+        rec = found.matched.get((arm.name, int(seed)))
         start = None
-        if rec is not None and rec.get("hash") != h:
-            stale.append((arm.name, seed))
-        elif rec is not None and rec.get("status") in ("finished", "diverged"):
+        if rec is not None and rec.get("status") in DONE:
             skipped.append((arm.name, seed, rec["status"]))
             continue
-        elif rec is not None:
+        if rec is not None:
             points = set(records[arm.name]["schedule"]["checkpoints"])
             have = [s for s in checkpoints(folder) if s in points]
             start = max(have) if have else None
-        spec = RunSpec(arm=arm.name, seed=int(seed), hash=h, folder=str(folder.resolve()))
+        spec = RunSpec(arm=arm.name, seed=int(seed), hash=run_key(study, arm, seed), folder=str(folder.resolve()))
         key = (arm.name, start) if pack else (arm.name, start, seed)
         groups.setdefault(key, []).append(spec)
     jobs = []
@@ -195,7 +203,8 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True) ->
             checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
             resume_from=key[1], record=rec,
         ))
-    return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=tuple(stale), selected=len(runs))
+    return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
+                conflicts=found.conflicts)
 
 
 @contextlib.contextmanager
@@ -234,7 +243,7 @@ def _label(job: PackJob) -> str:
 def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
               pack: bool = True, quiet: bool = False, executor: Executor | None = None,
-              study_file: str | Path | None = None, analyse: bool = True) -> int:
+              study_file: str | Path | None = None, analyse: bool = True, replace: bool = False) -> int:
     """Run (or resume) ``study``, then write the summary, statistics and report.
 
     Args:
@@ -247,6 +256,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         quiet: no progress output.
         executor: where packs run (default: in-process for one job, a process pool otherwise).
         analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
+        replace: move finished runs of another configuration to ``runs/.stale/`` and train the current one
+            (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.reconcile`).
 
     Returns:
         The exit status: 0 when every selected run finished and the report was written, 1 otherwise.
@@ -256,32 +267,45 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     """
     selected = select(study, arms, seeds)
     study_dir = Path(out) / study.name
+    first = plan(study, study_dir, selected, pack=pack, replace=replace)  # reads only: refuse before writing
+    if first.conflicts:
+        raise StudyError(conflict_message(study_dir, first.conflicts))
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir) as lock_path:
         remove_temporaries(study_dir)  # left by a killed writer; the files they were replacing are intact
-        the_plan = plan(study, study_dir, selected, pack=pack)
+        the_plan = plan(study, study_dir, selected, pack=pack, replace=replace)
+        if the_plan.conflicts:
+            raise StudyError(conflict_message(study_dir, the_plan.conflicts))
         cores = os.cpu_count() or 1
         n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
         n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
-        record = study_record(study)
-        record["study_file"] = str(study_file) if study_file else None
-        record.update(provenance())
-        record["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack)
-        atomic_write_json(study_dir / "study.json", record)
+        this = invocation(study_file)
+        from clamp.model import native
+
+        this["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack,
+                               kernels=native.status())  # builds the kernels here once, before the workers start
+        this["selected"] = {"arms": sorted({a.name for a, _ in selected}), "seeds": sorted({int(s) for _, s in selected}),
+                            "replace": replace, "skipped": len(the_plan.skipped),
+                            "trained": sum(len(j.runs) for j in the_plan.jobs),
+                            "moved_aside": [f"{e.arm}/seed{e.seed}" for e in the_plan.stale]}
+        atomic_write_json(study_dir / "study.json",
+                          merge_study_record(read_json(study_dir / "study.json"), study_record(study), this))
         done_before = len(the_plan.skipped)
         planned = sum(len(j.runs) * (study.n_sequences - (j.resume_from or 0)) for j in the_plan.jobs)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet, planned=planned)
         if the_plan.skipped:
             progress.message(f"{study.name}: {done_before} run(s) already done, skipped (delete their folders to rerun)")
-        for arm, seed in the_plan.stale:
-            progress.message(f"{study.name}: arm {arm!r} changed since seed {seed} ran; rerunning it from scratch")
-            shutil.rmtree(run_dir(study_dir, arm, seed))
+        for e in the_plan.stale:
+            dest = move_aside(study_dir, e)
+            progress.message(f"{study.name}: {e.arm}/seed{e.seed} ({e.status}) was run with another configuration "
+                             f"({e.why}); moved to {dest.relative_to(study_dir)}, training the current one")
         for job in the_plan.jobs:
             for spec in job.runs:
                 if read_json(Path(spec.folder) / "run.json") is None:
                     atomic_write_json(Path(spec.folder) / "run.json",
-                                      {"arm": spec.arm, "seed": spec.seed, "status": "pending", "hash": spec.hash})
+                                      {"arm": spec.arm, "seed": spec.seed, "status": "pending", "hash": spec.hash,
+                                       "key_version": KEY_VERSION})
         if the_plan.jobs:
             progress.message(f"{study.name}: training {sum(len(j.runs) for j in the_plan.jobs)} run(s) in "
                              f"{len(the_plan.jobs)} pack(s), {n_jobs} at a time -> {study_dir}")
@@ -383,11 +407,13 @@ def _run_command(args: argparse.Namespace) -> int:
     study = apply_overrides(study, args.set or [])
     if args.dry_run:
         selected = select(study, args.arms, args.seeds)
-        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack)
+        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace)
+        if p.conflicts:
+            raise StudyError(conflict_message(Path(args.out) / study.name, p.conflicts))
         for a, s, st in p.skipped:
             print(f"skip   {a} seed {s} ({st})")
-        for a, s in p.stale:
-            print(f"rerun  {a} seed {s} (arm changed)")
+        for e in p.stale:
+            print(f"stale  {e.arm} seed {e.seed} ({e.status}; {e.why}): moved to runs/{STALE_DIR}/, then trained anew")
         for j in p.jobs:
             how = f"resume at {j.resume_from:,}" if j.resume_from is not None else "start"
             print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed)")
@@ -395,7 +421,8 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
-                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report)
+                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
+                     replace=args.replace)
 
 
 def _list_command(args: argparse.Namespace) -> int:
@@ -442,6 +469,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")
     p.add_argument("--no-report", action="store_true",
                    help="skip statistics, plots and report.md (summary.csv is still written; build them later with `clamp report`)")
+    p.add_argument("--replace", action="store_true",
+                   help="finished runs of another configuration are moved to runs/.stale/ (never deleted) and the "
+                        "current configuration is trained; without it, clamp run refuses to touch them")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
     p.set_defaults(func=_run_command)
 

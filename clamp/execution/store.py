@@ -9,31 +9,26 @@ leaves a half-written file behind (metrics rows are appended with one
 Layout::
 
     results/<study>/
-        study.json                     resolved study + provenance
+        study.json                     resolved study + history of invocations (provenance)
         summary.csv                    one row per run
         report.md                      index page: arms, seeds, statuses, links
         plots/*.png, plots/*.svg
         runs/<arm>/seed<seed>/
-            run.json                   config, seeds, status, timings, error
+            run.json                   config, seeds, status, timings, error, key, provenance
             metrics.csv                sequences_seen,run,metric,value
             attention.csv              mean attention pattern at each checkpoint
             checkpoints/<seen>.pt      per-run trainer state (weights_only loadable)
+        runs/.stale/<arm>/seed<seed>-<key>/   runs of an earlier configuration, moved aside (never deleted)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
-import time
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-RUN_STATUSES = ("pending", "running", "finished", "failed", "diverged")
 METRICS_HEADER = "sequences_seen,run,metric,value\n"
 ATTENTION_HEADER = "sequences_seen,run,layer,head,query,key,value\n"
 
@@ -149,52 +144,3 @@ def truncate_rows(path: str | Path, header: str, max_seen: int) -> None:
             if first.isdigit() and int(first) <= max_seen:
                 keep.append(line + "\n")
     atomic_write_text(path, "".join(keep))
-
-
-def git_revision(where: str | Path) -> str:
-    """``git rev-parse HEAD`` of the checkout holding ``where`` (``+dirty`` if modified), or ``"unknown"``."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10)
-        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _version(pkg: str) -> str:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def provenance() -> dict:
-    """Code revision, package versions and machine, for ``study.json`` (nnsight is not imported)."""
-    import torch
-
-    import clamp
-    from clamp.model import native
-
-    return {
-        "code_revision": git_revision(Path(clamp.__file__).parent),
-        "versions": {"clamp": clamp.__version__, "torch": torch.__version__, "nnsight": _version("nnsight"),
-                     "numpy": _version("numpy"), "pandas": _version("pandas"), "matplotlib": _version("matplotlib"),
-                     "python": platform.python_version()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                    "kernels": native.status()},  # builds them here once, before the workers start
-        "command": " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)),
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def run_records(study_dir: str | Path) -> Iterable[tuple[Path, dict]]:
-    """Every ``run.json`` under ``runs/``, with its folder."""
-    for p in sorted(Path(study_dir).glob("runs/*/seed*/run.json")):
-        rec = read_json(p)
-        if rec is not None:
-            yield p.parent, rec

@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
+from clamp.study.keys import KEY_VERSION
+
 from clamp.training.trainer import LN2
 
 if TYPE_CHECKING:
@@ -37,16 +39,12 @@ def run_hash(study: Study, arm: Arm, seed: int) -> str:
     """Key of a run: hash of everything that changes its results (resolved arm, schedule, seed).
 
     The arm's name, description and factors, and the device, are left out: they label a run
-    without changing what it computes.
+    without changing what it computes; so are fields at their default (see :mod:`clamp.study.keys`,
+    which also recognises runs recorded under the earlier key).
     """
-    rec = arm_record(study, arm)
-    rec["train"] = {k: v for k, v in rec["train"].items() if k != "device"}
-    key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
-    key["extra_evals"] = rec["schedule"]["extra_evals"]
-    key["checkpoints"] = rec["schedule"]["checkpoints"]
-    key["seed"] = int(seed)
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    from clamp.study.keys import run_key
+
+    return run_key(study, arm, seed)
 
 
 def study_record(study: Study) -> dict:
@@ -57,6 +55,7 @@ def study_record(study: Study) -> dict:
         rec["hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("model", "task", "train", "interventions")},
                                                 sort_keys=True, default=str).encode()).hexdigest()[:16]
         rec["run_hashes"] = {str(s): run_hash(study, arm, s) for s in study.seeds}
+        rec["key_version"] = KEY_VERSION
         arms.append(rec)
     phase = [r.to_dict() for r in study.phase]
     return {

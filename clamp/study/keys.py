@@ -1,0 +1,148 @@
+"""Run keys: which finished run a rerun may keep, computed one way from a canonical description.
+
+Why this file exists: a run's key decides whether ``clamp run`` keeps its files.  The
+first key (:func:`legacy_key`, still what folders written before key version 2 record
+as ``hash``) hashed every field of every config, so adding a field to a config
+changed every key.  Key version 2 (:func:`run_key`) hashes a *canonical* description
+that leaves out every field at its default, so a new field (at its default) keeps
+every key; the description carries its version, so a later change of the format can
+say which runs it still recognises.
+
+A stored run is the same run as the one the current study asks for
+(:func:`same_run`) when any of these holds:
+
+1. its ``run.json`` records ``key_version`` 2 and its ``hash`` equals :func:`run_key`;
+2. it records no ``key_version`` (written before) and its ``hash`` equals the
+   current :func:`legacy_key`;
+3. its recorded resolved config (``run.json["config"]``), rebuilt with today's config
+   classes and canonicalised, gives the current :func:`run_key` (this keeps old
+   folders valid after a field was added to a config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from clamp.study.design import Arm, Study
+
+KEY_VERSION = 2
+
+
+def canonical(cfg: Any) -> dict:
+    """``cfg.to_dict()`` without the dataclass fields that are at their default.
+
+    Keys that are not fields (an intervention's or task's ``kind``) are kept.
+
+    Example:
+        >>> from clamp.model.transformer import ModelConfig
+        >>> canonical(ModelConfig(n_layers=1))
+        {'n_layers': 1}
+    """
+    d = dict(cfg.to_dict())
+    for f in dataclasses.fields(cfg):
+        if f.name not in d:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            continue
+        try:
+            same = getattr(cfg, f.name) == default
+        except Exception:  # noqa: BLE001 - e.g. tensors: an ambiguous comparison means "not default"
+            same = False
+        if same is True:
+            del d[f.name]
+    return d
+
+
+def description(*, model: Any, task: Any, train: Any, interventions: Sequence[Any], checkpoints: Sequence[int],
+                extra_evals: Sequence[int], seed: int) -> dict:
+    """The canonical, versioned description of a run that its key hashes.
+
+    The device is left out (it labels where a run ran, not what it computes).
+    """
+    tr = canonical(train)
+    tr.pop("device", None)
+    return {
+        "key_version": KEY_VERSION,
+        "model": canonical(model),
+        "task": canonical(task),
+        "train": tr,
+        "interventions": [canonical(i) for i in interventions],
+        "checkpoints": [int(x) for x in checkpoints],
+        "extra_evals": [int(x) for x in extra_evals],
+        "seed": int(seed),
+    }
+
+
+def _digest(obj: dict) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_key(study: Study, arm: Arm, seed: int) -> str:
+    """Key (version 2) of the run of ``arm`` with ``seed``: what changes its results, defaults left out.
+
+    Example:
+        >>> # run_key(study, study.arm("control"), 0) -> '3f0c...' (16 hex digits)
+    """
+    model = arm.model.resolve(arm.task.build().dims())
+    return _digest(description(model=model, task=arm.task, train=study.train_config(arm),
+                               interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
+                               extra_evals=study.extra_eval_points(arm), seed=seed))
+
+
+def legacy_key(study: Study, arm: Arm, seed: int) -> str:
+    """The key written before key version 2 (every field of every config); kept to recognise old runs."""
+    from clamp.study.records import arm_record
+
+    rec = arm_record(study, arm)
+    rec["train"] = {k: v for k, v in rec["train"].items() if k != "device"}
+    key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
+    key["extra_evals"] = rec["schedule"]["extra_evals"]
+    key["checkpoints"] = rec["schedule"]["checkpoints"]
+    key["seed"] = int(seed)
+    return _digest(key)
+
+
+def key_from_record(record: dict) -> str | None:
+    """The version-2 key of a stored run, from the resolved config its ``run.json`` records.
+
+    Returns None when the record holds no config, or one that today's config classes reject
+    (a field was removed or renamed): such a run cannot be shown to match.
+    """
+    cfg = record.get("config")
+    if not isinstance(cfg, dict) or "seed" not in record:
+        return None
+    try:
+        from clamp.interventions import intervention_from_dict
+        from clamp.model.transformer import ModelConfig
+        from clamp.tasks import task_from_dict
+        from clamp.training.trainer import TrainConfig
+
+        sched = cfg.get("schedule", {})
+        return _digest(description(
+            model=ModelConfig.from_dict(cfg["model"]), task=task_from_dict(cfg["task"]),
+            train=TrainConfig.from_dict(cfg["train"]),
+            interventions=[intervention_from_dict(d) for d in cfg.get("interventions", [])],
+            checkpoints=sched["checkpoints"], extra_evals=sched["extra_evals"], seed=int(record["seed"])))
+    except Exception:  # noqa: BLE001 - any record that cannot be rebuilt does not match
+        return None
+
+
+def same_run(record: dict, *, key: str, legacy: str) -> bool:
+    """Whether a stored ``run.json`` is the run whose current keys are ``key`` and ``legacy``."""
+    if record.get("key_version") == KEY_VERSION and record.get("hash") == key:
+        return True
+    if record.get("key_version") is None and record.get("hash") == legacy:
+        return True
+    return key_from_record(record) == key
+
+
+__all__ = ["KEY_VERSION", "canonical", "description", "key_from_record", "legacy_key", "run_key", "same_run"]

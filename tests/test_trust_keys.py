@@ -1,0 +1,170 @@
+"""No finished run is ever deleted or mixed with another configuration (issue 12, items 3 and the partial rerun).
+
+Run keys (version 2) leave fields at their defaults out, old folders keyed by the earlier
+hash stay valid, a changed run is moved aside (never deleted), and a partial rerun that
+would mix configurations is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import clamp.model.transformer as transformer
+from clamp.cli import main
+from clamp.execution.runner import plan, run_study
+from clamp.model.transformer import ModelConfig
+from clamp.study.design import Arm, Study, StudyError, load_study
+from clamp.study.keys import KEY_VERSION, canonical, legacy_key, run_key, same_run
+from clamp.study.overrides import apply_overrides, select
+from clamp.tasks import FewShotConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = Path("/work/ref/qs_9f9b852/quickstart")
+MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
+TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
+
+
+def tiny(**kw) -> Study:
+    base = dict(name="tiny", arms=[Arm(name="control", model=MODEL, task=TASK, lr=1e-3, batch_size=16),
+                                   Arm(name="other", model=MODEL, task=TASK, lr=3e-3, batch_size=16)],
+                seeds=[0, 1], n_sequences=64, eval_every=32, eval_size=16, checkpoint_every=32)
+    base.update(kw)
+    return Study(**base)
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run(study: Study, out: Path, **kw) -> int:
+    return run_study(study, out=out, jobs=1, quiet=True, analyse=False, **kw)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelWithNewField(ModelConfig):
+    """ModelConfig as it would be after a release that adds a field (at its default)."""
+
+    new_knob: int = 0
+
+
+def test_canonical_leaves_defaults_out():
+    assert canonical(ModelConfig()) == {}
+    assert canonical(ModelConfig(n_layers=1, d_in=4)) == {"n_layers": 1, "d_in": 4}
+    assert canonical(ModelWithNewField(n_layers=1)) == canonical(ModelConfig(n_layers=1))
+    assert canonical(ModelWithNewField(n_layers=1, new_knob=3)) == {"n_layers": 1, "new_knob": 3}
+
+
+def test_adding_a_field_at_its_default_keeps_every_key(tmp_path, monkeypatch):
+    s = tiny()
+    keys = {(a.name, seed): run_key(s, a, seed) for a in s.arms for seed in s.seeds}
+    assert len(set(keys.values())) == 4
+    assert run(s, tmp_path) == 0
+    before = digest(tmp_path / "tiny" / "runs")
+    # the next release: ModelConfig gained a field; the study file is unchanged
+    monkeypatch.setattr(transformer, "ModelConfig", ModelWithNewField)
+    new = tiny(arms=[dataclasses.replace(a, model=ModelWithNewField(n_layers=2, n_heads=2, d_model=8)) for a in s.arms])
+    assert {(a.name, seed): run_key(new, a, seed) for a in new.arms for seed in new.seeds} == keys
+    assert legacy_key(new, new.arms[0], 0) != legacy_key(s, s.arms[0], 0)  # the old key would have changed
+    p = plan(new, tmp_path / "tiny", select(new, None, None))
+    assert len(p.skipped) == 4 and not p.jobs and not p.stale and not p.conflicts
+    assert run(new, tmp_path) == 0
+    assert digest(tmp_path / "tiny" / "runs") == before
+
+
+def test_old_folder_recognised_by_legacy_key_or_recorded_config(tmp_path):
+    s = tiny(arms=[tiny().arms[0]], seeds=[0])
+    assert run(s, tmp_path) == 0
+    rec_path = tmp_path / "tiny/runs/control/seed0/run.json"
+    rec = json.loads(rec_path.read_text())
+    assert rec["key_version"] == KEY_VERSION and rec["hash"] == run_key(s, s.arms[0], 0)
+    arm = s.arms[0]
+    # as written before key version 2: the legacy hash, no key_version
+    old = {k: v for k, v in rec.items() if k != "key_version"} | {"hash": legacy_key(s, arm, 0)}
+    assert same_run(old, key=run_key(s, arm, 0), legacy=legacy_key(s, arm, 0))
+    # a legacy hash that no longer matches, but the recorded resolved config does
+    assert same_run(old | {"hash": "0" * 16}, key=run_key(s, arm, 0), legacy=legacy_key(s, arm, 0))
+    # another configuration matches by neither
+    other = apply_overrides(s, ["arms.control.lr=2e-3"])
+    oa = other.arms[0]
+    assert not same_run(old, key=run_key(other, oa, 0), legacy=legacy_key(other, oa, 0))
+    assert not same_run(rec, key=run_key(other, oa, 0), legacy=legacy_key(other, oa, 0))
+
+
+@pytest.mark.skipif(not REF.is_dir(), reason="reference results folder not on this machine")
+def test_reference_quickstart_folder_reruns_nothing(tmp_path):
+    shutil.copytree(REF, tmp_path / "quickstart")
+    before = digest(tmp_path / "quickstart" / "runs")
+    study = load_study(ROOT / "studies" / "quickstart.py")
+    p = plan(study, tmp_path / "quickstart", select(study, None, None))
+    assert len(p.skipped) == 6 and not p.jobs and not p.stale and not p.conflicts
+    assert run(study, tmp_path) == 0
+    assert digest(tmp_path / "quickstart" / "runs") == before
+    history = json.loads((tmp_path / "quickstart" / "study.json").read_text())
+    assert len(history["invocations"]) == 2  # the reference run's, kept, and this one
+
+
+def test_changed_checkpoint_every_refuses_then_moves_aside_with_replace(tmp_path, capsys):
+    s = tiny(arms=[tiny().arms[0]])
+    assert run(s, tmp_path) == 0
+    before = digest(tmp_path / "tiny" / "runs")
+    edited = apply_overrides(s, ["checkpoint_every=64"])
+    with pytest.raises(StudyError, match=r"--replace.*|--out"):
+        run(edited, tmp_path)
+    assert digest(tmp_path / "tiny" / "runs") == before  # nothing written
+    assert run(edited, tmp_path, replace=True) == 0
+    after = digest(tmp_path / "tiny" / "runs")
+    for seed in (0, 1):
+        old_key = run_key(s, s.arms[0], seed)
+        stale = {k.replace(f".stale/control/seed{seed}-{old_key}/", f"control/seed{seed}/"): v
+                 for k, v in after.items() if k.startswith(f".stale/control/seed{seed}-{old_key}/")}
+        assert stale == {k: v for k, v in before.items() if k.startswith(f"control/seed{seed}/")}
+        new = json.loads((tmp_path / f"tiny/runs/control/seed{seed}/run.json").read_text())
+        assert new["status"] == "finished" and new["hash"] == run_key(edited, edited.arms[0], seed)
+
+
+def test_partial_rerun_with_override_never_replaces_or_mixes(tmp_path, capsys):
+    """The issue's reproduction: --set n_sequences=... --seeds 0 --arms control in a finished folder."""
+    f = tmp_path / "tiny_study.py"
+    f.write_text(
+        "from clamp import Arm, FewShotConfig, ModelConfig, Study\n"
+        "m = ModelConfig(n_layers=2, n_heads=2, d_model=8)\n"
+        "t = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)\n"
+        "STUDY = Study(name='tiny', arms=[Arm(name=n, model=m, task=t, lr=1e-3, batch_size=16) "
+        "for n in ('control', 'other')], seeds=[0, 1], n_sequences=64, eval_every=32, eval_size=16)\n")
+    out = tmp_path / "res"
+    assert main(["run", str(f), "--out", str(out), "--quiet", "--jobs", "1", "--no-report"]) == 0
+    before = digest(out / "tiny")
+    capsys.readouterr()
+    for extra in ([], ["--replace"]):
+        code = main(["run", str(f), "--out", str(out), "--quiet", "--jobs", "1", "--no-report",
+                     "--set", "n_sequences=32", "--seeds", "0", "--arms", "control", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and "--out" in err and "two configurations" in err and "Traceback" not in err
+        assert digest(out / "tiny") == before  # nothing replaced, nothing written
+    # the whole study with --replace: every old run moved aside, none mixed
+    assert main(["run", str(f), "--out", str(out), "--quiet", "--jobs", "1", "--no-report",
+                 "--set", "n_sequences=32", "--replace"]) == 0
+    recs = [json.loads(p.read_text()) for p in (out / "tiny/runs").glob("*/seed*/run.json")]
+    assert len(recs) == 4 and {r["config"]["train"]["n_sequences"] for r in recs} == {32}
+    assert len(list((out / "tiny/runs/.stale").glob("*/seed*/run.json"))) == 4
+
+
+def test_unfinished_run_of_another_configuration_is_moved_aside_not_deleted(tmp_path):
+    s = tiny(arms=[tiny().arms[0]], seeds=[0])
+    assert run(s, tmp_path) == 0
+    rec_path = tmp_path / "tiny/runs/control/seed0/run.json"
+    rec = json.loads(rec_path.read_text())
+    rec["status"] = "failed"
+    rec_path.write_text(json.dumps(rec))
+    edited = apply_overrides(s, ["arms.control.lr=2e-3"])
+    assert run(edited, tmp_path) == 0  # no --replace needed: nothing finished is in the way
+    moved = list((tmp_path / "tiny/runs/.stale/control").glob("seed0-*/run.json"))
+    assert len(moved) == 1 and json.loads(moved[0].read_text())["status"] == "failed"
+    assert json.loads(rec_path.read_text())["status"] == "finished"
