@@ -36,7 +36,7 @@ from torch import Tensor
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
-                           checkpoint_path, read_json, truncate_rows)
+                           checkpoint_path, csv_text, read_json, truncate_rows)
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
@@ -288,8 +288,8 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             if loss is not None and not math.isfinite(float(loss[run.index])):
                 diverge(run, seen, f"evaluation loss became {float(loss[run.index])} at {seen} sequences seen")
                 continue
-            rows = [f"{seen},{run.spec.seed},{name},{_fmt(metrics[name][run.index])}\n" for name in sorted(metrics)]
-            append_text(run.metrics, "".join(rows))
+            rows = [(seen, run.spec.seed, name, _fmt(metrics[name][run.index])) for name in sorted(metrics)]
+            append_text(run.metrics, csv_text(rows))
         if not live():
             raise _StopPack
 
@@ -348,5 +348,5 @@ def _record_attention(trainer: Trainer, runs: list[_Run], seen: int) -> None:
             for h in range(H):
                 for q in range(T):
                     for k in range(q + 1):
-                        rows.append(f"{seen},{run.spec.seed},{layer},{h},{q},{k},{float(mean[h, q, k]):.6g}\n")
-        append_text(run.attention, "".join(rows))
+                        rows.append((seen, run.spec.seed, layer, h, q, k, f"{float(mean[h, q, k]):.6g}"))
+        append_text(run.attention, csv_text(rows))

@@ -23,11 +23,13 @@ Layout::
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 METRICS_HEADER = "sequences_seen,run,metric,value\n"
 ATTENTION_HEADER = "sequences_seen,run,layer,head,query,key,value\n"
@@ -130,6 +132,18 @@ def append_text(path: str | Path, text: str) -> None:
             written += os.write(fd, data[written:])
     finally:
         os.close(fd)
+
+
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    r"""Rows as CSV text (quoted by :mod:`csv` where a field holds a comma, quote or newline), ``\n``-terminated.
+
+    Example:
+        >>> csv_text([[0, "fired/a,b", 1.0]])
+        '0,"fired/a,b",1.0\n'
+    """
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
 
 
 def truncate_rows(path: str | Path, header: str, max_seen: int) -> None:
