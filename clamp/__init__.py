@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "PatternClamp": "clamp.interventions", "FunctionClamp": "clamp.interventions", "Knockout": "clamp.interventions",
     "IdealLayer1": "clamp.interventions", "PerfectCopy": "clamp.interventions",
     "PreservingAblation": "clamp.interventions", "GraftOutput": "clamp.interventions",
-    "GraftParams": "clamp.interventions",
+    "GraftParams": "clamp.interventions", "NnsightIntervention": "clamp.interventions",
     "knockout_heads": "clamp.interventions", "match_clamp": "clamp.interventions",
     "perfect_copy": "clamp.interventions", "ideal_layer1": "clamp.interventions",
     "prev_token_pattern_clamp": "clamp.interventions", "uniform_pattern_clamp": "clamp.interventions",
@@ -54,6 +54,10 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    if module is None and name[:1].isupper():  # a built-in intervention kind added to clamp/interventions/kinds/
+        from clamp.interventions.kinds import builtin_kinds
+
+        module = "clamp.interventions" if name in builtin_kinds() else None
     if module is None:
         raise AttributeError(f"module 'clamp' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

@@ -11,7 +11,7 @@ import torch
 
 from clamp.errors import ConfigError
 from clamp.interventions import (
-    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, Knockout, PatternClamp, PreservingAblation, Window,
+    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, Knockout, NnsightIntervention, PatternClamp, PreservingAblation, Window,
     ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp, perfect_copy,
     prev_token_pattern_clamp, validate_interventions,
 )
@@ -38,6 +38,7 @@ EXAMPLES = [
     PreservingAblation(layer=0, heads=(0, 1), preserve="values", target="values", method="mean"),
     GraftOutput(site="blocks.0.hook_resid_post", checkpoint="a/b.pt", checkpoint_run=0, heads=None),
     GraftParams(layer=0, checkpoint="a/b.pt"),
+    NnsightIntervention(site="blocks.1.attn.hook_pattern", fn="pkg.mod:sharpen", blocking=True, kwargs={"power": 2.0}),
 ]
 
 

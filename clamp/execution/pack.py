@@ -70,6 +70,15 @@ class PackJob:
     extra_evals: tuple[int, ...]
     resume_from: int | None = None
     record: dict = field(default_factory=dict)  # the arm's study.json record, copied into run.json
+    # Study files imported by the process that planned the job (module name -> path): the worker imports them
+    # by path first, so what they define (interventions, functions, kinds) is found by import path.
+    study_modules: dict = field(default_factory=lambda: _registered_study_modules())
+
+
+def _registered_study_modules() -> dict:
+    from clamp.study.modules import registered_study_modules
+
+    return registered_study_modules()
 
 
 class _StopPack(Exception):
@@ -219,6 +228,9 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
 
 
 def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> list[dict]:
+    from clamp.study.modules import import_study_modules
+
+    import_study_modules(job.study_modules)  # before anything is rebuilt from its dict
     model_cfg = ModelConfig.from_dict(job.model)
     task_cfg = task_from_dict(job.task)
     train_cfg = TrainConfig.from_dict(job.train)

@@ -1,10 +1,15 @@
-"""Causal interventions applied during training: clamps, knockouts, grafts.
+"""Causal interventions applied during training: clamps, knockouts, grafts, and the researcher's own.
 
-Why this package exists: it turns an arm's list of interventions (data, see
-:mod:`clamp.interventions.spec`; common cases built by
-:mod:`clamp.interventions.constructors`) into the intervener the trainer calls at every
-step and evaluation.  Importing this package does not import nnsight (which
-patches torch globally); :func:`make_intervener` imports the applier lazily.
+Why this package exists: it turns an arm's list of interventions (data: one
+class per kind, see :mod:`clamp.interventions.spec` and
+:mod:`clamp.interventions.kinds`; common cases built by
+:mod:`clamp.interventions.constructors`) into the intervener the trainer calls
+at every step and evaluation.  Importing this package imports neither torch
+nor nnsight (which patches torch globally); :func:`make_intervener` imports the
+applier lazily, and validation imports torch when it runs.
+
+Every built-in kind (every class in :mod:`clamp.interventions.kinds`) is
+exported here by its class name, without a list to keep up to date.
 
 Example:
     >>> from clamp.interventions import knockout_heads, match_clamp
@@ -21,11 +26,18 @@ from clamp.interventions.constructors import (
     ideal_layer1, knockout_heads, match_clamp, perfect_copy, prev_token_pattern_clamp, replace_windows,
     uniform_pattern_clamp,
 )
-from clamp.interventions.spec import (
-    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Intervention, Knockout, PatternClamp,
-    PerfectCopy, PreservingAblation, Window, intervention_from_dict,
-)
-from clamp.interventions.validate import validate_interventions
+from clamp.interventions.kinds import builtin_kinds
+from clamp.interventions.spec import KINDS, Intervention, Window, intervention_from_dict
+
+globals().update(builtin_kinds())  # Clamp, PatternClamp, ..., NnsightIntervention, and any kind added to kinds/
+
+
+def validate_interventions(interventions: Sequence[Intervention | dict], model_cfg: Any, task: Any,
+                           n_sequences: int | None, *, probe_changes: bool = True) -> None:
+    """See :func:`clamp.interventions.validate.validate_interventions` (imported on first use: it needs torch)."""
+    from clamp.interventions.validate import validate_interventions as validate
+
+    validate(interventions, model_cfg, task, n_sequences, probe_changes=probe_changes)
 
 
 def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
@@ -38,7 +50,8 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
 
     The interventions are checked against the model when the factory is called
     (everything but the run length, which :func:`validate_interventions` checks
-    given ``n_sequences``), so a bad arm fails before the first step.
+    given ``n_sequences``, and the probe for no-ops, which study validation runs
+    before training), so a bad arm fails before the first step.
 
     Example:
         >>> from clamp.model.transformer import ModelConfig
@@ -55,7 +68,7 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
     ivs = [intervention_from_dict(iv) if isinstance(iv, dict) else iv for iv in interventions]
 
     def factory(model: Any) -> Any:
-        validate_interventions(ivs, model.cfg, task, None)
+        validate_interventions(ivs, model.cfg, task, None, probe_changes=False)
         from clamp.interventions.apply import Applier  # imports nnsight when it is the backend
 
         return Applier(model, ivs, task, backend)
@@ -65,8 +78,7 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
 
 __all__ = [
     "Intervention", "Window", "KINDS", "intervention_from_dict", "validate_interventions", "make_intervener",
-    "Clamp", "PatternClamp", "FunctionClamp", "IdealLayer1", "PerfectCopy", "Knockout", "PreservingAblation",
-    "GraftOutput", "GraftParams",
+    *sorted(builtin_kinds()),
     "knockout_heads", "prev_token_pattern_clamp", "uniform_pattern_clamp", "match_clamp", "ideal_layer1",
     "perfect_copy", "replace_windows",
 ]

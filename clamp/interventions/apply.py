@@ -30,31 +30,36 @@ pattern-preserving ablation in an arm that also knocks heads out or clamps a
 pattern keeps the knocked-out / clamped patterns, not the unintervened ones.
 The clean pass is not counted in the firing record.
 
-Firing record (:meth:`Applier.firing_metrics`), per run (every run of a packed
-model gets the same interventions, so the values are equal across runs):
+Firing record (:meth:`Applier.firing_metrics`), per run.  An intervention
+*fires* at a forward when one of its edits changed the tensor it edits (an
+element differs), measured per run; an edit that reproduces the values already
+there does not count, so a no-op is visible in the metrics:
 
-- ``interventions/fired``: how many distinct interventions of the arm edited
+- ``interventions/fired``: how many distinct interventions of the arm changed
   an activation in at least one evaluation forward since the last call;
 - ``fired/<name>`` for every intervention of the arm: the number of training
-  steps since the last call in which it edited an activation, plus 1 if it did
-  so in at least one evaluation forward.  An intervention active over a whole
-  eval interval of ``k`` steps reads ``k + 1``; one whose window is closed
-  reads 0.
+  steps since the last call in which it changed an activation, plus 1 if it did
+  so in at least one evaluation forward.  An intervention that changes its site
+  over a whole eval interval of ``k`` steps reads ``k + 1``; one whose window is
+  closed reads 0.
 
-"Fired" is recorded from inside the trace body, after the edit ran, so a body
-that nnsight silently skipped shows as not fired.
+"Fired" is measured from inside the trace body, after the edit ran, so a body
+that nnsight silently skipped shows as not fired.  A user's nnsight function
+(``Op.traced``) is called with the wrapped model when the forward reaches its
+site; what it assigned is read back, checked (same shape and dtype, no in-place
+edit) and, if it is blocking, detached where it changed.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor
 
-from clamp.interventions.effects import Ctx, Effect, Op, compile_effect
+from clamp.errors import ConfigError
+from clamp.interventions.effects import Compiled, Context, Op
 from clamp.interventions.spec import Intervention
 from clamp.model.transformer import HEADS_LAST_MAX_T, Transformer, _is_pattern
 from clamp.tasks.batch import Batch
@@ -92,12 +97,16 @@ class Applier:
         self.backend = backend
         self.model = model
         self.interventions = list(interventions)
-        self.effects: list[Effect] = [compile_effect(iv, model, task) for iv in self.interventions]
+        self.effects: list[Compiled] = [iv.compile(model, task) for iv in self.interventions]
+        if backend == "hooks":
+            needs = [iv.name for iv, e in zip(self.interventions, self.effects) if e.needs_nnsight]
+            if needs:
+                raise ConfigError(f"interventions {needs} are written with nnsight; apply them with backend='nnsight'.")
         self.order = {name: i for i, name in enumerate(model.hook_names())}
         self._wrapped: Any = None  # the NNsight wrapper while interventions are active
         self._plans: dict[tuple[tuple[int, ...], tuple[str, ...]], _Plan] = {}
-        self._step_fired: Counter[int] = Counter()
-        self._eval_fired: set[int] = set()
+        self._step_fired: dict[int, Tensor] = {}  # intervention -> [R] training steps in which it changed something
+        self._eval_fired: dict[int, Tensor] = {}  # intervention -> [R] bool: changed something in an evaluation
 
     # ----------------------------------------------------------------- schedule
 
@@ -113,8 +122,10 @@ class Applier:
 
     def _wrap(self) -> Any:
         if self._wrapped is None:
-            from nnsight import NNsight
+            from nnsight import CONFIG, NNsight
             from nnsight.intervention.source import Controller
+
+            CONFIG.APP.DEBUG = False  # nnsight turns it on when `-v` is on the command line (e.g. `pytest -v`)
 
             self._wrapped = NNsight(self.model)
             self._plans.clear()  # plans hold envoys of the wrapper
@@ -191,7 +202,7 @@ class Applier:
                     if _is_pattern(n, len(self.model.blocks)) and n not in edited and batch.tokens.shape[2] <= HEADS_LAST_MAX_T}
         traced_names = [n for n in cache_names if n not in captured]
         plan = self._plan(active, traced_names)
-        ctx = Ctx(batch=batch, train=train)
+        ctx = Context(batch=batch, train=train, seen=seen, runs=tuple(self.model.seeds))
         try:
             for attn in captured.values():
                 attn.capture = {}
@@ -206,51 +217,83 @@ class Applier:
                 attn.capture = None
             for i in active:
                 self.effects[i].release()
-        if train:
-            self._step_fired.update(fired)
-        else:
-            self._eval_fired.update(fired)
+        for i, changed in fired.items():
+            if train:
+                prev = self._step_fired.get(i)
+                self._step_fired[i] = changed.float() if prev is None else prev + changed
+            else:
+                prev = self._eval_fired.get(i)
+                self._eval_fired[i] = changed if prev is None else prev | changed
         return logits, cache
 
-    def _traced(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx,
-                detach: bool = True) -> tuple[Tensor, dict[str, Tensor], set[int]]:
+    def _traced(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Context,
+                detach: bool = True) -> tuple[Tensor, dict[str, Tensor], dict[int, Tensor]]:
         if self.backend == "hooks":
             return self._hooked(batch, plan, cache_set, ctx, detach)
-        steps = plan.steps
         cache: dict[str, Tensor] = {}
-        fired: set[int] = set()
+        fired: dict[int, Tensor] = {}
         wrapped = self._wrapped
         self._route(plan)
         out: list[Tensor] = []
         with wrapped.trace(batch):
-            for name, envoy, ops in steps:
+            for name, envoy, ops in plan.steps:
                 x = envoy.output
-                y = x
-                for owner, op in ops:
-                    y = op.fn(y, ctx)
-                    if op.edits:
-                        fired.add(owner)
-                if y is not x:
-                    envoy.output = y
+                y = self._run_ops(name, x, ops, ctx, fired, envoy, wrapped)
                 if name in cache_set:
                     cache[name] = y.detach() if detach else y
             out.append(y)  # the logits, after any edit of hook_logits (the model's output)
         return out[0], cache, fired
 
-    def _hooked(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Ctx,
-                detach: bool) -> tuple[Tensor, dict[str, Tensor], set[int]]:
+    def _run_ops(self, name: str, x: Tensor, ops: list[tuple[int, Op]], ctx: Context, fired: dict[int, Tensor],
+                 envoy: Any = None, wrapped: Any = None) -> Tensor:
+        """Apply ``ops`` to the activation ``x`` of hook ``name``; record which owners changed it; return the result.
+
+        With an envoy (the nnsight backend) the result is assigned to the envoy's output;
+        a traced op (a user's nnsight function) reads and assigns it itself.
+        """
+        y, assigned = x, x
+        for owner, op in ops:
+            if op.traced:
+                if y is not assigned:
+                    envoy.output = y  # the user's function reads the edits made before it
+                    assigned = y
+                version = y._version
+                op.fn(wrapped, ctx)
+                new = envoy.output
+                if y._version != version:
+                    raise ConfigError(f"{self.interventions[owner].name}: the function edited {name}.output in place; "
+                                      "clone it, edit the clone and assign it back (in-place edits break backward).")
+                assigned = new
+            else:
+                new = op.fn(y, ctx)
+                if not op.edits:
+                    continue
+            if new is not y:
+                if not isinstance(new, Tensor) or new.shape != y.shape or new.dtype != y.dtype:
+                    got = f"{tuple(new.shape)} {new.dtype}" if isinstance(new, Tensor) else type(new).__name__
+                    raise ConfigError(f"{self.interventions[owner].name}: its edit of {name} gave {got} where the "
+                                      f"activation is {tuple(y.shape)} {y.dtype}; keep the shape and dtype.")
+                diff = new != y
+                if op.blocking:
+                    new = torch.where(diff, new.detach(), y)
+                changed = diff.reshape(diff.shape[0], -1).any(1)  # [R]
+                prev = fired.get(owner)
+                fired[owner] = changed if prev is None else prev | changed
+            y = new
+        if envoy is not None and y is not assigned:
+            envoy.output = y
+        return y
+
+    def _hooked(self, batch: Batch, plan: _Plan, cache_set: set[str], ctx: Context,
+                detach: bool) -> tuple[Tensor, dict[str, Tensor], dict[int, Tensor]]:
         """The same plan as :meth:`_traced`, through forward hooks removed right after the forward."""
         cache: dict[str, Tensor] = {}
-        fired: set[int] = set()
+        fired: dict[int, Tensor] = {}
         out: list[Tensor] = []
 
         def hook_for(name: str, ops: list[tuple[int, Op]]):
             def hook(_module: Any, _inputs: Any, x: Tensor) -> Tensor | None:
-                y = x
-                for owner, op in ops:
-                    y = op.fn(y, ctx)
-                    if op.edits:
-                        fired.add(owner)
+                y = self._run_ops(name, x, ops, ctx, fired)
                 if name in cache_set:
                     cache[name] = y.detach() if detach else y
                 if name == LOGITS:
@@ -274,7 +317,8 @@ class Applier:
         """
         others = tuple(i for i in active if not self.effects[i].clean_sites)
         plan = self._plan(others, sites)
-        _, out, _ = self._traced(batch, plan, set(sites), Ctx(batch=batch, train=train), detach=not train)
+        ctx = Context(batch=batch, train=train, runs=tuple(self.model.seeds))
+        _, out, _ = self._traced(batch, plan, set(sites), ctx, detach=not train)
         return out
 
     # ----------------------------------------------------------------- firing
@@ -282,15 +326,13 @@ class Applier:
     def firing_metrics(self) -> dict[str, Tensor]:
         """Per-run firing counts since the last call (see the module docstring), then reset."""
         R = self.model.n_runs
-        out = {"interventions/fired": torch.full((R,), float(len(self._eval_fired)))}
+        zeros = torch.zeros(R)
+        evals = {i: v.detach().float().cpu() for i, v in self._eval_fired.items()}
+        out = {"interventions/fired": sum(evals.values(), zeros.clone())}
         for i, iv in enumerate(self.interventions):
-            n = self._step_fired.get(i, 0) + (1 if i in self._eval_fired else 0)
-            out[f"fired/{iv.name}"] = torch.full((R,), float(n))
+            steps = self._step_fired.get(i)
+            n = (zeros if steps is None else steps.detach().float().cpu()) + evals.get(i, zeros)
+            out[f"fired/{iv.name}"] = n
         self._step_fired.clear()
         self._eval_fired.clear()
         return out
-
-
-def build_applier(interventions: Sequence[Intervention], task: Any, model: Transformer,
-                  backend: Backend = "nnsight") -> Applier:
-    return Applier(model, interventions, task, backend)

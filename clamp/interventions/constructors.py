@@ -1,6 +1,6 @@
 """Convenience constructors for the interventions a clamping study uses most.
 
-Why this file exists: the kinds in :mod:`clamp.interventions.spec` are general
+Why this file exists: the kinds in :mod:`clamp.interventions.kinds` are general
 (a site, heads, positions, a value); a study arm mostly needs a few named
 cases -- Singh et al.'s knockout, match, layer-1 and copy clamps, a
 previous-token or uniform pattern -- with a derived name and default windows.
@@ -18,9 +18,10 @@ import dataclasses
 from typing import Sequence
 
 from clamp.errors import ConfigError
-from clamp.interventions.spec import (
-    TARGET_HOOK, IdealLayer1, Intervention, Knockout, Method, PatternClamp, PerfectCopy, Target, Window,
-)
+from clamp.interventions.kinds.ablations import TARGET_HOOK, Knockout, Method, Target
+from clamp.interventions.kinds.circuits import IdealLayer1, PerfectCopy
+from clamp.interventions.kinds.clamps import PatternClamp
+from clamp.interventions.spec import Intervention, Window
 
 
 Windows = Sequence["Window | dict | Sequence[int | None]"]

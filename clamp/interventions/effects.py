@@ -1,14 +1,14 @@
-"""What each intervention kind does to a forward pass, in plain torch.
+"""The torch side of interventions: compiled effects, the per-forward context, slicing, patterns, checkpoints.
 
-Why this file exists: the specs (:mod:`clamp.interventions.spec`) are data; the
-applier (:mod:`clamp.interventions.apply`) owns the nnsight trace.  In between,
-each kind is compiled once, for one model, into an :class:`Effect`: a list of
-:class:`Op` s, each a function ``(activation, ctx) -> activation`` bound to one
-hook point, plus an optional ``prepare`` step that computes values before the
-trace (an idealised residual, a donor model's activations) and a list of
-activations it needs from a clean pass (the arm's model with every other active
-intervention but without the ones needing the clean pass).  Nothing here
-imports nnsight, so the same effects can be checked with plain forward hooks.
+Why this file exists: the kinds (:mod:`clamp.interventions.kinds`) are data
+classes that each compile themselves, for one model, into a :class:`Compiled`:
+a list of :class:`Op` s, each a function ``(activation, ctx) -> activation``
+bound to one hook point, plus an optional ``prepare`` step that computes values
+before the forward (an idealised residual, a donor model's activations) and the
+activations it needs from a clean pass.  The building blocks several kinds share
+(selecting heads/positions, named attention patterns, loading checkpoints) live
+here once.  Nothing here imports nnsight, so the same ops also run through plain
+forward hooks; the applier (:mod:`clamp.interventions.apply`) owns the trace.
 
 Edits never modify an activation in place: the activation is cloned, the clone
 edited and returned (in-place edits of tensors autograd saved break backward).
@@ -16,7 +16,6 @@ edited and returned (in-place edits of tensors autograd saved break backward).
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,10 +24,7 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.interventions.spec import (
-    TARGET_HOOK, Clamp, FunctionClamp, GraftOutput, GraftParams, IdealLayer1, Intervention, Knockout,
-    PatternClamp, PerfectCopy, PreservingAblation,
-)
+from clamp.interventions.spec import load_object
 from clamp.model.transformer import Transformer, head_axis
 from clamp.tasks.batch import Batch
 
@@ -36,44 +32,75 @@ QUERY_AXIS_LEAVES = ("hook_attn_scores", "hook_pattern")
 
 
 @dataclass
-class Ctx:
-    """Per-forward context handed to every op."""
+class Context:
+    """What an op (and a user's nnsight function) sees at one forward.
+
+    Attributes:
+        batch: the batch ``[R, B, ...]`` (every run of the pack).
+        train: True at a training step, False at an evaluation.
+        seen: sequences seen per run (a training step is labelled by the count before it).
+        runs: the initialisation seeds of the pack's runs, in run-axis order.
+        clean: activations of the clean pass (for kinds that need one).
+    """
 
     batch: Batch
     train: bool
+    seen: int = 0
+    runs: tuple[int, ...] = ()
     clean: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
 class Op:
-    """One function applied at one hook point; ``edits=False`` marks a read-only op."""
+    """One function at one hook point.
 
-    site: str
-    fn: Callable[[Tensor, Ctx], Tensor]
-    edits: bool = True
-
-
-class Effect:
-    """A compiled intervention: ops at hook points, an optional prepare step, clean-pass needs.
-
-    ``batch_dependent`` marks an effect whose edit of one sequence depends on the
-    other sequences of the batch (a mean or resample ablation over the batch, a user
-    function): evaluation then runs each evaluation set in one forward instead of in
-    chunks.
+    ``edits=False`` marks a read-only op.  ``traced=True`` marks a user's nnsight
+    function: it is called as ``fn(model, ctx)`` with the wrapped model, inside the
+    trace, when the forward reaches ``site``, and reads/assigns ``site``'s output with
+    nnsight's own syntax; ``blocking`` then detaches what it changed.
     """
 
-    def __init__(self, ops: list[Op], clean_sites: tuple[str, ...] = (), batch_dependent: bool = False) -> None:
+    site: str
+    fn: Callable[..., Any]
+    edits: bool = True
+    traced: bool = False
+    blocking: bool = False
+
+
+class Compiled:
+    """An intervention compiled for one model: ops at hook points, an optional prepare step, clean-pass needs.
+
+    Args:
+        ops: the ops, in the intervention's order (the applier runs them in forward order).
+        clean_sites: activations needed from a clean pass (``ctx.clean``).
+        batch_dependent: the edit of one sequence depends on the other sequences of the
+            batch (a mean or resample ablation over the batch, a user function): evaluation
+            then runs each evaluation set in one forward instead of in chunks.
+        needs_nnsight: only the nnsight backend can apply it (a user's nnsight function).
+        prepare: called with the :class:`Context` before each forward (computes values the
+            ops read, e.g. into ``state``).
+        state: a dict the ops and ``prepare`` share; emptied after every forward, so no
+            graph outlives its step.
+    """
+
+    def __init__(self, ops: list[Op], clean_sites: tuple[str, ...] = (), batch_dependent: bool = False,
+                 needs_nnsight: bool = False, prepare: Callable[[Context], None] | None = None,
+                 state: dict | None = None) -> None:
         self.ops = ops
         self.clean_sites = clean_sites
         self.batch_dependent = batch_dependent
-        self.state: Any = None
+        self.needs_nnsight = needs_nnsight
+        self._prepare = prepare
+        self.state: dict = {} if state is None else state
 
-    def prepare(self, ctx: Ctx) -> None:
-        """Compute values needed by the ops (called before the trace)."""
+    def prepare(self, ctx: Context) -> None:
+        """Compute values needed by the ops (called before the forward)."""
+        if self._prepare is not None:
+            self._prepare(ctx)
 
     def release(self) -> None:
         """Drop per-forward state so no graph outlives its step."""
-        self.state = None
+        self.state.clear()
 
 
 # --------------------------------------------------------------------------- slicing
@@ -186,22 +213,14 @@ def induction_row(batch: Batch, T: int, strength: float) -> Tensor:
     return row.scatter_(-1, correct[..., None], strength)
 
 
-def load_function(path: str) -> Callable[..., Tensor]:
-    """Import ``"package.module:function"``.
+def load_function(path: str) -> Callable[..., Any]:
+    """Import a user function ``"package.module:function"`` (study files included).
 
     Example:
         >>> load_function("torch:zeros") is torch.zeros
         True
     """
-    if not isinstance(path, str) or ":" not in path:
-        raise ConfigError(f"function path {path!r} must look like 'package.module:function'.")
-    mod_name, fn_name = path.split(":", 1)
-    try:
-        obj: Any = importlib.import_module(mod_name)
-        for part in fn_name.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"cannot import {path!r} ({e}); check the module is importable and the function exists.") from None
+    obj = load_object(path, "function")
     if not callable(obj):
         raise ConfigError(f"{path!r} is not callable.")
     return obj
@@ -251,12 +270,21 @@ def donor_model(model: Transformer, path: str, run: int | None) -> Transformer:
     return donor.to(next(model.parameters()).device)
 
 
-# --------------------------------------------------------------------------- kinds
+def reference_batch(task: Any, size: int, seed: int, n_runs: int) -> Batch:
+    """``size`` training sequences drawn with ``seed``, the same for every run."""
+    b = task.sample(size, torch.Generator().manual_seed(seed))
+    return Batch.stack([b] * n_runs)
 
 
-def _resolve_heads(model: Transformer, heads: tuple[int, ...] | None, keep: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+
+
+# --------------------------------------------------------------------------- ops shared by several kinds
+
+
+def resolve_heads(n_heads: int, heads: tuple[int, ...] | None, keep: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+    """``heads``, or every head but ``keep`` when ``keep`` is given."""
     if keep is not None:
-        return tuple(h for h in range(model.cfg.n_heads) if h not in keep)
+        return tuple(h for h in range(n_heads) if h not in keep)
     return heads
 
 
@@ -276,8 +304,8 @@ def selection_mask(site: str, x: Tensor, heads: tuple[int, ...] | None, position
     return mask
 
 
-def _slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ...] | None,
-              new: Callable[[Tensor, Ctx], Tensor], constant: float | None = None) -> Op:
+def slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ...] | None,
+             new: Callable[[Tensor, Context], Tensor], constant: float | None = None) -> Op:
     """An op replacing the selected slice with ``new(slice, ctx)``, or with the scalar ``constant``.
 
     A constant is written with one ``torch.where`` against a cached mask (no copy of
@@ -285,7 +313,7 @@ def _slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ..
     """
     indices: dict[tuple, Any] = {}  # built once per (shape, device)
 
-    def fn(x: Tensor, ctx: Ctx) -> Tensor:
+    def fn(x: Tensor, ctx: Context) -> Tensor:
         key = (tuple(x.shape), x.device)
         if constant is not None:
             if key not in indices:
@@ -299,161 +327,8 @@ def _slice_op(site: str, heads: tuple[int, ...] | None, positions: tuple[int, ..
     return Op(site, fn)
 
 
-def _clamp(iv: Clamp, model: Transformer, task: Any) -> Effect:
-    value = torch.as_tensor(iv.value, dtype=torch.float32)
-    constant = float(value) if value.dim() == 0 else None
-    return Effect([_slice_op(iv.site, iv.heads, iv.positions, lambda cur, ctx: value.to(cur.device), constant)])
-
-
-def _pattern_clamp(iv: PatternClamp, model: Transformer, task: Any) -> Effect:
-    masks: dict[tuple, Tensor] = {}  # (shape, device) -> [1, 1, H, T, 1] bool: the clamped heads and rows
-    fixed: dict[tuple, Tensor] = {}  # the constant patterns (prev_token, uniform), [T, T]
-
-    def fn(x: Tensor, ctx: Ctx) -> Tensor:  # x: [R, B, H, T, T]
-        T = x.shape[-1]
-        key = (tuple(x.shape), x.device)
-        if key not in masks:
-            rows = list(range(T - 1, T)) if iv.pattern == "induction" else list(range(T))  # rows the pattern defines
-            if iv.positions is not None:
-                rows = [t for t in rows if t in iv.positions]
-            mask = torch.zeros(1, 1, x.shape[2], T, 1, dtype=torch.bool, device=x.device)
-            if rows:
-                h = torch.tensor(list(iv.heads), device=x.device)
-                mask[:, :, h[:, None], torch.tensor(rows, device=x.device)[None, :]] = True
-            masks[key] = mask
-        if iv.pattern == "induction":  # the query row, per sequence, broadcast over heads and rows
-            value = induction_row(ctx.batch, T, iv.strength)[:, :, None, None, :]
-        else:
-            if key not in fixed:
-                fixed[key] = build_pattern(iv.pattern, ctx.batch, T, iv.strength)[0][0, 0].to(x.dtype)
-            value = fixed[key]
-        return torch.where(masks[key], value.to(x.dtype), x)
-    return Effect([Op(iv.site, fn)])
-
-
-class _FunctionEffect(Effect):
-    def __init__(self, iv: FunctionClamp) -> None:
-        self.fn = load_function(iv.fn)
-        self.kwargs = dict(iv.kwargs)
-        super().__init__([_slice_op(iv.site, iv.heads, iv.positions, lambda cur, ctx: self.state)],
-                         batch_dependent=True)  # the function sees the whole batch
-
-    def prepare(self, ctx: Ctx) -> None:
-        self.state = self.fn(ctx.batch, **self.kwargs)
-
-
-def _function_clamp(iv: FunctionClamp, model: Transformer, task: Any) -> Effect:
-    return _FunctionEffect(iv)
-
-
-class _IdealLayer1Effect(Effect):
-    def __init__(self, iv: IdealLayer1, model: Transformer) -> None:
-        self.model = model
-        self.layer = iv.layer
-        pre = f"blocks.{iv.layer}"
-        super().__init__([
-            Op(f"{pre}.hook_resid_pre", lambda x, ctx: self.state[0]),
-            Op(f"{pre}.attn.hook_q", lambda x, ctx: self.state[1]),
-            Op(f"{pre}.attn.hook_k", lambda x, ctx: self.state[2]),
-        ])
-
-    def prepare(self, ctx: Ctx) -> None:
-        e = self.model.embed(ctx.batch)  # [R, B, T, D], raw embeddings (with gradient)
-        label_pos = ctx.batch.meta["label_pos"]  # [R, B, N]
-        D = e.shape[-1]
-        before = e.gather(2, (label_pos - 1)[..., None].expand(*label_pos.shape, D))  # item before each label
-        ideal = e.scatter(2, label_pos[..., None].expand(*label_pos.shape, D), before)
-        block = self.model.blocks[self.layer]
-        h = block.ln1(ideal)
-        q = block.attn.split_heads(block.attn.W_Q(h))
-        k = block.attn.split_heads(block.attn.W_K(h))
-        self.state = (e, q, k)
-
-
-def _ideal_layer1(iv: IdealLayer1, model: Transformer, task: Any) -> Effect:
-    return _IdealLayer1Effect(iv, model)
-
-
-class _PerfectCopyEffect(Effect):
-    def __init__(self, iv: PerfectCopy) -> None:
-        self.head = iv.head
-        super().__init__([
-            Op(f"blocks.{iv.layer}.attn.hook_attn_scores", self._read, edits=False),
-            Op("hook_logits", self._write),
-        ])
-
-    def _read(self, x: Tensor, ctx: Ctx) -> Tensor:  # x: [R, B, H, T, T]
-        label_pos = ctx.batch.meta["label_pos"]
-        self.state = x[:, :, self.head, -1, :].gather(-1, label_pos)  # [R, B, N] query->label scores
-        return x
-
-    def _write(self, x: Tensor, ctx: Ctx) -> Tensor:  # x: [R, B, T, C]
-        row = torch.full(x.shape[:2] + x.shape[3:], float("-inf"), dtype=x.dtype, device=x.device)
-        row = row.scatter(-1, ctx.batch.meta["context_labels"], self.state.to(x.dtype))
-        y = x.clone()
-        y[:, :, -1] = row
-        return y
-
-
-def _perfect_copy(iv: PerfectCopy, model: Transformer, task: Any) -> Effect:
-    return _PerfectCopyEffect(iv)
-
-
-def reference_batch(task: Any, size: int, seed: int, n_runs: int) -> Batch:
-    """``size`` training sequences drawn with ``seed``, the same for every run."""
-    b = task.sample(size, torch.Generator().manual_seed(seed))
-    return Batch.stack([b] * n_runs)
-
-
-class _KnockoutEffect(Effect):
-    def __init__(self, iv: Knockout, model: Transformer, task: Any) -> None:
-        self.iv, self.model = iv, model
-        self.heads = _resolve_heads(model, iv.heads, iv.keep)
-        self.ref_mean: Tensor | None = None
-        self.donor: Transformer | None = None
-        if iv.method == "mean" and iv.mean_over == "reference":
-            device = next(model.parameters()).device
-            self.ref = reference_batch(task, iv.reference_size, iv.reference_seed, model.n_runs).to(device)
-            if iv.checkpoint is not None:
-                self.donor = donor_model(model, iv.checkpoint, iv.checkpoint_run)
-        over_batch = iv.method == "resample" or (iv.method == "mean" and iv.mean_over == "batch")
-        constant = 0.0 if iv.method == "zero" else None
-        super().__init__([_slice_op(iv.site, self.heads, iv.positions, self._new, constant)], batch_dependent=over_batch)
-
-    def _reference_mean(self) -> Tensor:
-        if self.ref_mean is not None:
-            return self.ref_mean
-        source = self.donor if self.donor is not None else self.model
-        with torch.no_grad():
-            _, cache = source.run_with_cache(self.ref, [self.iv.site])
-        mean = cache[self.iv.site].mean(1, keepdim=True)  # [R, 1, ...]
-        if self.donor is not None:
-            self.ref_mean = mean  # a fixed model: compute once
-        return mean
-
-    def prepare(self, ctx: Ctx) -> None:
-        if self.iv.method == "mean" and self.iv.mean_over == "reference":
-            self.state = self._reference_mean()
-
-    def _new(self, cur: Tensor, ctx: Ctx) -> Tensor:
-        method = self.iv.method
-        if method == "zero":
-            return torch.zeros((), dtype=cur.dtype, device=cur.device)
-        if method == "resample":
-            if cur.shape[1] < 2:
-                raise ValueError(f"{self.iv.name}: resample ablation needs at least 2 sequences per batch.")
-            return cur.roll(1, dims=1)
-        if self.iv.mean_over == "batch":
-            return cur.mean(1, keepdim=True)
-        idx = slice_index(self.iv.site, self.state.dim(), self.heads, self.iv.positions, self.state.device)
-        return self.state[idx]
-
-
-def _knockout(iv: Knockout, model: Transformer, task: Any) -> Effect:
-    return _KnockoutEffect(iv, model, task)
-
-
-def _ablate(method: str, cur: Tensor) -> Tensor:
+def ablate(method: str, cur: Tensor) -> Tensor:
+    """The ablated value of a slice ``[R, B, ...]``: 0, its batch mean, or the previous sequence's (resample)."""
     if method == "zero":
         return torch.zeros((), dtype=cur.dtype, device=cur.device)
     if method == "mean":
@@ -463,70 +338,6 @@ def _ablate(method: str, cur: Tensor) -> Tensor:
     return cur.roll(1, dims=1)
 
 
-def _preserving_ablation(iv: PreservingAblation, model: Transformer, task: Any) -> Effect:
-    leaf = "hook_pattern" if iv.preserve == "patterns" else "hook_v"
-    later = tuple(f"blocks.{m}.attn.{leaf}" for m in range(iv.layer + 1, model.cfg.n_layers))
-    ops = [_slice_op(iv.site, iv.heads, None, lambda cur, ctx: _ablate(iv.method, cur), 0.0 if iv.method == "zero" else None)]
-    ops += [Op(site, lambda x, ctx, site=site: ctx.clean[site]) for site in later]
-    return Effect(ops, clean_sites=later, batch_dependent=iv.method != "zero")
-
-
-class _GraftOutputEffect(Effect):
-    def __init__(self, iv: GraftOutput, model: Transformer) -> None:
-        self.site, self.heads, self.positions = iv.site, iv.heads, iv.positions
-        self.donor = donor_model(model, iv.checkpoint, iv.checkpoint_run)
-        super().__init__([_slice_op(iv.site, iv.heads, iv.positions, self._new)])
-
-    def prepare(self, ctx: Ctx) -> None:
-        with torch.no_grad():
-            _, cache = self.donor.run_with_cache(ctx.batch, [self.site])
-        self.state = cache[self.site]
-
-    def _new(self, cur: Tensor, ctx: Ctx) -> Tensor:
-        return self.state[slice_index(self.site, self.state.dim(), self.heads, self.positions, cur.device)]
-
-
-def _graft_output(iv: GraftOutput, model: Transformer, task: Any) -> Effect:
-    return _GraftOutputEffect(iv, model)
-
-
-class _GraftParamsEffect(Effect):
-    def __init__(self, iv: GraftParams, model: Transformer) -> None:
-        self.block = donor_model(model, iv.checkpoint, iv.checkpoint_run).blocks[iv.layer]
-        super().__init__([
-            Op(f"blocks.{iv.layer}.hook_resid_pre", self._run, edits=False),
-            Op(f"blocks.{iv.layer}.hook_resid_post", lambda x, ctx: self.state),
-        ])
-
-    def _run(self, x: Tensor, ctx: Ctx) -> Tensor:
-        self.state = self.block(x)  # the frozen donor block on this model's input
-        return x
-
-
-def _graft_params(iv: GraftParams, model: Transformer, task: Any) -> Effect:
-    return _GraftParamsEffect(iv, model)
-
-
-COMPILERS: dict[type, Callable[[Any, Transformer, Any], Effect]] = {
-    Clamp: _clamp,
-    PatternClamp: _pattern_clamp,
-    FunctionClamp: _function_clamp,
-    IdealLayer1: _ideal_layer1,
-    PerfectCopy: _perfect_copy,
-    Knockout: _knockout,
-    PreservingAblation: _preserving_ablation,
-    GraftOutput: _graft_output,
-    GraftParams: _graft_params,
-}
-
-
-def compile_effect(iv: Intervention, model: Transformer, task: Any) -> Effect:
-    """Compile one intervention for ``model`` (loads checkpoints and user functions once)."""
-    compiler = COMPILERS.get(type(iv))
-    if compiler is None:
-        raise ConfigError(f"intervention kind {iv.kind!r} has no effect implementation.")
-    return compiler(iv, model, task)
-
-
-__all__ = ["Ctx", "Op", "Effect", "compile_effect", "build_pattern", "slice_index", "selection_mask", "replace_slice",
-           "load_function", "load_checkpoint", "donor_model", "reference_batch", "TARGET_HOOK"]
+__all__ = ["Context", "Op", "Compiled", "build_pattern", "induction_row", "slice_index", "selection_mask",
+           "replace_slice", "slice_op", "resolve_heads", "ablate", "load_function", "load_checkpoint", "donor_model",
+           "reference_batch", "position_axis"]

@@ -363,8 +363,10 @@ def _unknown_kwarg_fix(exc: TypeError) -> str | None:
 def load_study(path: str | Path) -> Study:
     """Import a study file and return its validated ``STUDY``.
 
-    The file is imported with :mod:`importlib` under a private module name; it
-    is never ``exec``-ed.  Every problem raises :class:`StudyError`.
+    The file is imported with :mod:`importlib` under a stable module name derived
+    from its path (:func:`clamp.study.modules.study_module_name`) and stays in
+    ``sys.modules``, so what it defines can be referred to by import path; it is
+    never ``exec``-ed.  Every problem raises :class:`StudyError`.
 
     Args:
         path: a ``.py`` file exposing a module-level ``STUDY = Study(...)``.
@@ -384,14 +386,12 @@ def load_study(path: str | Path) -> Study:
         raise StudyError(f"{path}: no such study file. Fix: give the path of a .py file in studies/ (`clamp list` shows them).{hint}")
     if path.suffix != ".py":
         raise StudyError(f"{path}: a study file must be a Python file ending in .py.")
-    mod_name = f"clamp_study_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise StudyError(f"{path}: cannot be imported as a Python module.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
+    from clamp.study.modules import import_study_module
+
     try:
-        spec.loader.exec_module(module)
+        # Under a stable name derived from the file, kept in sys.modules: functions and kinds defined in the
+        # study file are found again by import path (in worker processes too, see clamp.study.modules).
+        module = import_study_module(path)
     except SyntaxError as e:
         raise StudyError(f"{_where(path, e)}: syntax error: {e.msg}. Fix the Python syntax on that line.") from e
     except ConfigError as e:
@@ -402,8 +402,6 @@ def load_study(path: str | Path) -> Study:
         raise StudyError(f"{_where(path, e)}: {msg}") from e
     except Exception as e:  # noqa: BLE001 - any error while importing the user's file is reported the same way
         raise StudyError(f"{_where(path, e)}: importing the study file raised {type(e).__name__}: {e}. Fix the error on that line.") from e
-    finally:
-        sys.modules.pop(mod_name, None)
     if not hasattr(module, "STUDY"):
         raise StudyError(f"{path}: defines no module-level STUDY. Fix: end the file with `STUDY = Study(name=..., arms=[...])`.")
     study = module.STUDY
