@@ -23,9 +23,9 @@ from typing import Sequence
 
 import pandas as pd
 
+from clamp.analysis.stats.rule import LN2, PhaseRule, arm_windows, crossing_time
 from clamp.execution.store import atomic_write_text, read_json, run_dir
 
-LN2 = math.log(2.0)
 _STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
 
 
@@ -57,19 +57,6 @@ def _phase_rules(study: dict) -> list[dict]:
     return phase if isinstance(phase, list) else [phase]
 
 
-def crossing(df: pd.DataFrame, rule: dict) -> float:
-    """First ``sequences_seen`` at which ``rule`` holds in a one-run metrics frame, NaN if never.
-
-    Example:
-        >>> d = pd.DataFrame({"sequences_seen": [0, 10, 20], "metric": "train/loss", "value": [0.7, 0.3, 0.1]})
-        >>> crossing(d, {"metric": "train/loss", "threshold": 0.277, "direction": "below"})
-        20.0
-    """
-    m = df[df["metric"] == rule["metric"]].sort_values("sequences_seen")
-    hit = m["value"] < rule["threshold"] if rule.get("direction", "below") == "below" else m["value"] > rule["threshold"]
-    return float(m["sequences_seen"][hit].iloc[0]) if hit.any() else float("nan")
-
-
 def summary_frame(study_dir: str | Path) -> pd.DataFrame:
     """One row per (arm, seed) of the study, with status, final metrics and crossing time."""
     study_dir = Path(study_dir)
@@ -84,7 +71,10 @@ def summary_frame(study_dir: str | Path) -> pd.DataFrame:
             m = metrics[(metrics["arm"] == arm["name"]) & (metrics["run"] == seed)]
             row["sequences_seen"] = int(m["sequences_seen"].max()) if len(m) else 0
             for i, rule in enumerate(rules):
-                row["crossed_at" if i == 0 else f"crossed_at_{i}"] = crossing(m, rule) if len(m) else float("nan")
+                r = PhaseRule.from_dict(rule)  # the statistics' own crossing rule (persistence, windows, relapse)
+                c = crossing_time(m["sequences_seen"][m["metric"] == r.metric], m["value"][m["metric"] == r.metric], r,
+                                  windows=arm_windows(arm))
+                row["crossed_at" if i == 0 else f"crossed_at_{i}"] = c.time if c.event else float("nan")
             if len(m):
                 last = m[m["sequences_seen"] == m["sequences_seen"].max()].set_index("metric")["value"]
                 for name in sorted(last.index):

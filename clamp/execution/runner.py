@@ -365,7 +365,7 @@ def _mark_failed(job: PackJob, exc: BaseException, tb: str) -> Outcome:
 
 
 def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = True) -> int:
-    """Summary, then (with ``analyse``) statistics (if :mod:`clamp.analysis.stats` is installed), plots and report.
+    """Summary, then (with ``analyse``) statistics, plots and report.
 
     Returns 1 if any step failed (each failure is reported; the runs' files are never touched), else 0.
     """
@@ -380,17 +380,15 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
         code = 1
     if not analyse:
         return code
+    # An ImportError inside the statistics is a failure to report (exit 1), never a reason to skip them.
     try:
-        from clamp.analysis.stats import analyse_study
-    except ImportError:
-        analyse_study = None
-    if analyse_study is not None:
-        try:
-            analyse_study(study_dir, quiet=quiet)
-        except Exception as e:  # noqa: BLE001
-            print(f"clamp: statistics failed (results are kept; rerun `clamp report {study_dir}`): "
-                  f"{type(e).__name__}: {e}", file=sys.stderr)
-            code = 1
+        from clamp.analysis.stats.pipeline import compute_statistics
+
+        compute_statistics(study_dir, quiet=quiet)
+    except Exception as e:  # noqa: BLE001
+        print(f"clamp: statistics failed (results are kept; rerun `clamp report {study_dir}`): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        code = 1
     try:
         build_report(study_dir)
     except Exception as e:  # noqa: BLE001

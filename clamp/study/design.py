@@ -40,11 +40,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from clamp.analysis.stats.rule import PhaseRule  # its one home: the rule is shared with the statistics
 from clamp.errors import ConfigError
 from clamp.study.fields import check_fields
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
-from clamp.training.trainer import THRESHOLD, TrainConfig
+from clamp.training.trainer import TrainConfig
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
@@ -98,28 +99,6 @@ class Dense:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"Dense.{name}={v} must be a positive number of sequences, or None.")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PhaseRule:
-    """When a run has learned: the first evaluation at which ``metric`` crosses ``threshold``.
-
-    The default is Singh et al.'s learning time: training loss below 0.4 ln 2.
-
-    Example:
-        >>> round(PhaseRule().threshold, 3)
-        0.277
-    """
-
-    metric: str = "train/loss"
-    threshold: float = THRESHOLD
-    direction: Literal["below", "above"] = "below"
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-    def to_dict(self) -> dict:
-        return {"metric": self.metric, "threshold": self.threshold, "direction": self.direction}
 
 
 @dataclass(frozen=True, kw_only=True)

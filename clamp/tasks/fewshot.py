@@ -79,6 +79,11 @@ class FewShotConfig:
     def build(self) -> "FewShotTask":
         return FewShotTask(self)
 
+    def default_phase_rule(self) -> "PhaseRule":  # noqa: F821 - the rule that fits this task's metrics
+        from clamp.analysis.stats.rule import PhaseRule
+
+        return PhaseRule()
+
     def to_dict(self) -> dict:
         d = asdict(self)
         # Fields added after the first release are left out at their default, so the

@@ -41,6 +41,11 @@ class RepeatConfig:
     def build(self) -> "RepeatTask":
         return RepeatTask(self)
 
+    def default_phase_rule(self) -> "PhaseRule":  # noqa: F821 - the rule that fits this task's metrics
+        from clamp.analysis.stats.rule import PhaseRule, THRESHOLD  # noqa: F401
+
+        return PhaseRule(metric="loss/second_repeat", threshold=THRESHOLD)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -35,8 +35,7 @@ from clamp.training.metrics import loss_and_accuracy, per_run_loss, prev_token_s
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, TaskConfig
 
-LN2 = math.log(2.0)
-THRESHOLD = 0.4 * LN2  # Singh et al.'s learning-time threshold on the training loss
+from clamp.analysis.stats.rule import LN2, THRESHOLD  # noqa: F401 - one home for both constants
 EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
 
 

@@ -1,26 +1,30 @@
-"""Phase-change time of one training curve, by several estimators.
+"""Phase-change time of one training curve, by several estimators that can disagree.
 
 Why this file exists: the causal claim of a clamping study is about *when* the
 induction head forms, so every run needs a defensible phase-change time.  The
-primary estimator is Singh et al.'s threshold rule (first evaluation at which
-the training loss falls below 0.4·ln 2); the others re-time the same event to
-show that conclusions do not hinge on the rule:
+primary estimator is the study's phase rule (:mod:`.rule`: by default Singh et
+al.'s first evaluation with the training loss below 0.4·ln 2, kept to the end
+of the run); the others re-time the same event from the curve's *shape*, each
+computed on the curve itself and never seeded or bounded by the threshold
+crossing, so they can disagree with it (issue 20):
 
-- ``threshold``: first evaluation at which the metric is strictly past the
-  threshold (below it, or above it for scores such as induction strength);
 - ``steepest``: the point of steepest descent (ascent) of the smoothed curve
-  (Savitzky–Golay smoothing on a uniform grid), searched from the end of the
-  plateau to the end of the drop that contains the crossing;
+  (Savitzky–Golay on a uniform grid) within the monotone stretch where the
+  *smoothed* curve passes the threshold level;
 - ``sigmoid_mid`` / ``sigmoid_onset``: midpoint and tangent-line onset
-  (midpoint − 2·scale) of a four-parameter logistic fitted by least squares;
+  (midpoint − 2·scale) of a four-parameter logistic fitted by least squares to
+  the whole curve from several starting midpoints spread over the run (the
+  midpoint may land anywhere, even outside the evaluations);
 - ``changepoint``: the least-squares single change point in the mean (the
   first evaluation of the second segment).
 
-Whether a run had its phase change at all is decided by the threshold rule
-alone: a run that never crosses is right-censored at its last evaluation under
-*every* estimator (never dropped, never given an invented time).  The robustness
-estimators only re-time crossings.  A sigmoid fit that fails leaves its time
-missing (NaN, not censored) with a note.
+Whether a run had its phase change at all is decided by the rule alone: a run
+that never crosses (or relapses) is right-censored at its last evaluation under
+*every* estimator.  An estimator that cannot time a crossed run says why instead
+of inventing or clipping a time: its time is NaN, not censored, and its note is
+the reason ("no drop", "bad fit: R² …", "onset before the first evaluation", "bad
+fit: midpoint after the last evaluation").  Such runs leave that estimator's
+comparisons, which report how many runs they used.
 
 The plateau before the drop: its level is the smoothed value at the flattest
 point before the crossing, and it extends both ways while the smoothed curve
@@ -33,8 +37,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -42,68 +46,11 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.signal import savgol_filter
 from scipy.special import expit
 
-from clamp.errors import ConfigError
+from clamp.analysis.stats.rule import Crossing, PhaseRule, Window, clean_curve, crossing_time, outside
 
-Direction = Literal["below", "above"]
 ESTIMATORS: tuple[str, ...] = ("threshold", "steepest", "sigmoid_mid", "sigmoid_onset", "changepoint")
-DEFAULT_THRESHOLD = 0.4 * math.log(2.0)  # Singh et al.'s learning-time threshold on the training loss
+MIN_R2 = 0.8  # a sigmoid fit explaining less of the curve's variance than this is a bad fit
 _MAX_GRID = 20_000  # points on the uniform grid used for smoothing
-
-
-@dataclass(frozen=True, kw_only=True)
-class PhaseRule:
-    """The rule that says when a run's phase change happens, for one metric.
-
-    Args:
-        metric: metric name in the metrics CSV (e.g. ``train/loss``, ``induction/L1H0``).
-        threshold: the level to cross.
-        direction: ``"below"`` (loss falls below) or ``"above"`` (score rises above).
-
-    Example:
-        >>> PhaseRule().metric, round(PhaseRule().threshold, 4), PhaseRule().direction
-        ('train/loss', 0.2773, 'below')
-        >>> PhaseRule.from_dict({"metric": "induction/L1H0", "threshold": 0.5, "direction": "above"}).crossed(0.7)
-        True
-    """
-
-    metric: str = "train/loss"
-    threshold: float = DEFAULT_THRESHOLD
-    direction: Direction = "below"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.metric, str) or not self.metric:
-            raise ConfigError("PhaseRule.metric must be a non-empty metric name such as 'train/loss'.")
-        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
-            raise ConfigError(f"PhaseRule.threshold={self.threshold!r} must be a finite number.")
-        if self.direction not in ("below", "above"):
-            raise ConfigError(f"PhaseRule.direction={self.direction!r} is unknown; choose 'below' or 'above'.")
-
-    def crossed(self, y: ArrayLike) -> NDArray[np.bool_] | bool:
-        """Whether value(s) ``y`` are strictly past the threshold (NaN never is)."""
-        arr = np.asarray(y, dtype=float)
-        out = arr < self.threshold if self.direction == "below" else arr > self.threshold
-        return bool(out) if out.ndim == 0 else out
-
-    @property
-    def sign(self) -> float:
-        """-1 for a falling metric, +1 for a rising one."""
-        return -1.0 if self.direction == "below" else 1.0
-
-    def describe(self) -> str:
-        """Short text such as ``train/loss < 0.277``."""
-        return f"{self.metric} {'<' if self.direction == 'below' else '>'} {self.threshold:.3g}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PhaseRule":
-        known = {f.name for f in fields(cls)}
-        if not isinstance(d, dict):
-            raise ConfigError(f"A phase rule must be a dict with keys {sorted(known)}; got {d!r}.")
-        if set(d) - known:
-            raise ConfigError(f"Phase rule got unknown keys {sorted(set(d) - known)}; valid keys are {sorted(known)}.")
-        return cls(**d)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,9 +75,11 @@ class SigmoidFit:
     ``onset`` is where the tangent at the midpoint meets the starting asymptote
     (``midpoint - 2 * scale``); ``width`` is the 10 %–90 % span (``2 ln 9 * scale``);
     ``r2`` is the coefficient of determination of the fit on the whole curve.
+    ``success`` False: ``reason`` says why (the fitted values are kept when there are any).
     """
 
     success: bool
+    reason: str = ""
     midpoint: float = math.nan
     onset: float = math.nan
     width: float = math.nan
@@ -164,48 +113,14 @@ class PhaseEstimates:
     plateau: Plateau
     last_eval: float
     n_evals: int
+    crossing: Crossing = field(default_factory=lambda: Crossing(math.nan, False, math.nan, False, ""))
 
     def by_estimator(self) -> dict[str, PhaseTime]:
         return {t.estimator: t for t in self.times}
 
 
-def clean_curve(x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Sorted copy of a curve with non-finite values dropped and repeated x's kept last.
-
-    Args:
-        x: sequences seen at each evaluation, shape ``[N]``.
-        y: metric value at each evaluation, shape ``[N]``.
-
-    Returns:
-        ``(x, y)`` as new float arrays, x strictly increasing.
-
-    Example:
-        >>> clean_curve([2, 0, 1, 1], [0.5, float("nan"), 0.9, 0.8])
-        (array([1., 2.]), array([0.8, 0.5]))
-    """
-    xa = np.asarray(x, dtype=float).ravel()
-    ya = np.asarray(y, dtype=float).ravel()
-    if xa.shape != ya.shape:
-        raise ValueError(f"x and y must have the same length; got {xa.size} and {ya.size}.")
-    keep = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya = xa[keep], ya[keep]
-    order = np.argsort(xa, kind="stable")
-    xa, ya = xa[order], ya[order]
-    # Keep the last value recorded at each x (a resumed run may repeat an evaluation).
-    last = np.r_[xa[1:] != xa[:-1], True] if xa.size else np.zeros(0, bool)
-    return xa[last], ya[last]
-
-
-def threshold_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule) -> PhaseTime:
-    """Singh et al.'s rule: the first evaluation strictly past the threshold, else censored at the last.
-
-    Args:
-        x: sequences seen, shape ``[N]``.
-        y: metric values, shape ``[N]``.
-        rule: metric threshold and direction.
-
-    Returns:
-        A :class:`PhaseTime` with ``estimator="threshold"``.
+def threshold_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iterable[Window] = ()) -> PhaseTime:
+    """The rule's time (:func:`clamp.analysis.stats.rule.crossing_time`) as the ``threshold`` estimator.
 
     Example:
         >>> threshold_time([0, 10, 20, 30], [0.7, 0.6, 0.2, 0.1], PhaseRule()).time
@@ -213,13 +128,8 @@ def threshold_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule) -> PhaseTime:
         >>> threshold_time([0, 10, 20], [0.7, 0.7, 0.7], PhaseRule())
         PhaseTime(estimator='threshold', time=20.0, event=False, note='never crossed')
     """
-    xa, ya = clean_curve(x, y)
-    if xa.size == 0:
-        return PhaseTime(estimator="threshold", time=math.nan, event=False, note="no finite evaluations")
-    hit = np.flatnonzero(rule.crossed(ya))
-    if hit.size == 0:
-        return PhaseTime(estimator="threshold", time=float(xa[-1]), event=False, note="never crossed")
-    return PhaseTime(estimator="threshold", time=float(xa[hit[0]]), event=True)
+    c = crossing_time(x, y, rule, windows=windows)
+    return PhaseTime(estimator="threshold", time=c.time, event=c.event, note=c.note)
 
 
 def smooth_curve(x: ArrayLike, y: ArrayLike, *, smooth: float = 0.03) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
@@ -306,24 +216,15 @@ def plateau(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03
                    duration=float(grid[hi] - grid[lo]), ongoing=not crossing.event)
 
 
-def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03,
-                          plateau_tol: float = 0.1) -> PhaseTime:
+def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03) -> PhaseTime:
     """The point of steepest descent (ascent for ``direction="above"``) of the smoothed curve.
 
-    The search runs from the end of the plateau to the end of the monotone
-    stretch containing the threshold crossing, so an early transient (the
-    drop from ln 5 to ln 2 at the start of training) is not mistaken for the
-    phase change.  Censored at the last evaluation when the run never crosses.
-
-    Args:
-        x: sequences seen, shape ``[N]``.
-        y: metric values, shape ``[N]``.
-        rule: the phase-change rule.
-        smooth: smoothing window as a fraction of the x range.
-        plateau_tol: passed to :func:`plateau`.
-
-    Returns:
-        A :class:`PhaseTime` with ``estimator="steepest"``.
+    The search covers the monotone stretch of the *smoothed* curve in which it
+    passes the threshold level (so the early transient, ln 5 down to ln 2, is
+    not mistaken for the phase change); it does not look at where the raw
+    curve first crossed.  Censored at the last evaluation when the run never
+    crossed under its rule; failed ("no drop") when the smoothed curve never
+    passes the threshold level.
 
     Example:
         >>> xs = list(range(0, 101))
@@ -336,16 +237,23 @@ def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth
     if not crossing.event:
         return PhaseTime(estimator="steepest", time=crossing.time, event=False, note=crossing.note)
     grid, s, ds = smooth_curve(xa, ya, smooth=smooth)
-    p = plateau(xa, ya, rule, smooth=smooth, tol=plateau_tol)
-    start = 0 if math.isnan(p.end) else int(np.searchsorted(grid, p.end))
-    c = min(int(np.searchsorted(grid, crossing.time)), grid.size - 1)
+    past = np.asarray(rule.crossed(s), bool).reshape(-1)
+    entries = np.flatnonzero(past & ~np.r_[False, past[:-1]])  # where the smoothed curve passes the level
+    if grid.size < 2 or entries.size == 0 or entries[-1] == 0:
+        return PhaseTime(estimator="steepest", time=math.nan, event=False,
+                         note="no drop: the smoothed curve never passes the threshold level")
+    c = int(entries[-1])  # the last entry: the one the run keeps (it ends past the threshold)
     going = rule.sign * ds > 0  # moving towards the threshold side
-    end = c
-    while end + 1 < grid.size and going[end + 1]:
-        end += 1
-    start = min(start, c)
-    window = np.arange(start, end + 1)
+    lo, hi = c, c
+    while lo > 0 and going[lo - 1]:
+        lo -= 1
+    while hi + 1 < grid.size and going[hi + 1]:
+        hi += 1
+    window = np.arange(lo, hi + 1)
     i = int(window[np.argmax(rule.sign * ds[window])])
+    if i == 0:
+        return PhaseTime(estimator="steepest", time=math.nan, event=False,
+                         note="onset before the first evaluation (steepest there)")
     return PhaseTime(estimator="steepest", time=float(grid[i]), event=True)
 
 
@@ -353,22 +261,27 @@ def _logistic(x: NDArray[np.float64], start: float, end: float, mid: float, log_
     return end + (start - end) * expit(-(x - mid) / np.exp(log_scale))
 
 
-def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | None = None) -> SigmoidFit:
-    """Least-squares fit of a four-parameter logistic to the curve from ``start`` on.
+def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | None = None,
+                min_r2: float = MIN_R2) -> SigmoidFit:
+    """Least-squares fit of a four-parameter logistic to the curve, blind to where it crossed the threshold.
 
-    The curve goes from ``start_level`` to ``end_level`` around ``midpoint``,
-    which is kept inside the fitted range; the scale is fitted on a log scale
-    so it stays positive.  :func:`estimate_phase` starts the fit at the
-    plateau's start, so the early transient (ln 5 down to ln 2) is left out.
+    Several fits start from midpoints spread evenly over the evaluations (the
+    best one is kept); the midpoint is bounded only to within one run length
+    outside the evaluations, the scale is fitted on a log scale.  The fit fails,
+    with its reason, when the optimiser does not converge, when it explains
+    less than ``min_r2`` of the variance ("bad fit"), when the fitted curve does
+    not fall (rise) past the threshold ("no drop"), or when its midpoint lies
+    outside the evaluations.
 
     Args:
         x: sequences seen, shape ``[N]``.
         y: metric values, shape ``[N]``.
-        rule: the phase-change rule (sets the starting guesses).
+        rule: the phase-change rule (its direction and level judge the fit, never its crossing time).
         start: fit only evaluations at or after this many sequences (default: all).
+        min_r2: smallest acceptable coefficient of determination.
 
     Returns:
-        A :class:`SigmoidFit`; ``success`` False when the optimiser fails or there are fewer than 5 points.
+        A :class:`SigmoidFit`.
 
     Example:
         >>> import numpy as np
@@ -376,35 +289,55 @@ def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | N
         >>> f = fit_sigmoid(xs, 0.05 + 0.64 / (1 + np.exp((xs - 40) / 3)), PhaseRule())
         >>> round(f.midpoint, 3), round(f.scale, 3), round(f.r2, 6)
         (40.0, 3.0, 1.0)
+        >>> fit_sigmoid(xs, 0.69 - 0.001 * xs, PhaseRule()).reason
+        'no drop: the fitted curve does not fall past 0.277'
     """
     xa, ya = clean_curve(x, y)
     if start is not None and math.isfinite(start):
         keep = xa >= start
         xa, ya = xa[keep], ya[keep]
-    if xa.size < 5 or np.ptp(ya) == 0:
-        return SigmoidFit(success=False)
+    if xa.size < 5:
+        return SigmoidFit(success=False, reason=f"bad fit: {xa.size} evaluations, need at least 5")
+    if np.ptp(ya) == 0:
+        return SigmoidFit(success=False, reason="no drop: the curve is flat")
     span = float(xa[-1] - xa[0])
-    crossing = threshold_time(xa, ya, rule)
-    mid0 = crossing.time if crossing.event else float(np.median(xa))
+    dx = float(np.min(np.diff(xa)))
     q_lo, q_hi = np.quantile(ya, [0.05, 0.95])
     start0, end0 = (q_hi, q_lo) if rule.direction == "below" else (q_lo, q_hi)
-    dx = float(np.min(np.diff(xa)))
-    p0 = [start0, end0, min(max(mid0, xa[0]), xa[-1]), math.log(min(max(span / 50, dx), span))]
-    lo = [-np.inf, -np.inf, xa[0], math.log(dx / 10)]
-    hi = [np.inf, np.inf, xa[-1], math.log(span)]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            popt, _ = curve_fit(_logistic, xa, ya, p0=p0, bounds=(lo, hi), maxfev=5000)
-    except (RuntimeError, ValueError):
-        return SigmoidFit(success=False)
-    start, end, mid, log_scale = (float(v) for v in popt)
-    scale = math.exp(log_scale)
-    resid = ya - _logistic(xa, *popt)
+    lo = [-np.inf, -np.inf, xa[0] - span, math.log(dx / 10)]
+    hi = [np.inf, np.inf, xa[-1] + span, math.log(span)]
     ss_tot = float(np.sum((ya - ya.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot
-    return SigmoidFit(success=True, midpoint=mid, onset=mid - 2 * scale, width=2 * math.log(9) * scale,
-                      scale=scale, start_level=start, end_level=end, r2=r2)
+    best: tuple[float, np.ndarray] | None = None
+    for mid0 in xa[0] + span * np.linspace(0.05, 0.95, 10):
+        p0 = [start0, end0, mid0, math.log(min(max(span / 50, dx), span))]
+        try:
+            with warnings.catch_warnings(), np.errstate(over="ignore"):
+                warnings.simplefilter("ignore", OptimizeWarning)
+                popt, _ = curve_fit(_logistic, xa, ya, p0=p0, bounds=(lo, hi), maxfev=2000)
+        except (RuntimeError, ValueError):
+            continue
+        sse = float(np.sum((ya - _logistic(xa, *popt)) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, popt)
+    if best is None:
+        return SigmoidFit(success=False, reason="bad fit: the optimiser did not converge")
+    sse, popt = best
+    a, b, mid, log_scale = (float(v) for v in popt)
+    scale = math.exp(log_scale)
+    r2 = 1.0 - sse / ss_tot
+    fit = dict(midpoint=mid, onset=mid - 2 * scale, width=2 * math.log(9) * scale, scale=scale, start_level=a,
+               end_level=b, r2=r2)
+    verb = "fall" if rule.direction == "below" else "rise"
+    if r2 < min_r2:
+        return SigmoidFit(success=False, reason=f"bad fit: R² = {r2:.2f} < {min_r2:g}", **fit)
+    if not (rule.sign * (b - a) > 0 and rule.crossed(b) and not rule.crossed(a)):
+        return SigmoidFit(success=False, reason=f"no drop: the fitted curve does not {verb} past {rule.threshold:.3g}",
+                          **fit)
+    if mid < xa[0]:
+        return SigmoidFit(success=False, reason=f"onset before the first evaluation (midpoint at {mid:.3g})", **fit)
+    if mid > xa[-1]:
+        return SigmoidFit(success=False, reason=f"bad fit: midpoint after the last evaluation ({mid:.3g})", **fit)
+    return SigmoidFit(success=True, **fit)
 
 
 def change_point_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule) -> PhaseTime:
@@ -441,15 +374,19 @@ def change_point_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule) -> PhaseTime:
 
 
 def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03,
-                   plateau_tol: float = 0.1) -> PhaseEstimates:
+                   plateau_tol: float = 0.1, windows: Iterable[Window] = ()) -> PhaseEstimates:
     """All estimators, the sigmoid fit and the plateau for one curve.
+
+    With ``rule.outside_windows`` every estimator sees only the evaluations
+    outside ``windows`` (the arm's intervention windows).
 
     Args:
         x: sequences seen, shape ``[N]``.
         y: metric values, shape ``[N]``.
-        rule: the phase-change rule; its threshold decides whether the run crossed.
+        rule: the phase-change rule; it decides whether the run had its phase change.
         smooth: smoothing window as a fraction of the x range.
         plateau_tol: plateau band as a fraction of the level's distance to the threshold.
+        windows: the arm's intervention windows ``[(start, stop), ...]``.
 
     Returns:
         A :class:`PhaseEstimates`; its ``times`` follow :data:`ESTIMATORS`.
@@ -460,28 +397,34 @@ def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float
         >>> {t.estimator: t.time for t in est.times}["threshold"]
         50.0
     """
-    xa, ya = clean_curve(x, y)
-    thr = threshold_time(xa, ya, rule)
+    if rule.outside_windows:
+        xa, ya = outside(x, y, windows)
+    else:
+        xa, ya = clean_curve(x, y)
+    crossing = crossing_time(x, y, rule, windows=windows)  # same evaluations as (xa, ya)
+    thr = PhaseTime(estimator="threshold", time=crossing.time, event=crossing.event, note=crossing.note)
     plat = plateau(xa, ya, rule, smooth=smooth, tol=plateau_tol)
-    sig = fit_sigmoid(xa, ya, rule, start=plat.start)
+    sig = fit_sigmoid(xa, ya, rule)
     if thr.event:
         if sig.success:
-            first = float(xa[0])
-            onset_note = "onset before first evaluation; clipped" if sig.onset < first else ""
             mid = PhaseTime(estimator="sigmoid_mid", time=sig.midpoint, event=True)
-            onset = PhaseTime(estimator="sigmoid_onset", time=max(sig.onset, first), event=True, note=onset_note)
+            if sig.onset >= xa[0]:
+                onset = PhaseTime(estimator="sigmoid_onset", time=sig.onset, event=True)
+            else:
+                onset = PhaseTime(estimator="sigmoid_onset", time=math.nan, event=False,
+                                  note=f"onset before the first evaluation ({sig.onset:.6g} < {xa[0]:.6g})")
         else:
-            mid = PhaseTime(estimator="sigmoid_mid", time=math.nan, event=False, note="sigmoid fit failed")
-            onset = PhaseTime(estimator="sigmoid_onset", time=math.nan, event=False, note="sigmoid fit failed")
+            mid = PhaseTime(estimator="sigmoid_mid", time=math.nan, event=False, note=sig.reason)
+            onset = PhaseTime(estimator="sigmoid_onset", time=math.nan, event=False, note=sig.reason)
     else:
         mid = PhaseTime(estimator="sigmoid_mid", time=thr.time, event=False, note=thr.note)
         onset = PhaseTime(estimator="sigmoid_onset", time=thr.time, event=False, note=thr.note)
     times = (
         thr,
-        steepest_descent_time(xa, ya, rule, smooth=smooth, plateau_tol=plateau_tol),
+        steepest_descent_time(xa, ya, rule, smooth=smooth),
         mid,
         onset,
         change_point_time(xa, ya, rule),
     )
     return PhaseEstimates(rule=rule, times=times, sigmoid=sig, plateau=plat,
-                          last_eval=float(xa[-1]) if xa.size else math.nan, n_evals=int(xa.size))
+                          last_eval=float(xa[-1]) if xa.size else math.nan, n_evals=int(xa.size), crossing=crossing)

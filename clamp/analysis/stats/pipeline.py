@@ -2,16 +2,20 @@
 
 Why this file exists: ``clamp stats results/<study>`` and the end of ``clamp
 run`` must produce the same numbers from the same stored metrics.  This file
-wires the pure pieces together — phase times per run (:mod:`.study`),
+wires the pure pieces together — phase times per run (:mod:`.runs`),
 comparisons (:mod:`.compare`), factorial effects (:mod:`.factorial`), figures
-(:mod:`.plots`) and sentences (:mod:`.report`) — and writes::
+(:mod:`.plots`), sentences (:mod:`.sentences`) and warnings (:mod:`.caveats`)
+— and writes (into the study folder, or ``stats_<rule>/`` for another rule)::
 
-    phase_times.csv  one row per run × phase rule × estimator, with censoring and status
+    phase_times.csv  one row per run × phase rule × estimator, with censoring, relapse and status
     stats.csv        one row per comparison × phase rule × estimator (``primary`` marks the headline family)
     factorial.csv    main effects and interactions (factorial studies only)
-    stats.md         one plain sentence per comparison, plus warnings and method notes
+    stats.md         one plain sentence per comparison and rule, plus warnings and method notes
     plots/stats_*    phase_times, km (when any run is censored), estimators; PNG and SVG
-                     (a second rule's figures get a ``__<metric>`` suffix)
+                     (a secondary rule's figures get a ``__<rule slug>`` suffix)
+
+Rules are never pooled: every row carries ``rule_index`` (0 = primary) and each
+rule gets its own comparisons, sentences and figures, even two rules on one metric.
 
 Multiple-comparison correction is applied within each (rule, estimator)
 family, across that family's comparisons.  All resampling is seeded, so the
@@ -26,25 +30,26 @@ runs likewise give NaN rows with a note (:func:`clamp.analysis.stats.factorial.f
 
 from __future__ import annotations
 
-import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from clamp.errors import ConfigError
-from clamp.analysis.stats.compare import (
-    CORRECTIONS, MIN_RUNS, Correction, adjust_pvalues, compare_samples, min_rank_p, too_few_runs,
-)
+from clamp.analysis.stats.caveats import study_warnings, task_rule_warnings
+from clamp.analysis.stats.compare import CORRECTIONS, Correction, adjust_pvalues, compare_samples, too_few_runs
 from clamp.analysis.stats.factorial import Effect, additivity, factorial_effects, not_estimable
 from clamp.analysis.stats.phase import ESTIMATORS
-from clamp.analysis.stats.sentences import comparison_sentence, fmt_p, markdown, robustness_sentence
+from clamp.analysis.stats.rule import PhaseRule
 from clamp.analysis.stats.runs import StudySpec, load_runs, load_study, phase_table
+from clamp.analysis.stats.sentences import comparison_sentence, fmt_p, markdown, robustness_sentence
 
 
 @dataclass(frozen=True, kw_only=True)
 class StudyStats:
-    """What :func:`analyse_study` computed and wrote."""
+    """What :func:`compute_statistics` computed and wrote."""
 
     study: StudySpec
     phase_times: pd.DataFrame
@@ -81,7 +86,7 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
     rows = []
     for k, rule in enumerate(spec.rules):
         for est in estimators:
-            sel = phase_times[(phase_times["metric"] == rule.metric) & (phase_times["estimator"] == est)]
+            sel = phase_times[(phase_times["rule_index"] == k) & (phase_times["estimator"] == est)]
             family = []
             for arm, ref in spec.pairs():
                 a = sel[(sel["arm"] == arm) & sel["included"]]
@@ -91,8 +96,8 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                 c = compare_samples(a["time"], a["event"], b["time"], b["event"], arm=arm, reference=ref,
                                     pairs=pairs, n_boot=n_boot, confidence=confidence, seed=seed)
                 d = c.to_dict()
-                d.update(metric=rule.metric, estimator=est, primary=(k == 0 and est == "threshold"),
-                         n_excluded=missing)
+                d.update(rule_index=k, rule=rule.describe(), metric=rule.metric, estimator=est,
+                         primary=(k == 0 and est == "threshold"), n_excluded=missing)
                 family.append(d)
             tested = [d for d in family if not too_few_runs(d["n_arm"], d["n_reference"])]
             for d in family:
@@ -111,7 +116,7 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                     own = d["min_p"] * (m if correction == "bonferroni" else 1)
                     d["can_reach_alpha"] = bool(own <= alpha and floor <= alpha)
             rows += family
-    lead = ["metric", "estimator", "primary", "arm", "reference", "n_arm", "n_reference", "crossed_arm",
+    lead = ["rule_index", "rule", "metric", "estimator", "primary", "arm", "reference", "n_arm", "n_reference", "crossed_arm",
             "crossed_reference", "censored_arm", "censored_reference", "n_excluded", "median_arm", "median_reference",
             "ratio", "ratio_low", "ratio_high", "ratio_bound", "ratio_bound_kind", "difference", "difference_low",
             "difference_high", "rmst_tau", "rmst_difference", "rmst_low", "rmst_high", "test", "p", "p_adjusted",
@@ -125,9 +130,8 @@ def factorial_table(phase_times: pd.DataFrame, spec: StudySpec, *, confidence: f
     """Factorial effects on the primary rule's threshold times of included runs (None if not factorial)."""
     if not spec.factorial:
         return None
-    rule = spec.rules[0]
     levels = {a.name: a.factors for a in spec.arms if a.factors}
-    sel = phase_times[(phase_times["metric"] == rule.metric) & (phase_times["estimator"] == "threshold")
+    sel = phase_times[(phase_times["rule_index"] == 0) & (phase_times["estimator"] == "threshold")
                       & phase_times["included"] & phase_times["arm"].isin(list(levels))]
     effects = factorial_effects(sel["time"].to_numpy(float), sel["event"].to_numpy(bool),
                                 [levels[a] for a in sel["arm"]], confidence=confidence)
@@ -138,86 +142,36 @@ def factorial_table(phase_times: pd.DataFrame, spec: StudySpec, *, confidence: f
                                  "ratio_high", "p", "method", "n", "n_censored", "note"])
 
 
-def _slug(metric: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", metric).strip("-")
-
-
-def _warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame, alpha: float,
-              correction: str) -> list[str]:
-    out = []
-    prim = phase_times[(phase_times["metric"] == spec.rules[0].metric) & (phase_times["estimator"] == "threshold")]
-    excluded = prim[prim["status"] != "finished"]
-    if len(excluded):
-        runs = ", ".join(f"{r.arm}/seed{r.seed} ({r.status})" for r in excluded.itertuples())
-        out.append(f"Excluded from all comparisons (not finished): {runs}.")
-    cens = prim[prim["included"] & prim["censored"]]
-    if len(cens):
-        out.append(f"{len(cens)} finished run(s) never crossed and are right-censored at their last evaluation; "
-                   "their arms' medians come from Kaplan–Meier estimates and the log-rank test is primary.")
-    no_metric = prim[(prim["status"] == "finished") & prim["time"].isna()]
-    if len(no_metric):
-        out.append(f"{len(no_metric)} finished run(s) have no {spec.rules[0].metric} values and were left out.")
-    primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
-    few = primary[[too_few_runs(a, b) for a, b in zip(primary["n_arm"], primary["n_reference"])]]
-    if len(few):
-        names = ", ".join(f"{r.arm} vs {r.reference} ({r.n_arm} vs {r.n_reference})" for r in few.itertuples())
-        out.append(f"Not compared (a comparison needs at least {MIN_RUNS} finished runs per arm): {names}. Add seeds.")
-    primary = primary.drop(few.index)
-    floor: dict[tuple[int, int, float], list[str]] = {}
-    family: list[str] = []
-    paired: dict[tuple[int, float], list[str]] = {}
-    for r in primary.itertuples():
-        name = f"{r.arm} vs {r.reference}"
-        if r.min_p > alpha:
-            floor.setdefault((r.n_arm, r.n_reference, r.min_p), []).append(name)
-        elif not r.can_reach_alpha:
-            family.append(f"{name} (smallest reachable p {r.min_p:.3g})")
-        if r.test == "log-rank" and r.p < r.min_p:
-            out.append(f"{name}: the log-rank p ({r.p:.3g}) is asymptotic and below what an exact test can reach "
-                       f"with {r.n_arm} vs {r.n_reference} runs ({r.min_p:.3g}); treat it as approximate "
-                       f"(exact rank test with censored runs tied at the top: p = {r.p_rank:.3g}).")
-        if r.n_pairs and r.paired_min_p > alpha:
-            paired.setdefault((r.n_pairs, r.paired_min_p), []).append(name)
-    for (n1, n2, mp), names in floor.items():
-        out.append(f"With {n1} vs {n2} runs the smallest p an exact rank test can reach is {mp:.3g} > alpha = "
-                   f"{alpha:g}, so these comparisons cannot be significant: {', '.join(names)}. Add seeds.")
-    if family:
-        out.append(f"After {correction} correction across {len(primary)} comparisons these cannot reach adjusted "
-                   f"p < {alpha:g}: {', '.join(family)}. Add seeds or compare fewer arms.")
-    for (n, mp), names in paired.items():
-        out.append(f"The paired analyses (secondary, in stats.csv) of {', '.join(names)} cannot reach p < {alpha:g} "
-                   f"with {n} shared seeds (floor {mp:.3g}).")
-    if len(primary):
-        n1, n2 = int(primary["n_arm"].min()), int(primary["n_reference"].min())
-        out.append(f"Design floor: with {n1} vs {n2} runs the smallest two-sided exact rank-test p is "
-                   f"{min_rank_p(n1, n2):.3g} (alpha = {alpha:g}, {len(primary)} comparison(s), {correction} correction).")
-    return out
-
-
 METHOD_NOTES = (
     "Medians are Kaplan–Meier medians when an arm has censored runs (not reached = undefined, never invented); "
     "ratio = median(arm) / median(reference) with a seeded percentile bootstrap CI (arms resampled independently).",
-    "Primary test: exact two-sided Mann–Whitney rank test when no run is censored; log-rank test (asymptotic) "
-    "otherwise. The rank test with censoring ties every run not crossed by the earliest censoring time at the top.",
+    "Primary test (p, significant, Holm, the sentences): the exact two-sided Mann–Whitney rank test, censoring "
+    "included (every run not crossed by the earliest censoring time tied at the top; exact permutation over all "
+    "relabellings when there are ties). The asymptotic log-rank p is a secondary column of stats.csv only.",
     "Paired analysis over shared seeds (same initialisation and data): Wilcoxon signed-rank on log time ratios, "
     "or a sign test when pairs contain censored runs; a secondary check in stats.csv.",
-    "Other estimators re-time crossings decided by the threshold rule: steepest descent of the smoothed curve, "
-    "sigmoid midpoint and onset, least-squares change point.",
+    "Other estimators time the drop from the curve's shape, blind to the threshold crossing: steepest descent of "
+    "the smoothed curve, sigmoid midpoint and onset (fitted to the whole curve), least-squares change point; a "
+    "fit that fails is reported with its reason and leaves that estimator's comparison.",
 )
 
 
-def analyse_study(study_dir: str | Path, *, alpha: float | None = None, quiet: bool = False, n_boot: int = 4000,
-                  correction: Correction = "holm", seed: int = 0, plots: bool = True) -> StudyStats:
-    """Recompute every statistic of a study from its stored metrics and write the outputs into ``study_dir``.
+def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, quiet: bool = False,
+                       n_boot: int = 4000, correction: Correction = "holm", seed: int = 0, plots: bool = True,
+                       phase: Sequence[PhaseRule | str] | None = None, out: str | Path | None = None) -> StudyStats:
+    """Recompute every statistic of a study from its stored metrics and write the outputs.
 
     Args:
         study_dir: ``results/<study>`` (holds study.json and runs/).
         alpha: significance level (default: the study's ``alpha``, else 0.05); CIs are at 1 − alpha.
-        quiet: do not print the sentences.
+        quiet: do not print the summary (warnings about the phase rule still go to stderr).
         n_boot: bootstrap resamples per comparison.
         correction: ``"holm"`` (default), ``"bonferroni"`` or ``"none"``, within each (rule, estimator) family.
         seed: seeds all resampling (same metrics → same numbers).
         plots: write the figures.
+        phase: other phase rules (``PhaseRule`` or ``"METRIC<THRESHOLD"``; the first is primary) instead of the
+            study's; the outputs then go to ``study_dir/stats_<rule>/`` and the study's own are left untouched.
+        out: the output folder (default: ``study_dir``, or ``study_dir/stats_<rule>`` with ``phase``).
 
     Returns:
         A :class:`StudyStats` with the tables, sentences and written paths.
@@ -227,8 +181,10 @@ def analyse_study(study_dir: str | Path, *, alpha: float | None = None, quiet: b
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (d / "study.json").write_text(json.dumps({"name": "demo", "seeds": [0], "control": None,
         ...                                                "arms": [{"name": "a"}]}))
-        >>> analyse_study(d, quiet=True, plots=False).sentences
+        >>> compute_statistics(d, quiet=True, plots=False).sentences
         ()
+        >>> compute_statistics(d, quiet=True, plots=False, phase=["train/loss<0.1"]).outputs[0].parent.name
+        'stats_train-loss_lt_0.1'
     """
     if correction not in CORRECTIONS:
         raise ConfigError(f"correction={correction!r} is unknown; choose one of {list(CORRECTIONS)}.")
@@ -236,67 +192,100 @@ def analyse_study(study_dir: str | Path, *, alpha: float | None = None, quiet: b
         raise ConfigError(f"n_boot={n_boot} is too small for a bootstrap CI; use at least 100 (default 4000).")
     root = Path(study_dir)
     spec = load_study(root)
+    dest = root
+    if phase is not None:
+        rules = [r if isinstance(r, PhaseRule) else PhaseRule.parse(r) for r in phase]
+        spec = spec.with_rules(rules)
+        dest = root / ("stats_" + "__".join(r.slug() for r in rules))
+    if out is not None:
+        dest = Path(out)
     alpha = spec.alpha if alpha is None else float(alpha)
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha={alpha} must be between 0 and 1.")
     confidence = 1 - alpha
     runs = load_runs(root, spec)
-    phase = phase_table(runs, spec.rules)
-    stats_df = compare_arms(phase, spec, n_boot=n_boot, confidence=confidence, correction=correction, alpha=alpha,
+    table = phase_table(runs, spec.rules, windows={a.name: a.windows for a in spec.arms})
+    stats_df = compare_arms(table, spec, n_boot=n_boot, confidence=confidence, correction=correction, alpha=alpha,
                             seed=seed)
-    fact = factorial_table(phase, spec, confidence=confidence)
-    primary = stats_df[stats_df["primary"]]
-    sentences = tuple(comparison_sentence(r, correction=correction, control=spec.control) for _, r in primary.iterrows())
-    robust = []
-    for (arm, ref), g in stats_df[stats_df["metric"] == spec.rules[0].metric].groupby(["arm", "reference"], sort=False):
-        head = g[g["estimator"] == "threshold"] if (g["estimator"] == "threshold").any() else g
-        if too_few_runs(int(head["n_arm"].iloc[0]), int(head["n_reference"].iloc[0])):
-            continue
-        robust.append(robustness_sentence(arm, ref, dict(zip(g["estimator"], g["ratio"]))))
-    fact_lines = []
-    if fact is not None and len(fact):
-        for e in fact.itertuples():
-            if pd.isna(e.log_effect):
-                fact_lines.append(f"{e.term}: not estimable" + ("" if e.method == "none" else f" ({e.method})"))
-            else:
-                fact_lines.append(f"{e.term}: time ×{e.ratio:.2f} ({confidence * 100:.0f} % CI {e.ratio_low:.2f}–"
-                                  f"{e.ratio_high:.2f}), {fmt_p(e.p)} ({e.method})")
-        if fact["note"].iloc[0]:
-            fact_lines.append(f"Note: {fact['note'].iloc[0]}.")
-        fact_lines.append(additivity([Effect(**r) for r in fact.to_dict("records")]))
-    elif fact is not None:
-        fact_lines.append("Factorial effects could not be estimated (too few runs or cells).")
-    warns = _warnings(spec, phase, stats_df, alpha, correction)
-    md = markdown(spec.name, spec.rules[0], sentences, robust, fact_lines, warns, METHOD_NOTES)
+    fact = factorial_table(table, spec, confidence=confidence)
+    sections, sentences = [], []
+    for k, rule in enumerate(spec.rules):
+        rows = stats_df[(stats_df["rule_index"] == k) & (stats_df["estimator"] == "threshold")]
+        said = [comparison_sentence(r, correction=correction, control=spec.control) for _, r in rows.iterrows()]
+        sentences += said if k == 0 else []
+        sections.append((rule, said, _robustness(table, stats_df, k)))
+    warns = study_warnings(spec, table, stats_df, alpha, correction)
+    md = markdown(spec.name, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
 
-    outputs = [root / "phase_times.csv", root / "stats.csv", root / "stats.md"]
-    phase.to_csv(outputs[0], index=False)
+    dest.mkdir(parents=True, exist_ok=True)
+    outputs = [dest / "phase_times.csv", dest / "stats.csv", dest / "stats.md"]
+    table.to_csv(outputs[0], index=False)
     stats_df.to_csv(outputs[1], index=False)
     outputs[2].write_text(md)
     if fact is not None:
-        outputs.append(root / "factorial.csv")
+        outputs.append(dest / "factorial.csv")
         fact.to_csv(outputs[-1], index=False)
     if plots:
-        outputs += _write_plots(root / "plots", phase, spec)
+        outputs += _write_plots(dest / "plots", table, spec)
+    for w in task_rule_warnings(spec):
+        print(f"clamp: warning: {w}", file=sys.stderr)
     if not quiet:
         print(md, end="")
-        print(f"wrote {', '.join(str(p.relative_to(root)) for p in outputs)} in {root}")
-    return StudyStats(study=spec, phase_times=phase, stats=stats_df, factorial=fact, sentences=sentences,
+        print(f"wrote {', '.join(str(p.relative_to(dest)) for p in outputs)} in {dest}")
+    return StudyStats(study=spec, phase_times=table, stats=stats_df, factorial=fact, sentences=tuple(sentences),
                       warnings=tuple(warns), markdown=md, outputs=tuple(outputs))
 
 
+def _robustness(table: pd.DataFrame, stats_df: pd.DataFrame, k: int) -> list[str]:
+    """Robustness sentences of rule ``k``: estimators usable for both arms, with run counts and failure reasons."""
+    out = []
+    sel = stats_df[stats_df["rule_index"] == k]
+    for (arm, ref), g in sel.groupby(["arm", "reference"], sort=False):
+        head = g[g["estimator"] == "threshold"]
+        if head.empty or too_few_runs(int(head["n_arm"].iloc[0]), int(head["n_reference"].iloc[0])):
+            continue
+        failures = {}
+        for est in g["estimator"]:
+            runs = table[(table["rule_index"] == k) & (table["estimator"] == est) & table["arm"].isin([arm, ref])
+                         & (table["status"] == "finished") & table["time"].isna() & table["note"].fillna("").ne("")]
+            if len(runs):
+                counts = runs["note"].str.replace(r" \(.*", "", regex=True).value_counts()
+                failures[est] = "; ".join(f"{why} in {n} run{'s' if n > 1 else ''}" for why, n in counts.items())
+        out.append(robustness_sentence(arm, ref, g.to_dict("records"), failures))
+    return out
+
+
+def _factorial_lines(fact: pd.DataFrame | None, confidence: float) -> list[str]:
+    lines: list[str] = []
+    if fact is not None and len(fact):
+        for e in fact.itertuples():
+            if pd.isna(e.log_effect):
+                lines.append(f"{e.term}: not estimable" + ("" if e.method == "none" else f" ({e.method})"))
+            else:
+                lines.append(f"{e.term}: time ×{e.ratio:.2f} ({confidence * 100:.0f} % CI {e.ratio_low:.2f}–"
+                             f"{e.ratio_high:.2f}), {fmt_p(e.p)} ({e.method})")
+        if fact["note"].iloc[0]:
+            lines.append(f"Note: {fact['note'].iloc[0]}.")
+        lines.append(additivity([Effect(**r) for r in fact.to_dict("records")]))
+    elif fact is not None:
+        lines.append("Factorial effects could not be estimated (too few runs or cells).")
+    return lines
+
+
 def _write_plots(folder: Path, phase: pd.DataFrame, spec: StudySpec) -> list[Path]:
+    """Each rule's own figures (the primary rule's unsuffixed, the others' with ``__<rule slug>``)."""
     from clamp.analysis.stats import plots
 
     arms = [a.name for a in spec.arms]
     written: list[Path] = []
     for k, rule in enumerate(spec.rules):
-        suffix = "" if k == 0 else f"__{_slug(rule.metric)}"
-        sel = phase[(phase["metric"] == rule.metric) & (phase["estimator"] == "threshold") & phase["included"]]
+        suffix = "" if k == 0 else f"__{rule.slug()}"
+        mine = phase[phase["rule_index"] == k]
+        sel = mine[(mine["estimator"] == "threshold") & mine["included"]]
         if sel.empty:
             continue
-        written += plots.save(plots.plot_phase_times(phase, rule, arms, spec.control), folder / f"stats_phase_times{suffix}")
+        written += plots.save(plots.plot_phase_times(mine, rule, arms, spec.control), folder / f"stats_phase_times{suffix}")
         if sel["censored"].any():
-            written += plots.save(plots.plot_km(phase, rule, arms), folder / f"stats_km{suffix}")
-        written += plots.save(plots.plot_estimator_agreement(phase, rule, arms), folder / f"stats_estimators{suffix}")
+            written += plots.save(plots.plot_km(mine, rule, arms), folder / f"stats_km{suffix}")
+        written += plots.save(plots.plot_estimator_agreement(mine, rule, arms), folder / f"stats_estimators{suffix}")
     return written

@@ -19,28 +19,31 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from clamp.errors import ConfigError
-from clamp.analysis.stats.phase import ESTIMATORS, PhaseRule, estimate_phase
+from clamp.analysis.stats.phase import ESTIMATORS, estimate_phase
+from clamp.analysis.stats.rule import PhaseRule, Window, arm_windows
 
 PHASE_COLUMNS: tuple[str, ...] = (
-    "arm", "seed", "status", "included", "metric", "threshold", "direction", "primary_rule", "estimator",
-    "time", "event", "censored", "last_eval", "n_evals", "plateau_level", "plateau_start", "plateau_end",
+    "arm", "seed", "status", "included", "rule_index", "rule", "metric", "threshold", "direction", "primary_rule",
+    "estimator", "time", "event", "censored", "relapsed", "first_crossing", "last_eval", "n_evals", "plateau_level", "plateau_start", "plateau_end",
     "plateau_duration", "plateau_ongoing", "sigmoid_midpoint", "sigmoid_onset", "sigmoid_width", "sigmoid_r2", "note",
 )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ArmSpec:
-    """An arm as the statistics need it: its name and, in factorial studies, its factor levels."""
+    """An arm as the statistics need it: name, factor levels (factorial studies), intervention windows, task record."""
 
     name: str
     factors: dict[str, bool] = field(default_factory=dict)
+    windows: tuple[Window, ...] = ()
+    task: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +79,8 @@ class StudySpec:
             factors = a.get("factors") or {}
             if not isinstance(factors, dict) or not all(isinstance(v, bool) for v in factors.values()):
                 raise ConfigError(f"study.json arm {a['name']!r}: 'factors' must map factor names to true/false.")
-            arms.append(ArmSpec(name=a["name"], factors=dict(factors)))
+            task = a.get("task") if isinstance(a.get("task"), dict) else {}
+            arms.append(ArmSpec(name=a["name"], factors=dict(factors), windows=tuple(arm_windows(a)), task=task))
         names = [a.name for a in arms]
         if len(set(names)) != len(names):
             raise ConfigError(f"study.json arm names must be unique; got {names}.")
@@ -107,6 +111,15 @@ class StudySpec:
             if p not in out and p[0] != p[1]:
                 out.append(p)
         return out
+
+    def with_rules(self, rules: list[PhaseRule] | tuple[PhaseRule, ...]) -> "StudySpec":
+        """The same study under other phase rules (the first is primary)."""
+        if not rules:
+            raise ConfigError("give at least one phase rule, e.g. PhaseRule.parse('train/loss<0.277').")
+        return replace(self, rules=tuple(rules))
+
+    def windows(self, arm: str) -> tuple[Window, ...]:
+        return next((a.windows for a in self.arms if a.name == arm), ())
 
     @property
     def factorial(self) -> bool:
@@ -189,12 +202,16 @@ def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
 
 
 def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: float = 0.03,
-                plateau_tol: float = 0.1) -> pd.DataFrame:
+                plateau_tol: float = 0.1, windows: dict[str, tuple[Window, ...]] | None = None) -> pd.DataFrame:
     """The phase_times table: one row per run × rule × estimator (columns :data:`PHASE_COLUMNS`).
 
     ``time`` is the phase-change time when ``event`` is True and the censoring
     time (last evaluation) when it is False; ``included`` is True only for
-    finished runs with a finite time.
+    finished runs with a finite time.  ``rule_index`` (0: the primary rule) and
+    ``rule`` (its description) keep rules apart, even two on one metric;
+    ``relapsed`` marks runs that crossed (at ``first_crossing``) but were not
+    past the threshold at their last evaluation.  ``windows`` maps an arm to its
+    intervention windows (used by rules with ``outside_windows``).
 
     Example:
         >>> import pandas as pd
@@ -206,8 +223,9 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
     rows = []
     for run in runs:
         for k, rule in enumerate(rules):
-            base = {"arm": run.arm, "seed": run.seed, "status": run.status, "metric": rule.metric,
-                    "threshold": rule.threshold, "direction": rule.direction, "primary_rule": k == 0}
+            base = {"arm": run.arm, "seed": run.seed, "status": run.status, "rule_index": k, "rule": rule.describe(),
+                    "metric": rule.metric, "threshold": rule.threshold, "direction": rule.direction,
+                    "primary_rule": k == 0, "relapsed": False, "first_crossing": math.nan}
             curve = None if run.metrics is None else run.metrics[run.metrics["metric"] == rule.metric]
             if curve is None or curve.empty:
                 note = "no metrics file" if run.metrics is None else f"metric {rule.metric!r} not recorded"
@@ -216,7 +234,8 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
                                  "note": note})
                 continue
             est = estimate_phase(curve["sequences_seen"].to_numpy(float), curve["value"].to_numpy(float), rule,
-                                 smooth=smooth, plateau_tol=plateau_tol)
+                                 smooth=smooth, plateau_tol=plateau_tol, windows=(windows or {}).get(run.arm, ()))
+            base.update(relapsed=est.crossing.relapsed, first_crossing=est.crossing.first)
             p, s = est.plateau, est.sigmoid
             extra = {"last_eval": est.last_eval, "n_evals": est.n_evals, "plateau_level": p.level,
                      "plateau_start": p.start, "plateau_end": p.end, "plateau_duration": p.duration,
@@ -232,4 +251,5 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
     df["censored"] = ~df["event"].astype(bool) & df["time"].notna()
     df["event"] = df["event"].astype(bool)
     df["included"] = df["included"].astype(bool)
+    df["relapsed"] = df["relapsed"].astype(bool)
     return df

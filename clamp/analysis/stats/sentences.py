@@ -12,7 +12,7 @@ import math
 from typing import Mapping, Sequence
 
 from clamp.analysis.stats.compare import MIN_RUNS
-from clamp.analysis.stats.phase import PhaseRule
+from clamp.analysis.stats.rule import PhaseRule
 
 
 def fmt_p(p: float) -> str:
@@ -97,27 +97,60 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", 
     corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}.get(correction, correction)
     p = fmt_p(float(row["p_adjusted"]))
     crossed = f"{row['crossed_arm']}/{row['n_arm']} runs crossed ({ref} {row['crossed_reference']}/{row['n_reference']})"
-    return f"{label}: {effect}, {p} ({row['test']}, {corr}), {crossed}."
+    floor = ""
+    if "can_reach_alpha" in row and not bool(row["can_reach_alpha"]):
+        floor = f"; this design cannot reach significance (smallest possible p {float(row['min_p']):.2g})"
+    return f"{label}: {effect}, {p} ({row['test']}, {corr}), {crossed}{floor}."
 
 
-def robustness_sentence(arm: str, reference: str, ratios: Mapping[str, float]) -> str:
-    """How the median time ratio reads under each estimator.
+def _effect_short(ratio: float, bound: float, kind: str) -> str | None:
+    if math.isfinite(ratio) and ratio > 0:
+        return f"{fmt_times(1 / ratio)}× sooner" if ratio <= 1 else f"{fmt_times(ratio)}× later"
+    if kind == "at most" and math.isfinite(bound) and 0 < bound < 1:
+        return f"at least {fmt_times(1 / bound)}× sooner"
+    if kind == "at least" and math.isfinite(bound) and bound > 1:
+        return f"at least {fmt_times(bound)}× later"
+    return None
+
+
+def robustness_sentence(arm: str, reference: str, rows: Sequence[Mapping[str, object]],
+                        failures: Mapping[str, str] | None = None) -> str:
+    """How the arm-vs-reference effect reads under the other estimators, with the runs each one used.
+
+    Only estimators that could time both arms (at least 2 runs each, a defined
+    ratio or bound) enter the comparison; the others are named with the reason.
+
+    Args:
+        arm, reference: the compared arms.
+        rows: stats.csv rows of this comparison, one per estimator.
+        failures: estimator -> why some runs have no time (e.g. "onset before the first evaluation in 3 runs").
 
     Example:
-        >>> robustness_sentence("match", "control", {"threshold": 0.11, "steepest": 0.12, "sigmoid_mid": float("nan")})
-        'match vs control under other estimators: steepest 8.3× sooner, sigmoid_mid n/a.'
+        >>> rows = [dict(estimator="steepest", ratio=0.12, ratio_bound=float("nan"), ratio_bound_kind="", n_arm=3, n_reference=3),
+        ...         dict(estimator="sigmoid_mid", ratio=float("nan"), ratio_bound=float("nan"), ratio_bound_kind="", n_arm=0,
+        ...              n_reference=3)]
+        >>> robustness_sentence("match", "control", rows, {"sigmoid_mid": "bad fit in 3 runs"})
+        'match vs control under other estimators: steepest 8.3× sooner (3 vs 3 runs); not usable: sigmoid_mid (bad fit in 3 runs).'
     """
-    parts = []
-    for est, r in ratios.items():
+    failures = failures or {}
+    used, unusable = [], []
+    for r in rows:
+        est = str(r["estimator"])
         if est == "threshold":
             continue
-        if not math.isfinite(r) or r <= 0:
-            parts.append(f"{est} n/a")
-        elif r <= 1:
-            parts.append(f"{est} {fmt_times(1 / r)}× sooner")
+        n_a, n_b = int(r["n_arm"]), int(r["n_reference"])  # type: ignore[call-overload]
+        effect = None if min(n_a, n_b) < MIN_RUNS else _effect_short(
+            float(r["ratio"]), float(r["ratio_bound"]), str(r["ratio_bound_kind"] or ""))  # type: ignore[arg-type]
+        if effect is None:
+            why = failures.get(est) or (f"{n_a} vs {n_b} runs timed" if min(n_a, n_b) < MIN_RUNS
+                                        else "median ratio undefined")
+            unusable.append(f"{est} ({why})")
         else:
-            parts.append(f"{est} {fmt_times(r)}× later")
-    return f"{arm} vs {reference} under other estimators: {', '.join(parts)}."
+            used.append(f"{est} {effect} ({n_a} vs {n_b} runs)")
+    text = f"{arm} vs {reference} under other estimators: {', '.join(used) if used else 'none usable'}"
+    if unusable:
+        text += f"; not usable: {', '.join(unusable)}"
+    return text + "."
 
 
 def rule_sentence(rule: PhaseRule) -> str:
@@ -125,23 +158,42 @@ def rule_sentence(rule: PhaseRule) -> str:
 
     Example:
         >>> rule_sentence(PhaseRule())
-        'Phase-change time: the first evaluation at which train/loss falls below 0.277 (sequences seen); a run that never does is right-censored at its last evaluation.'
+        'Phase-change time: the first evaluation at which train/loss falls below 0.277 (sequences seen) and is still below it at the last evaluation; a run that never does, or crosses and relapses, is right-censored at its last evaluation.'
     """
     verb = "falls below" if rule.direction == "below" else "rises above"
+    side = "below" if rule.direction == "below" else "above"
+    if rule.persist == "end":
+        lasting = f"and stays {side} it to the end of the run"
+    elif rule.persist:
+        lasting = f"and stays {side} it for {rule.persist} sequences (or to the end of the run) and at the last evaluation"
+    else:
+        lasting = f"and is still {side} it at the last evaluation"
+    where = ", counting only evaluations outside the arm's intervention windows" if rule.outside_windows else ""
     return (f"Phase-change time: the first evaluation at which {rule.metric} {verb} {rule.threshold:.3g} "
-            "(sequences seen); a run that never does is right-censored at its last evaluation.")
+            f"(sequences seen) {lasting}{where}; a run that never does, or crosses and relapses, is right-censored "
+            "at its last evaluation.")
 
 
-def markdown(title: str, rule: PhaseRule, sentences: Sequence[str], robustness: Sequence[str],
+def markdown(title: str, sections: Sequence[tuple[PhaseRule, Sequence[str], Sequence[str]]],
              factorial: Sequence[str], warnings: Sequence[str], method_notes: Sequence[str]) -> str:
-    """Assemble stats.md (embedded verbatim in the study's index page)."""
-    lines = [f"### Phase-change statistics: {title}", "", rule_sentence(rule), ""]
-    lines += [f"- {s}" for s in sentences] or ["- No comparisons (the study names no control and no pairs)."]
-    if robustness:
-        lines += ["", "Robustness (same comparisons, other phase-change estimators):", ""]
-        lines += [f"- {s}" for s in robustness]
+    """Assemble stats.md (embedded verbatim in the study's index page).
+
+    ``sections``: one ``(rule, sentences, robustness)`` per phase rule, the primary first; rules are never pooled.
+    """
+    lines = [f"### Phase-change statistics: {title}", ""]
+    for k, (rule, sentences, robustness) in enumerate(sections):
+        if len(sections) > 1:
+            lines += [f"#### {'Primary' if k == 0 else 'Secondary'} rule: {rule.describe()}", ""]
+        lines += [rule_sentence(rule), ""]
+        lines += [f"- {s}" for s in sentences] or ["- No comparisons (the study names no control and no pairs)."]
+        if robustness:
+            lines += ["", "Robustness (same comparisons, other phase-change estimators):", ""]
+            lines += [f"- {s}" for s in robustness]
+        lines += [""]
+    lines = lines[:-1]
     if factorial:
-        lines += ["", "Factorial effects on log phase-change time (ratios are time multipliers; below 1 = sooner):", ""]
+        lines += ["", "Factorial effects on log phase-change time (primary rule; ratios are time multipliers; "
+                  "below 1 = sooner):", ""]
         lines += [f"- {s}" for s in factorial]
     if warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]

@@ -37,17 +37,6 @@ def as_sample(times: ArrayLike, events: ArrayLike) -> tuple[NDArray[np.float64],
     return t, e
 
 
-def censored_data(times: ArrayLike, events: ArrayLike) -> CensoredData:
-    """A :class:`scipy.stats.CensoredData` with crossings as observed and the rest right-censored.
-
-    Example:
-        >>> censored_data([1, 2, 5], [True, True, False]).num_censored()
-        1
-    """
-    t, e = as_sample(times, events)
-    return CensoredData(uncensored=t[e], right=t[~e])
-
-
 def km_curve(times: ArrayLike, events: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Kaplan–Meier survival (fraction not yet crossed) as a right-continuous step function.
 

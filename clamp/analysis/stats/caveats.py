@@ -1,0 +1,138 @@
+"""The warnings of stats.md: what a reader must know before believing a sentence.
+
+Why this file exists: every number in stats.md comes with the conditions under
+which it can be trusted — runs left out, runs censored or relapsed, a design
+too small to reach alpha, a phase rule the task's metric cannot cross.  These
+functions only read the phase_times and stats tables and the study record;
+they compute no statistic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from clamp.analysis.stats.compare import MIN_RUNS, min_rank_p, too_few_runs
+from clamp.analysis.stats.rule import PhaseRule
+from clamp.analysis.stats.runs import StudySpec
+
+
+def task_rule_warnings(spec: StudySpec) -> list[str]:
+    """Arms whose task defines its own default phase rule while the study uses the generic default.
+
+    The generic default (train/loss below 0.4·ln 2) is the few-shot task's; on
+    the repeated-token task the total training loss cannot fall that low (the
+    first repeat is random: its loss stays near ln(vocab)), so every run would be
+    censored without a word.  A task config with ``default_phase_rule()`` names
+    the rule that fits it.
+
+    Example:
+        >>> s = StudySpec.from_dict({"name": "r", "seeds": [0], "control": None,
+        ...                          "arms": [{"name": "a", "task": {"kind": "repeat", "vocab": 64, "half": 10}}]})
+        >>> task_rule_warnings(s)[0][:60]
+        "Arm a trains the 'repeat' task, whose metric cannot cross th"
+    """
+    if spec.rules[0] != PhaseRule():
+        return []
+    out = []
+    for arm in spec.arms:
+        kind = arm.task.get("kind")
+        if not kind or kind == "fewshot":
+            continue
+        from clamp.errors import ConfigError
+        from clamp.tasks import task_from_dict  # only for non-default tasks: imports torch
+
+        try:
+            cfg = task_from_dict(arm.task)
+        except ConfigError:
+            continue  # a task kind this checkout does not know: nothing to compare with
+        default = getattr(cfg, "default_phase_rule", None)
+        rule = default() if callable(default) else None
+        if rule is None or rule == spec.rules[0]:
+            continue
+        thr = f"{rule.threshold:.3g}"
+        op = "<" if rule.direction == "below" else ">"
+        out.append(f"Arm {arm.name} trains the {kind!r} task, whose metric cannot cross the study's phase rule "
+                   f"({spec.rules[0].describe()}, the few-shot task's default): its runs come out censored. The "
+                   f"task's own rule is {rule.describe()}; recompute with `clamp stats <study> --phase "
+                   f"'{rule.metric}{op}{thr}'`, or give the study phase=[{rule!r}].")
+    return out
+
+
+def relapse_lines(phase_times: pd.DataFrame, rule_index: int) -> list[str]:
+    """One warning listing the runs that crossed and then relapsed under rule ``rule_index``.
+
+    Example:
+        >>> df = pd.DataFrame({"rule_index": 0, "rule": "train/loss < 0.277", "estimator": "threshold", "arm": "m",
+        ...                    "seed": [0], "relapsed": True, "first_crossing": 4512.0, "time": 20000.0})
+        >>> relapse_lines(df, 0)[0]
+        'Relapsed under train/loss < 0.277 (crossed, then not past the threshold at the last evaluation; censored there, not counted as a phase change): m/seed0 (crossed at 4,512, censored at 20,000).'
+    """
+    sel = phase_times[(phase_times["rule_index"] == rule_index) & (phase_times["estimator"] == "threshold")
+                      & phase_times["relapsed"]]
+    if sel.empty:
+        return []
+    runs = ", ".join(f"{r.arm}/seed{r.seed} (crossed at {r.first_crossing:,.0f}, censored at {r.time:,.0f})"
+                     for r in sel.itertuples())
+    return [f"Relapsed under {sel['rule'].iloc[0]} (crossed, then not past the threshold at the last evaluation; "
+            f"censored there, not counted as a phase change): {runs}."]
+
+
+def study_warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame, alpha: float,
+                   correction: str) -> list[str]:
+    """Every warning of stats.md, primary rule first (design floors, exclusions, censoring, relapses, task rules)."""
+    out = []
+    prim = phase_times[(phase_times["rule_index"] == 0) & (phase_times["estimator"] == "threshold")]
+    excluded = prim[prim["status"] != "finished"]
+    if len(excluded):
+        runs = ", ".join(f"{r.arm}/seed{r.seed} ({r.status})" for r in excluded.itertuples())
+        out.append(f"Excluded from all comparisons (not finished): {runs}.")
+    cens = prim[prim["included"] & prim["censored"] & ~prim["relapsed"]]
+    if len(cens):
+        out.append(f"{len(cens)} finished run(s) never crossed and are right-censored at their last evaluation; "
+                   "their arms' medians come from Kaplan–Meier estimates, and the exact rank test ties them at the top.")
+    for k in range(len(spec.rules)):
+        out += relapse_lines(phase_times, k)
+    no_metric = prim[(prim["status"] == "finished") & prim["time"].isna()]
+    if len(no_metric):
+        why = sorted(set(no_metric["note"].dropna()))
+        out.append(f"{len(no_metric)} finished run(s) have no phase time under {spec.rules[0].describe()} and were "
+                   f"left out ({'; '.join(why)}).")
+    out += task_rule_warnings(spec)
+    primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
+    few = primary[[too_few_runs(a, b) for a, b in zip(primary["n_arm"], primary["n_reference"])]]
+    if len(few):
+        names = ", ".join(f"{r.arm} vs {r.reference} ({r.n_arm} vs {r.n_reference})" for r in few.itertuples())
+        out.append(f"Not compared (a comparison needs at least {MIN_RUNS} finished runs per arm): {names}. Add seeds.")
+    primary = primary.drop(few.index)
+    floor: dict[tuple[int, int, float], list[str]] = {}
+    family: list[str] = []
+    paired: dict[tuple[int, float], list[str]] = {}
+    for r in primary.itertuples():
+        name = f"{r.arm} vs {r.reference}"
+        if r.min_p > alpha:
+            floor.setdefault((r.n_arm, r.n_reference, r.min_p), []).append(name)
+        elif not r.can_reach_alpha:
+            family.append(f"{name} (smallest reachable p {r.min_p:.3g})")
+        if math.isfinite(r.p_logrank) and r.p_logrank < r.min_p:
+            out.append(f"{name}: the asymptotic log-rank p ({r.p_logrank:.3g}, secondary column of stats.csv) is "
+                       f"below anything an exact test can give with {r.n_arm} vs {r.n_reference} runs "
+                       f"({r.min_p:.3g}); it is not used.")
+        if r.n_pairs and r.paired_min_p > alpha:
+            paired.setdefault((r.n_pairs, r.paired_min_p), []).append(name)
+    for (n1, n2, mp), names in floor.items():
+        out.append(f"With {n1} vs {n2} runs the smallest p the exact test can reach is {mp:.3g} > alpha = {alpha:g}: "
+                   f"no claim of a difference can reach alpha for {', '.join(names)}, whatever the data. Add seeds.")
+    if family:
+        out.append(f"After {correction} correction across {len(primary)} comparisons these cannot reach adjusted "
+                   f"p < {alpha:g}: {', '.join(family)}. Add seeds or compare fewer arms.")
+    for (n, mp), names in paired.items():
+        out.append(f"The paired analyses (secondary, in stats.csv) of {', '.join(names)} cannot reach p < {alpha:g} "
+                   f"with {n} shared seeds (floor {mp:.3g}).")
+    if len(primary):
+        n1, n2 = int(primary["n_arm"].min()), int(primary["n_reference"].min())
+        out.append(f"Design floor: with {n1} vs {n2} runs the smallest two-sided p the exact rank test can reach is "
+                   f"{min_rank_p(n1, n2):.3g} (alpha = {alpha:g}, {len(primary)} comparison(s), {correction} "
+                   "correction).")
+    return out
