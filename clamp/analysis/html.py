@@ -45,6 +45,7 @@ table.sortable th[aria-sort=descending]::after{content:" \\2193";color:#333}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .status-finished{color:#137333}.status-failed,.status-diverged{color:#b3261e;font-weight:600}.status-pending,.status-running{color:#8a6d00}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
+.glance{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:0 24px}
 figure{margin:.6em 0 1.4em}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.stats{background:#fafafa;border-left:3px solid #7a9cc6;padding:.2em 1em}
 ul.files{columns:2;font-size:.85em}code{background:#f3f3f3;padding:0 .2em;border-radius:3px}
@@ -218,9 +219,26 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
                 f"versions {_e(study.get('versions', {}))}</li>"
                 f'<li>files: <a href="study.json">study.json</a>, <a href="summary.csv">summary.csv</a>, '
                 f'<a href="report.md">report.md</a></li></ul>')
-    body.append('<nav><a href="#arms">Arms</a><a href="#runs">Runs</a><a href="#statistics">Statistics</a>'
-                '<a href="#phase-times">Phase times</a><a href="#figures">Figures</a><a href="#files">Files</a></nav>')
+    body.append('<nav><a href="#glance">At a glance</a><a href="#statistics">Statistics</a><a href="#arms">Arms</a><a href="#runs">Runs</a>'
+                '<a href="#tables">Comparisons</a><a href="#phase-times">Phase times</a><a href="#figures">Figures</a><a href="#files">Files</a></nav>')
 
+    # --- at a glance: the training loss and the phase-change times side by side
+    stats_pngs = sorted(plots.glob("stats_*.png"))
+    glance = [(t, Path(p)) for t, ps in figures if t == "Training loss" for p in ps if Path(p).suffix == ".png"]
+    glance += [("Phase-change times", p) for p in stats_pngs if p.stem == "stats_phase_times"][:1]
+    glance = [(t, p) for t, p in glance if p.is_file()]
+    if glance:
+        body.append('<h2 id="glance">At a glance</h2><div class="glance">'
+                    + "".join(f"<div><h3>{_e(t)}</h3>{_img(p, t, study_dir)}</div>" for t, p in glance) + "</div>")
+    shown = {p for _, p in glance}
+
+    # --- statistics
+    body.append('<h2 id="statistics">Statistics</h2>')
+    stats_md = study_dir / "stats.md"
+    if stats_md.is_file():
+        body.append(f'<div class="stats">{markdown_html(stats_md.read_text())}</div>')
+    else:
+        body.append(f"<p>No statistics yet: run <code>clamp stats {_e(study_dir.as_posix())}</code>.</p>")
     # --- arms
     body.append('<h2 id="arms">Arms</h2><p class="meta">Fired: how many times each intervention fired in the whole run, '
                 "summed over every evaluation interval of its windows (median over seeds; 0 means it never fired). "
@@ -261,19 +279,13 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
         view["files"] = ""
         body.append(table_html(view, "runs-table", raw={"status": status_cells, "files": files}))
 
-    # --- statistics
-    body.append('<h2 id="statistics">Statistics</h2>')
-    stats_md = study_dir / "stats.md"
-    if stats_md.is_file():
-        body.append(f'<div class="stats">{markdown_html(stats_md.read_text())}</div>')
-    else:
-        body.append(f"<p>No statistics yet: run <code>clamp stats {_e(study_dir.as_posix())}</code>.</p>")
+    body.append('<h2 id="tables">Comparisons and phase times</h2>')
     for title, fname, tid in (("Comparisons (stats.csv)", "stats.csv", "comparisons-table"),
                               ("Factorial effects (factorial.csv)", "factorial.csv", "factorial-table")):
         df = _csv_frame(study_dir / fname)
         if df is not None and len(df):
             body.append(f'<h3>{_e(title)} <a href="{fname}">CSV</a></h3>' + table_html(df, tid))
-    body.append('<h2 id="phase-times">Phase times</h2>')
+    body.append('<h3 id="phase-times">Phase times (phase_times.csv)</h3>')
     phase = _csv_frame(study_dir / "phase_times.csv")
     if phase is not None and len(phase):
         body.append('<p class="meta">One row per run × phase rule × estimator '
@@ -283,17 +295,16 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
         body.append("<p>No phase_times.csv yet.</p>")
 
     # --- figures
-    body.append('<h2 id="figures">Figures</h2>')
+    body.append('<h2 id="figures">More figures</h2>')
     body.append('<p class="meta">Arms: ' + " ".join(f"{_swatch(colours[a])}{_e(a)}" for a in arms)
                 + ". Times in sequences seen; losses in nats.</p>")
     for title, paths in figures:
-        pngs = [p for p in paths if Path(p).suffix == ".png"]
-        if pngs and Path(pngs[0]).is_file():
+        pngs = [Path(p) for p in paths if Path(p).suffix == ".png"]
+        if pngs and pngs[0].is_file() and pngs[0] not in shown:
             body.append(f"<h3>{_e(title)}</h3>" + _img(Path(pngs[0]), title, study_dir))
-    stats_pngs = sorted(plots.glob("stats_*.png"))
-    if stats_pngs:
+    if [p for p in stats_pngs if p not in shown]:
         body.append("<h3>Statistics figures</h3>")
-        for p in stats_pngs:
+        for p in (p for p in stats_pngs if p not in shown):
             body.append(_img(p, p.stem.replace("stats_", "").replace("_", " ").replace("km", "Kaplan–Meier curves"), study_dir))
     posthoc = sorted((study_dir / "analyses" / "plots").glob("*.png"))
     if posthoc:
