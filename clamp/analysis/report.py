@@ -179,17 +179,25 @@ def _ylabel(metric: str) -> str:
 
 def plot_curves(df: pd.DataFrame, arms: Sequence[str], metric: str, plots: Path, stem: str, title: str,
                 study: dict | None = None, control: str | None = None) -> list[Path]:
+    """Write :func:`curves_figure` as ``plots/<stem>.png`` and ``.svg`` (nothing when no arm has ``metric``)."""
+    fig = curves_figure(df, arms, metric, title, study=study, control=control)
+    return [] if fig is None else save_figure(fig, plots / stem)
+
+
+def curves_figure(df: pd.DataFrame, arms: Sequence[str], metric: str, title: str, study: dict | None = None,
+                  control: str | None = None):  # noqa: ANN201 - a matplotlib Figure, or None
     """Median and IQR band across seeds per arm, the control drawn in every panel.
 
     With a control and two or more other arms, one panel per other arm (small
-    multiples), the control solid in each; otherwise one panel.  Colours and line
-    styles come from :func:`clamp.analysis.figures.arm_styles` (the same in every figure).
+    multiples, wrapped three to a row), the control solid in each; otherwise one
+    panel.  Colours and line styles come from
+    :func:`clamp.analysis.figures.arm_styles` (the same in every figure).
     """
     study = study or {}
     styles = arm_styles(arms, control)
     present = [a for a in arms if _wide(df, a, metric).size]
     if not present:
-        return []
+        return None
     others = [a for a in present if a != control]
     panels = [[control, a] for a in others] if control in present and len(others) >= 2 else [present]
     fig, axes = _grid(len(panels))
@@ -203,9 +211,10 @@ def plot_curves(df: pd.DataFrame, arms: Sequence[str], metric: str, plots: Path,
         sequences_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel(_ylabel(metric))
+    for ax in axes:
+        ax.set_ylabel(_ylabel(metric))
     fig.suptitle(title, fontsize=10)
-    return save_figure(fig, plots / stem)
+    return fig
 
 
 def plot_heldout(df: pd.DataFrame, arms: Sequence[str], plots: Path, kind: str, study: dict | None = None,
@@ -233,12 +242,19 @@ def plot_heldout(df: pd.DataFrame, arms: Sequence[str], plots: Path, kind: str, 
 
 
 def plot_heads(df: pd.DataFrame, arms: Sequence[str], family: str, plots: Path, layers: Sequence[int] | None = None) -> list[Path]:
-    """Per-head score curves (``family`` e.g. ``induction``), one panel per arm wrapped into a grid, median and IQR across seeds."""
+    """Write :func:`heads_figure` as ``plots/heads_<family>.png`` and ``.svg`` (nothing when no head has scores)."""
+    fig = heads_figure(df, arms, family, layers)
+    return [] if fig is None else save_figure(fig, plots / f"heads_{family}")
+
+
+def heads_figure(df: pd.DataFrame, arms: Sequence[str], family: str, layers: Sequence[int] | None = None):  # noqa: ANN201
+    """Per-head score curves (``family`` e.g. ``induction``), one panel per arm wrapped into a grid (three per row),
+    median and IQR across seeds."""
     names = sorted(m for m in df["metric"].unique() if m.startswith(f"{family}/"))
     if layers is not None:
         names = [n for n in names if int(n.split("/")[1][1:].split("H")[0]) in layers]
     if not names:
-        return []
+        return None
     fig, axes = _grid(len(arms), cols=3, width=4.0, height=3.2)
     head_styles = {n: {"color": c, "ls": "-", "lw": 1.6} for n, c in arm_colours(names).items()}
     for ax, arm in zip(axes, arms):
@@ -253,7 +269,7 @@ def plot_heads(df: pd.DataFrame, arms: Sequence[str], family: str, plots: Path, 
     axes[0].legend(fontsize=6, ncol=2)
     fig.suptitle(f"Per-head {family.replace('_', ' ')} score by arm (median and IQR across seeds; score, no unit)",
                  fontsize=10)
-    return save_figure(fig, plots / f"heads_{family}")
+    return fig
 
 
 def plot_attention(study_dir: Path, study: dict, arm: dict, plots: Path) -> list[Path]:
@@ -291,11 +307,11 @@ def plot_attention(study_dir: Path, study: dict, arm: dict, plots: Path) -> list
             if i == 0:
                 ax.set_title(f"{seen:,} seqs", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{head}\nquery pos", fontsize=8)
+                ax.set_ylabel(f"{head}\nquery position", fontsize=8)
             if i == len(heads) - 1:
-                ax.set_xlabel("key pos", fontsize=8)
+                ax.set_xlabel("key position", fontsize=8)
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="mean attention")
+        fig.colorbar(im, ax=axes, shrink=0.6, label="mean attention weight (0–1)")
     fig.suptitle(f"{arm['name']}: mean attention pattern (seed {seed}, training distribution)")
     return save_figure(fig, plots / f"attention_{arm['name']}")
 
