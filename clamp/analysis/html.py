@@ -45,6 +45,7 @@ table.sortable th[aria-sort=descending]::after{content:" \\2193";color:#333}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .status-finished{color:#137333}.status-failed,.status-diverged{color:#b3261e;font-weight:600}.status-pending,.status-running{color:#8a6d00}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
+.headline{font-size:1.05em;background:#f4f8fd;border-left:3px solid #1f77b4;padding:.1em 1em}
 .glance{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:0 24px}
 figure{margin:.6em 0 1.4em}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.stats{background:#fafafa;border-left:3px solid #7a9cc6;padding:.2em 1em}
@@ -227,16 +228,20 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     glance = [(t, Path(p)) for t, ps in figures if t == "Training loss" for p in ps if Path(p).suffix == ".png"]
     glance += [("Phase-change times", p) for p in stats_pngs if p.stem == "stats_phase_times"][:1]
     glance = [(t, p) for t, p in glance if p.is_file()]
-    if glance:
-        body.append('<h2 id="glance">At a glance</h2><div class="glance">'
+    stats_md = study_dir / "stats.md"
+    stats_html = markdown_html(stats_md.read_text()) if stats_md.is_file() else ""
+    first_list = re.search(r"<ul>.*?</ul>", stats_html, flags=re.S)  # the comparison sentences come first
+    if glance or first_list:
+        body.append('<h2 id="glance">At a glance</h2>'
+                    + (f'<div class="headline">{first_list.group(0)}</div>' if first_list else "")
+                    + '<div class="glance">'
                     + "".join(f"<div><h3>{_e(t)}</h3>{_img(p, t, study_dir)}</div>" for t, p in glance) + "</div>")
     shown = {p for _, p in glance}
 
     # --- statistics
     body.append('<h2 id="statistics">Statistics</h2>')
-    stats_md = study_dir / "stats.md"
-    if stats_md.is_file():
-        body.append(f'<div class="stats">{markdown_html(stats_md.read_text())}</div>')
+    if stats_html:
+        body.append(f'<div class="stats">{stats_html}</div>')
     else:
         body.append(f"<p>No statistics yet: run <code>clamp stats {_e(study_dir.as_posix())}</code>.</p>")
     # --- arms
