@@ -45,8 +45,10 @@ _EXPORTS: dict[str, str] = {
     "knockout_heads": "clamp.interventions", "match_clamp": "clamp.interventions",
     "perfect_copy": "clamp.interventions", "ideal_layer1": "clamp.interventions",
     "prev_token_pattern_clamp": "clamp.interventions", "uniform_pattern_clamp": "clamp.interventions",
-    # running
+    # running, and reading the results back (DataFrames, for notebooks)
     "run_study": "clamp.execution.runner",
+    "open_results": "clamp.analysis.results", "Results": "clamp.analysis.results",
+    "read_metrics": "clamp.analysis.results",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

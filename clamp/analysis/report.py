@@ -18,38 +18,23 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from clamp.analysis.figures import arm_colours, arm_styles, save_figure, sequences_axis
+from clamp.analysis.results import read_metrics
 from clamp.analysis.stats.rule import LN2, PhaseRule, arm_windows, crossing_time
 from clamp.execution.store import atomic_write_text, read_json, run_dir
 
 _STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
 
 
-def _pyplot():
-    import matplotlib
-
-    if not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def load_metrics(study_dir: str | Path) -> pd.DataFrame:
-    """All runs' metrics in long format, with an ``arm`` column: ``arm, sequences_seen, run, metric, value``."""
-    frames = []
-    for p in sorted(Path(study_dir).glob("runs/*/seed*/metrics.csv")):
-        df = pd.read_csv(p)
-        if len(df):
-            df.insert(0, "arm", p.parent.parent.name)
-            frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["arm", "sequences_seen", "run", "metric", "value"])
-    return pd.concat(frames, ignore_index=True)
+    """All runs' metrics in long format: ``arm, seed, sequences_seen, metric, value`` (see :func:`clamp.analysis.results.read_metrics`)."""
+    return read_metrics(study_dir)
 
 
 def _phase_rules(study: dict) -> list[dict]:
@@ -68,7 +53,7 @@ def summary_frame(study_dir: str | Path) -> pd.DataFrame:
         for seed in study.get("seeds", []):
             rec = read_json(run_dir(study_dir, arm["name"], seed) / "run.json") or {"status": "pending"}
             row = {"arm": arm["name"], "seed": seed, "status": rec.get("status", "pending")}
-            m = metrics[(metrics["arm"] == arm["name"]) & (metrics["run"] == seed)]
+            m = metrics[(metrics["arm"] == arm["name"]) & (metrics["seed"] == seed)]
             row["sequences_seen"] = int(m["sequences_seen"].max()) if len(m) else 0
             for i, rule in enumerate(rules):
                 r = PhaseRule.from_dict(rule)  # the statistics' own crossing rule (persistence, windows, relapse)
@@ -97,46 +82,29 @@ def write_summary(study_dir: str | Path) -> Path:
 
 # --- plots ------------------------------------------------------------------------------------
 
-def _save(fig, plots: Path, stem: str) -> list[Path]:  # noqa: ANN001 - a matplotlib Figure
-    plots.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ext in ("png", "svg"):
-        path = plots / f"{stem}.{ext}"
-        tmp = plots / f".{stem}.{ext}.tmp"
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=ext)
-        os.replace(tmp, path)
-        out.append(path)
-    _pyplot().close(fig)
-    return out
+def _pyplot():
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def _sequences_axis(ax) -> None:  # noqa: ANN001
-    """Label the x axis in sequences seen, with compact ticks (20k, 1.5M)."""
-    from matplotlib.ticker import FuncFormatter
-
-    def fmt(v: float, _pos: int) -> str:
-        for unit, div in (("M", 1e6), ("k", 1e3)):
-            if abs(v) >= div:
-                return f"{v / div:g}{unit}"
-        return f"{v:g}"
-
-    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
-    ax.set_xlabel("sequences seen")
-
-
-def _band(ax, wide: pd.DataFrame, color, label: str, seeds: bool = True) -> None:  # noqa: ANN001
+def _band(ax, wide: pd.DataFrame, style: dict, label: str, seeds: bool = True) -> None:  # noqa: ANN001
     """Median and interquartile band across the columns (seeds) of ``wide``; thin per-seed lines."""
     x = wide.index.to_numpy()
+    color = style["color"]
     if seeds and wide.shape[1] > 1:
         for col in wide.columns:
-            ax.plot(x, wide[col].to_numpy(), color=color, lw=0.6, alpha=0.35)
-    med = wide.median(axis=1, skipna=True)
-    if seeds and wide.shape[1] > 1:
+            ax.plot(x, wide[col].to_numpy(), color=color, lw=0.6, alpha=0.35, ls=style.get("ls", "-"),
+                    zorder=style.get("zorder", 2) - 1)
         label = f"{label} (median of {wide.shape[1]} seeds)"
-    ax.plot(x, med.to_numpy(), color=color, lw=2, label=label)
+    ax.plot(x, wide.median(axis=1, skipna=True).to_numpy(), label=label, **{"lw": 2, **style})
     if wide.shape[1] > 1:
         ax.fill_between(x, wide.quantile(0.25, axis=1).to_numpy(), wide.quantile(0.75, axis=1).to_numpy(),
-                        color=color, alpha=0.2, lw=0)
+                        color=color, alpha=0.15, lw=0, zorder=style.get("zorder", 2) - 2)
 
 
 _GROUPS: list = []  # [(frame, {(arm, metric): rows})] for the frame last asked about
@@ -153,86 +121,145 @@ def _group(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
 
 def _wide(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
     d = _group(df, arm, metric)
-    return d.pivot_table(index="sequences_seen", columns="run", values="value", aggfunc="first").sort_index()
+    return d.pivot_table(index="sequences_seen", columns="seed", values="value", aggfunc="first").sort_index()
 
 
-def _colors(n: int) -> list:
+def _grid(n: int, *, cols: int = 3, width: float = 4.4, height: float = 3.4, sharey: bool = True):  # noqa: ANN202
+    """``n`` panels wrapped into rows of at most ``cols``; the unused panels are hidden."""
     plt = _pyplot()
-    cmap = plt.get_cmap("tab10")
-    return [cmap(i % 10) for i in range(n)]
+    ncols = max(1, min(n, cols))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False, sharey=sharey)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:max(n, 1)]
+
+
+def reference_lines(study: dict, metric: str) -> list[tuple[float, str, str]]:
+    """The horizontal reference lines that mean something for ``metric`` in this study: ``(y, style, label)``.
+
+    - The phase rule's threshold, on the rule's own metric (every task: the study defines it).
+    - Chance from context, ln(number of in-context labels), on the loss of the few-shot task only
+      (when every arm uses it with the same number of pairs); repeated tokens have no such level.
+
+    Example:
+        >>> s = {"phase": {"metric": "train/loss", "threshold": 0.277, "direction": "below"},
+        ...      "arms": [{"task": {"kind": "repeat"}}]}
+        >>> [label for _, _, label in reference_lines(s, "train/loss")]
+        ['phase rule: train/loss below 0.277']
+    """
+    lines = []
+    for rule in _phase_rules(study):
+        if rule["metric"] == metric:
+            lines.append((float(rule["threshold"]), "--", f"phase rule: {metric} {rule.get('direction', 'below')} "
+                                                            f"{float(rule['threshold']):.3g}"))
+    tasks = [a.get("task", {}) for a in study.get("arms", [])]
+    pairs = {t.get("n_pairs", 2) for t in tasks}
+    if metric.endswith("/loss") and tasks and all(t.get("kind") == "fewshot" for t in tasks) and len(pairs) == 1:
+        n = pairs.pop()
+        lines.append((math.log(n), ":", f"ln {n} (chance from context)"))
+    return lines
+
+
+def _ylabel(metric: str) -> str:
+    kind = metric.rsplit("/", 1)[-1]
+    return {"loss": "loss (nats)", "acc": "accuracy (fraction correct)"}.get(kind, kind.replace("_", " "))
 
 
 def plot_curves(df: pd.DataFrame, arms: Sequence[str], metric: str, plots: Path, stem: str, title: str,
-                ylabel: str, thresholds: bool = False) -> list[Path]:
-    """One axes, every arm: median and IQR band across seeds, thin seed lines."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    drawn = False
-    for arm, color in zip(arms, _colors(len(arms))):
-        wide = _wide(df, arm, metric)
-        if wide.size:
-            _band(ax, wide, color, arm)
-            drawn = True
-    if not drawn:
-        plt.close(fig)
-        return []
-    if thresholds:
-        ax.axhline(LN2, color="0.4", ls=":", lw=1, label="ln 2 (chance from context)")
-        ax.axhline(0.4 * LN2, color="0.2", ls="--", lw=1, label="0.4 ln 2 (learned)")
-    _sequences_axis(ax)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, plots, stem)
+                study: dict | None = None, control: str | None = None) -> list[Path]:
+    """Write :func:`curves_figure` as ``plots/<stem>.png`` and ``.svg`` (nothing when no arm has ``metric``)."""
+    fig = curves_figure(df, arms, metric, title, study=study, control=control)
+    return [] if fig is None else save_figure(fig, plots / stem)
 
 
-def plot_heldout(df: pd.DataFrame, arms: Sequence[str], plots: Path, kind: str) -> list[Path]:
-    """One panel per held-out evaluator (``kind`` is ``loss`` or ``acc``), arms overlaid."""
+def curves_figure(df: pd.DataFrame, arms: Sequence[str], metric: str, title: str, study: dict | None = None,
+                  control: str | None = None):  # noqa: ANN201 - a matplotlib Figure, or None
+    """Median and IQR band across seeds per arm, the control drawn in every panel.
+
+    With a control and two or more other arms, one panel per other arm (small
+    multiples, wrapped three to a row), the control solid in each; otherwise one
+    panel.  Colours and line styles come from
+    :func:`clamp.analysis.figures.arm_styles` (the same in every figure).
+    """
+    study = study or {}
+    styles = arm_styles(arms, control)
+    present = [a for a in arms if _wide(df, a, metric).size]
+    if not present:
+        return None
+    others = [a for a in present if a != control]
+    panels = [[control, a] for a in others] if control in present and len(others) >= 2 else [present]
+    fig, axes = _grid(len(panels))
+    for ax, group in zip(axes, panels):
+        for arm in group:
+            _band(ax, _wide(df, arm, metric), styles[arm], arm)
+        for y, ls, label in reference_lines(study, metric):
+            ax.axhline(y, color="0.3", ls=ls, lw=1, label=label, zorder=1)
+        if len(panels) > 1:
+            ax.set_title(f"{group[1]} vs {group[0]}", fontsize=9)
+        sequences_axis(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes:
+        ax.set_ylabel(_ylabel(metric))
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_heldout(df: pd.DataFrame, arms: Sequence[str], plots: Path, kind: str, study: dict | None = None,
+                 control: str | None = None) -> list[Path]:
+    """One panel per held-out evaluator (``kind`` is ``loss`` or ``acc``), arms overlaid, panels wrapped."""
     evals = sorted({m.split("/")[0] for m in df["metric"].unique() if m.endswith(f"/{kind}") and m.startswith("heldout")})
     if not evals:
         return []
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(evals), figsize=(4.2 * len(evals), 3.8), squeeze=False, sharey=True)
-    for ax, ev in zip(axes[0], evals):
-        for arm, color in zip(arms, _colors(len(arms))):
+    styles = arm_styles(arms, control)
+    fig, axes = _grid(len(evals))
+    for ax, ev in zip(axes, evals):
+        for arm in arms:
             wide = _wide(df, arm, f"{ev}/{kind}")
             if wide.size:
-                _band(ax, wide, color, arm)
-        if kind == "loss":
-            ax.axhline(LN2, color="0.4", ls=":", lw=1)
-            ax.axhline(0.4 * LN2, color="0.2", ls="--", lw=1)
-        ax.set_title(ev.replace("_", " "))
-        _sequences_axis(ax)
+                _band(ax, wide, styles[arm], arm)
+        for y, ls, label in reference_lines(study or {}, f"{ev}/{kind}"):
+            ax.axhline(y, color="0.3", ls=ls, lw=1, label=label, zorder=1)
+        ax.set_title(ev.replace("_", " "), fontsize=9)
+        ax.set_ylabel(_ylabel(f"{ev}/{kind}"))
+        sequences_axis(ax)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(kind)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Held-out evaluators: {kind} (median and IQR across seeds)")
-    return _save(fig, plots, f"heldout_{kind}")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Held-out evaluators: {_ylabel(kind)} (median and IQR across seeds)", fontsize=10)
+    return save_figure(fig, plots / f"heldout_{kind}")
 
 
 def plot_heads(df: pd.DataFrame, arms: Sequence[str], family: str, plots: Path, layers: Sequence[int] | None = None) -> list[Path]:
-    """Per-head score curves (``family`` e.g. ``induction``), one panel per arm, median and IQR across seeds."""
+    """Write :func:`heads_figure` as ``plots/heads_<family>.png`` and ``.svg`` (nothing when no head has scores)."""
+    fig = heads_figure(df, arms, family, layers)
+    return [] if fig is None else save_figure(fig, plots / f"heads_{family}")
+
+
+def heads_figure(df: pd.DataFrame, arms: Sequence[str], family: str, layers: Sequence[int] | None = None):  # noqa: ANN201
+    """Per-head score curves (``family`` e.g. ``induction``), one panel per arm wrapped into a grid (three per row),
+    median and IQR across seeds."""
     names = sorted(m for m in df["metric"].unique() if m.startswith(f"{family}/"))
     if layers is not None:
         names = [n for n in names if int(n.split("/")[1][1:].split("H")[0]) in layers]
     if not names:
-        return []
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.8), squeeze=False, sharey=True)
-    colors = _colors(len(names))
-    for ax, arm in zip(axes[0], arms):
-        for name, color in zip(names, colors):
+        return None
+    fig, axes = _grid(len(arms), cols=3, width=4.0, height=3.2)
+    head_styles = {n: {"color": c, "ls": "-", "lw": 1.6} for n, c in arm_colours(names).items()}
+    for ax, arm in zip(axes, arms):
+        for name in names:
             wide = _wide(df, arm, name)
             if wide.size:
-                _band(ax, wide, color, name.split("/")[1], seeds=False)
-        ax.set_title(arm)
-        _sequences_axis(ax)
+                _band(ax, wide, head_styles[name], name.split("/")[1], seeds=False)
+        ax.set_title(arm, fontsize=9)
+        ax.set_ylabel(f"{family.replace('_', ' ')} score")
+        sequences_axis(ax)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{family.replace('_', ' ')} score")
-    axes[0][0].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Per-head {family.replace('_', ' ')} score by arm (median and IQR across seeds)")
-    return _save(fig, plots, f"heads_{family}")
+    axes[0].legend(fontsize=6, ncol=2)
+    fig.suptitle(f"Per-head {family.replace('_', ' ')} score by arm (median and IQR across seeds; score, no unit)",
+                 fontsize=10)
+    return fig
 
 
 def plot_attention(study_dir: Path, study: dict, arm: dict, plots: Path) -> list[Path]:
@@ -270,13 +297,13 @@ def plot_attention(study_dir: Path, study: dict, arm: dict, plots: Path) -> list
             if i == 0:
                 ax.set_title(f"{seen:,} seqs", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{head}\nquery pos", fontsize=8)
+                ax.set_ylabel(f"{head}\nquery position", fontsize=8)
             if i == len(heads) - 1:
-                ax.set_xlabel("key pos", fontsize=8)
+                ax.set_xlabel("key position", fontsize=8)
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="mean attention")
+        fig.colorbar(im, ax=axes, shrink=0.6, label="mean attention weight (0–1)")
     fig.suptitle(f"{arm['name']}: mean attention pattern (seed {seed}, training distribution)")
-    return _save(fig, plots, f"attention_{arm['name']}")
+    return save_figure(fig, plots / f"attention_{arm['name']}")
 
 
 # --- index page -------------------------------------------------------------------------------
@@ -289,20 +316,68 @@ def _fmt(v) -> str:  # noqa: ANN001
     return str(v)
 
 
+def window_words(windows: Sequence[dict] | None) -> str:
+    """An intervention's windows in words, in sequences seen.
+
+    Example:
+        >>> window_words([{"start": 0, "stop": 20000}, {"start": 30000, "stop": None}])
+        'sequences 0–20,000 and 30,000–end of training'
+    """
+    if not windows:
+        return "whole training"
+    parts = [f"{int(w.get('start') or 0):,}–" + (f"{int(w['stop']):,}" if w.get("stop") is not None else "end of training")
+             for w in windows]
+    return "sequences " + " and ".join(parts)
+
+
+_QUIET_KEYS = {"kind", "name", "windows"}
+
+
+def intervention_words(item: dict) -> str:
+    """One intervention of ``study.json`` in words: name, kind, its non-empty settings and its windows.
+
+    Generic over kinds (built-in or a user's): every setting the record stores is shown.
+
+    Example:
+        >>> intervention_words({"kind": "knockout", "name": "ko", "windows": [{"start": 0, "stop": None}],
+        ...                     "site": "blocks.1.attn.hook_v", "keep": [0], "heads": None})
+        'ko (knockout; site=blocks.1.attn.hook_v, keep=[0]) during sequences 0–end of training'
+    """
+    settings = ", ".join(f"{k}={v}" for k, v in item.items() if k not in _QUIET_KEYS and v not in (None, [], {}, ""))
+    name = item.get("name") or item.get("kind")
+    kind = f"{item.get('kind')}; {settings}" if settings else f"{item.get('kind')}"
+    return f"{name} ({kind}) during {window_words(item.get('windows'))}"
+
+
+def fired_totals(df: pd.DataFrame, arm: str) -> dict[str, float]:
+    """How many times each intervention of ``arm`` fired in the whole run: the sum of its ``fired/<name>``
+    counts over every evaluation (so over all its windows), median over seeds.
+
+    A window that ended before the last evaluation still counts: the total is over
+    the run, not the last interval.  0 means it never fired.
+
+    Example:
+        >>> d = pd.DataFrame({"arm": "a", "seed": [0, 0, 0], "sequences_seen": [0, 10, 20],
+        ...                   "metric": "fired/clamp", "value": [1.0, 4.0, 0.0]})
+        >>> fired_totals(d, "a")
+        {'clamp': 5.0}
+    """
+    d = df[(df["arm"] == arm) & df["metric"].str.startswith("fired/")]
+    if not len(d):
+        return {}
+    per_run = d.groupby(["metric", "seed"])["value"].sum().groupby("metric").median()
+    return {m.split("/", 1)[1]: float(v) for m, v in per_run.items()}
+
+
 def _intervention_text(arm: dict) -> str:
     items = arm.get("interventions") or []
     if not items:
         return "none"
-    return ", ".join(f"`{i.get('name') or i.get('kind')}`" for i in items)
+    return "; ".join(f"`{i.get('name') or i.get('kind')}` ({window_words(i.get('windows'))})" for i in items)
 
 
 def _fired_text(df: pd.DataFrame, arm: str) -> str:
-    d = df[(df["arm"] == arm) & df["metric"].str.startswith("fired/")]
-    if not len(d):
-        return ""
-    last = d[d["sequences_seen"] == d.groupby("run")["sequences_seen"].transform("max")]
-    med = last.groupby("metric")["value"].median()
-    return ", ".join(f"{m.split('/', 1)[1]}: {v:g}" for m, v in med.items())
+    return ", ".join(f"{name}: {v:,.0f}" for name, v in fired_totals(df, arm).items())
 
 
 def build_report(study_dir: str | Path) -> Path:
@@ -318,18 +393,10 @@ def build_report(study_dir: str | Path) -> Path:
     plots = study_dir / "plots"
     df = load_metrics(study_dir)
     arms = [a["name"] for a in study["arms"]]
-    made: list[tuple[str, list[Path]]] = []
-    made.append(("Training loss", plot_curves(df, arms, "train/loss", plots, "curves_train_loss",
-                                              "Training loss (fixed sample of the training distribution)", "loss", thresholds=True)))
-    made.append(("Training accuracy", plot_curves(df, arms, "train/acc", plots, "curves_train_acc",
-                                                  "Training accuracy (fixed sample of the training distribution)", "accuracy")))
-    made.append(("Held-out loss", plot_heldout(df, arms, plots, "loss")))
-    made.append(("Held-out accuracy", plot_heldout(df, arms, plots, "acc")))
-    made.append(("Induction strength per head", plot_heads(df, arms, "induction", plots)))
-    made.append(("Prefix-matching score per head", plot_heads(df, arms, "prefix_match", plots)))
-    made.append(("Previous-token score per layer-0 head", plot_heads(df, arms, "prev_token", plots, layers=[0])))
-    for arm in study["arms"]:
-        made.append((f"Attention patterns: {arm['name']}", plot_attention(study_dir, study, arm, plots)))
+    control = study.get("control")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians of a run that has not started
+        made = make_plots(study_dir, study, df, arms, control)
     summary = summary_frame(study_dir)
 
     out = [f"# Study `{study['name']}`", ""]
@@ -341,8 +408,8 @@ def build_report(study_dir: str | Path) -> Path:
             f"- code revision `{study.get('code_revision', 'unknown')}`; versions {study.get('versions', {})}",
             f"- machine: {study.get('machine', {})}",
             f"- files: [study.json](study.json), [summary.csv](summary.csv)", ""]
-    out += ["## Arms", "", "Fired: how many times each intervention fired between the last two evaluations "
-            "(median over seeds; 0 would mean it did nothing).", "",
+    out += ["## Arms", "", "Fired: how many times each intervention fired in the whole run, summed over every "
+            "evaluation interval of its windows (median over seeds; 0 means it never fired).", "",
             "| arm | factors | interventions | fired | lr | batch | model | task |", "|---|---|---|---|---|---|---|---|"]
     for a in study["arms"]:
         m, t = a["model"], a["task"]
@@ -391,4 +458,28 @@ def build_report(study_dir: str | Path) -> Path:
     out += ["---", f"Rebuild with `clamp report {study_dir.as_posix()}` (reads only the stored files).", ""]
     path = study_dir / "report.md"
     atomic_write_text(path, "\n".join(out))
+    from clamp.analysis.html import build_html  # the browser twin of report.md
+
+    build_html(study_dir, study=study, metrics=df, summary=summary, figures=made)
     return path
+
+
+def make_plots(study_dir: Path, study: dict, df: pd.DataFrame, arms: Sequence[str],
+               control: str | None) -> list[tuple[str, list[Path]]]:
+    """Every figure of the report, as ``(title, [png, svg])`` (an empty list for a figure with no data)."""
+    plots = study_dir / "plots"
+    made: list[tuple[str, list[Path]]] = []
+    made.append(("Training loss", plot_curves(df, arms, "train/loss", plots, "curves_train_loss",
+                                              "Training loss (fixed sample of the training distribution)",
+                                              study=study, control=control)))
+    made.append(("Training accuracy", plot_curves(df, arms, "train/acc", plots, "curves_train_acc",
+                                                  "Training accuracy (fixed sample of the training distribution)",
+                                                  study=study, control=control)))
+    made.append(("Held-out loss", plot_heldout(df, arms, plots, "loss", study=study, control=control)))
+    made.append(("Held-out accuracy", plot_heldout(df, arms, plots, "acc", study=study, control=control)))
+    made.append(("Induction strength per head", plot_heads(df, arms, "induction", plots)))
+    made.append(("Prefix-matching score per head", plot_heads(df, arms, "prefix_match", plots)))
+    made.append(("Previous-token score per layer-0 head", plot_heads(df, arms, "prev_token", plots, layers=[0])))
+    for arm in study["arms"]:
+        made.append((f"Attention patterns: {arm['name']}", plot_attention(study_dir, study, arm, plots)))
+    return made

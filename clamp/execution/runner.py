@@ -346,7 +346,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
             lines = ", ".join(f"{a}/seed{s} {st}" for a, s, st in bad)
             print(f"clamp: {len(bad)} of {the_plan.selected} run(s) did not finish: {lines}", file=sys.stderr)
         elif not quiet:
-            where = study_dir / "report.md" if analyse else study_dir / "summary.csv"
+            where = study_dir / "index.html" if analyse else study_dir / "summary.csv"
             print(f"{study.name}: all {the_plan.selected} run(s) finished; see {where}", file=sys.stderr)
         return code
 
@@ -447,7 +447,7 @@ def _report_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"{study_dir}: no study.json here; give a folder written by `clamp run` (results/<study>).")
     code = finish_study(study_dir, quiet=args.quiet)
     if not args.quiet:
-        print(f"report: {study_dir / 'report.md'}")
+        print(f"report: {study_dir / 'index.html'} (open it in a browser; plain text: {study_dir / 'report.md'})")
     return code
 
 

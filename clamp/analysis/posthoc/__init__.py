@@ -37,6 +37,11 @@ __all__ = [
 def _analyse_command(args: argparse.Namespace) -> int:
     analyse_full_model(args.study_dir, arm=args.arm, quiet=args.quiet, every_checkpoint=args.every_checkpoint,
                        method=args.method, device=args.device, plot=not args.no_plots)
+    # The command, not the analyses, rebuilds the study's pages so that they link the new tables and
+    # figures: the library function stays free of any call up into the report.
+    from clamp.analysis.report import build_report
+
+    build_report(args.study_dir)
     return 0
 
 

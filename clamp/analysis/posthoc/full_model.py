@@ -35,7 +35,8 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from clamp.analysis.posthoc import plots
+from clamp.analysis.figures import save_figure
+from clamp.analysis.posthoc.plots import plot_additivity, plot_composition, plot_induction, plot_progress, plot_redundancy
 from clamp.analysis.posthoc.additivity import additivity
 from clamp.analysis.posthoc.composition import classify_heads, composition
 from clamp.analysis.posthoc.heads import head_scores
@@ -155,17 +156,17 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: Path, layers: dict[str
     for arm, layer in layers.items():
         figs = []
         if not tables["head_scores"].empty:
-            figs.append((f"induction_strength_{arm}", plots.plot_induction(tables["head_scores"], arm, layer)))
+            figs.append((f"induction_strength_{arm}", plot_induction(tables["head_scores"], arm, layer)))
         if not tables["redundancy"].empty and (tables["redundancy"]["arm"] == arm).any():
-            figs.append((f"redundancy_{arm}", plots.plot_redundancy(tables["redundancy"], arm)))
+            figs.append((f"redundancy_{arm}", plot_redundancy(tables["redundancy"], arm)))
         if not tables["additivity"].empty and (tables["additivity"]["arm"] == arm).any():
-            figs.append((f"additivity_{arm}", plots.plot_additivity(tables["additivity"], arm)))
+            figs.append((f"additivity_{arm}", plot_additivity(tables["additivity"], arm)))
         if not tables["composition_summary"].empty and (tables["composition_summary"]["arm"] == arm).any():
-            figs.append((f"composition_{arm}", plots.plot_composition(tables["composition_summary"], arm)))
+            figs.append((f"composition_{arm}", plot_composition(tables["composition_summary"], arm)))
         if not tables["progress"].empty:
-            figs.append((f"progress_{arm}", plots.plot_progress(tables["progress"], tables["head_scores"], arm, layer)))
+            figs.append((f"progress_{arm}", plot_progress(tables["progress"], tables["head_scores"], arm, layer)))
         for stem, fig in figs:
-            paths += plots.save(fig, folder / stem)
+            paths += save_figure(fig, folder / stem)
     return paths
 
 
@@ -186,6 +187,9 @@ def analyse_full_model(study_dir: str | Path, *, arm: str | None = None, quiet: 
 
     Returns:
         The tables by name (see :data:`TABLES`), as written to ``study_dir/analyses/<name>.csv``.
+        The study's report is not rebuilt here (analysis never calls up into the report):
+        ``clamp analyse`` does it, and from Python call
+        :func:`clamp.analysis.report.build_report` afterwards.
 
     Example:
         >>> # tables = analyse_full_model("results/singh2024_full_model")
@@ -215,9 +219,6 @@ def analyse_full_model(study_dir: str | Path, *, arm: str | None = None, quiet: 
     written = write_tables(tables, out_dir)
     if plot:
         written += write_plots(tables, out_dir, layers)
-    from clamp.analysis.report import build_report  # the study's report.md links the analyses
-
-    build_report(study_dir)
     if log is not None:
         _print_summary(tables, log)
         log(f"analyses written to {out_dir} ({len(written)} files)")

@@ -2,15 +2,14 @@
 
 Why this file exists: every analysis writes a long-format table; these
 functions turn one table into one labelled figure (a matplotlib ``Figure``, no
-pyplot state, so they run headless and in tests), and :func:`save` writes it
-as PNG and SVG.  Times are in sequences seen; heads are named as in the
+pyplot state, so they run headless and in tests), and
+:func:`clamp.analysis.figures.save_figure` writes it as PNG and SVG.  Times are in sequences seen; heads are named as in the
 metrics (``L1H3`` = head 3 of ``blocks.1``, Singh's layer 2).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,15 +21,6 @@ from clamp.training.trainer import LN2, THRESHOLD
 _CLAMP_STYLE = {"none": ("black", "-", "no clamp"), "layer1": ("tab:blue", "-", "layer-1 clamp (ideal previous-token layer 1)"),
                 "match_all": ("tab:orange", "--", "match clamp on every layer-2 head"),
                 "match": ("tab:red", "-", "match clamp on the strongest layer-2 head")}
-
-
-def save(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; returns the paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    return paths
 
 
 def _grid(n: int, title: str, width: float = 4.2, height: float = 3.0) -> tuple[Figure, list]:
