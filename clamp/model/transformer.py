@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _nn_module
 
+from clamp.model import init as init_schemes
 from clamp.model import shortattn
 from clamp.tasks.batch import Batch
 from clamp.errors import ConfigError
@@ -42,6 +43,7 @@ from clamp.model.layernorm import run_layer_norm
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")
+Init = Literal["torch", "singh2024"]  # see clamp.model.init
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +72,7 @@ class ModelConfig:
     d_vocab: int | None = None
     d_out: int | None = None
     n_ctx: int | None = None
+    init: Init = "torch"
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model"):
@@ -88,6 +91,9 @@ class ModelConfig:
             )
         if self.positions == "rope" and self.d_head_resolved % 2:
             raise ConfigError(f"RoPE needs an even head dimension, got d_head={self.d_head_resolved}.")
+        if self.init not in init_schemes.INIT_SCHEMES:
+            raise ConfigError(f"ModelConfig.init={self.init!r} is unknown; choose one of {init_schemes.INIT_SCHEMES} "
+                              "('singh2024': Singh et al.'s initialisation, 'torch': PyTorch's defaults).")
         for name in ("d_in", "d_vocab", "d_out", "n_ctx", "d_mlp"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 0):
@@ -115,7 +121,12 @@ class ModelConfig:
         return replace(self, **updates)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # Fields added after the first release are left out at their default, so the
+        # run keys (hashes) of studies written before them do not change.
+        if d["init"] == "torch":
+            del d["init"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -360,6 +371,8 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def _init_run(self, r: int, seed: int) -> None:
+        if self.cfg.init != "torch":  # per-parameter streams (clamp.model.init)
+            return init_schemes.init_run(self, r, seed)
         gen = torch.Generator().manual_seed(seed)
         # Fixed order, independent of R: token embedding, positions, then modules in registration order.
         self.token_embed.data[r] = torch.randn(self.token_embed.shape[1:], generator=gen)
