@@ -265,15 +265,19 @@ class Attention(nn.Module):
         return self.W_O(z.reshape(R, B, T, -1))
 
     def _unwatched(self) -> bool:
-        """True when no hook, and no nnsight controller, sits on the scores or the pattern (nor on q, k, v).
+        """True when no hook (forward or backward), and no nnsight controller, sits on the scores or the
+        pattern (nor on q, k, v), and no global module hook is registered.
 
         The fused path (clamp.model.shortattn.FusedAttention) then computes the same numbers
-        without handing those two tensors to anyone; a watched layer takes the step path.
+        without handing those two tensors to anyone; a watched layer takes the step path, so
+        that a backward hook on ``hook_pattern`` fires as it would on any other module.
         """
-        if _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks:
+        if (_nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks
+                or _nn_module._global_backward_hooks or _nn_module._global_backward_pre_hooks):
             return False
         for m in (self.hook_q, self.hook_k, self.hook_v, self.hook_attn_scores, self.hook_pattern):
-            if m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:
+            if (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                    or "forward" in m.__dict__):
                 return False
         return True
 
