@@ -23,7 +23,10 @@ Run and analyse::
 
 from clamp import Arm, Dense, FewShotConfig, ModelConfig, Study
 
-MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64, attn_only=True, layernorm=True, positions="rope")
+# Singh et al.'s initialisation and independent random streams (see singh2024_subcircuits.py).
+MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64, attn_only=True, layernorm=True, positions="rope",
+                    init="singh2024")
+TASK = FewShotConfig(streams="independent")
 
 STUDY = Study(
     name="singh2024_full_model",
@@ -31,7 +34,7 @@ STUDY = Study(
         "Singh et al. (2024) full model (2 layers x 8 heads, no clamps), densely checkpointed around the phase "
         "change, for the redundancy, additivity, K/V-composition and progress-measure analyses (`clamp analyse`)."
     ),
-    arms=[Arm(name="full", model=MODEL, task=FewShotConfig(), lr=1e-5, batch_size=32, schedule="constant",
+    arms=[Arm(name="full", model=MODEL, task=TASK, lr=1e-5, batch_size=32, schedule="constant",
               description="all 8 layer-2 heads active, no interventions")],
     seeds=[0, 1, 2, 3, 4],
     n_sequences=1_000_000,

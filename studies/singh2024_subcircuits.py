@@ -51,8 +51,12 @@ ACTIVE_HEAD = 0  # the one layer-2 head left on
 
 # Singh et al.'s model and optimiser: 2 layers x 8 heads, d_model 64, attention-only, pre-LN, RoPE;
 # Adam, constant lr 1e-5, batch 32 (ModelConfig's and Arm's defaults, spelled out here).
-MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64, attn_only=True, layernorm=True, positions="rope")
-TASK = FewShotConfig()
+# Their initialisation (init="singh2024": label embedding truncated normal std 0.02, LeCun-normal linear
+# maps, zero biases, one random stream per parameter; SCIENCE.md section 4) and separate random streams
+# for classes, labels and orders, so that a change of one part leaves the others' draws unchanged.
+MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64, attn_only=True, layernorm=True, positions="rope",
+                    init="singh2024")
+TASK = FewShotConfig(streams="independent")
 OPTIM = dict(lr=1e-5, batch_size=32, schedule="constant")
 
 SINGLE_HEAD = knockout_heads(layer=1, keep=[ACTIVE_HEAD])  # zero the values of the other 7 layer-2 heads

@@ -340,6 +340,16 @@ class Softmax(torch.autograd.Function):
         return gs
 
 
+def _check(status: int, what: str, nbytes: int) -> None:
+    """Turn a fused kernel's status into an error: on failure it wrote nothing, so its output must not be used."""
+    if status != 0:
+        raise MemoryError(
+            f"clamp: the compiled fused attention ({what}) could not allocate {nbytes / 2**20:.1f} MiB of scratch "
+            "memory; train fewer packed runs or smaller batches at once (--no-pack, --jobs 1), or set CLAMP_NATIVE=0 "
+            "to use the torch path."
+        )
+
+
 class FusedAttention(torch.autograd.Function):
     """The whole of :func:`qkv_scores`, :func:`softmax` and :func:`mix_heads` in one compiled call each way.
 
@@ -360,7 +370,8 @@ class FusedAttention(torch.autograd.Function):
         st = torch.tensor(qkv.stride(), dtype=torch.int64)
         p = torch.empty((T, T, N), dtype=qkv.dtype)
         z = torch.empty((R, B, T, H, dh), dtype=qkv.dtype)
-        native.lib().attn_fwd(_p(qkv), _p(st), R, B, T, H, dh, _p_or_null(cr), _p_or_null(sr), scale, _p(m), _p(p), _p(z))
+        _check(native.lib().attn_fwd(_p(qkv), _p(st), R, B, T, H, dh, _p_or_null(cr), _p_or_null(sr), scale, _p(m),
+                                     _p(p), _p(z)), "forward", 4 * N * (4 * dh * T + T * T))
         ctx.save_for_backward(qkv, p)
         ctx.rot, ctx.scale = rot, scale
         ctx.mark_non_differentiable(p)
@@ -374,8 +385,9 @@ class FusedAttention(torch.autograd.Function):
         st = torch.tensor(qkv.stride(), dtype=torch.int64)
         gst = torch.tensor(gz.stride(), dtype=torch.int64)
         g = torch.empty(qkv.shape, dtype=qkv.dtype)
-        native.lib().attn_bwd(_p(qkv), _p(st), R, B, T, H, dh, _p_or_null(cr), _p_or_null(sr), ctx.scale, _p(p), _p(gz),
-                              _p(gst), _p(g))
+        N = R * B * H
+        _check(native.lib().attn_bwd(_p(qkv), _p(st), R, B, T, H, dh, _p_or_null(cr), _p_or_null(sr), ctx.scale, _p(p),
+                                     _p(gz), _p(gst), _p(g)), "backward", 4 * (N * (7 * dh * T + 2 * T * T) + T * dh))
         return g, None, None, None
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _nn_module
 
+from clamp.model import init as init_schemes
 from clamp.model import shortattn
 from clamp.tasks.batch import Batch
 from clamp.errors import ConfigError
@@ -42,6 +43,7 @@ from clamp.model.layernorm import run_layer_norm
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")
+Init = Literal["torch", "singh2024"]  # see clamp.model.init
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +72,7 @@ class ModelConfig:
     d_vocab: int | None = None
     d_out: int | None = None
     n_ctx: int | None = None
+    init: Init = "torch"
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model"):
@@ -88,6 +91,9 @@ class ModelConfig:
             )
         if self.positions == "rope" and self.d_head_resolved % 2:
             raise ConfigError(f"RoPE needs an even head dimension, got d_head={self.d_head_resolved}.")
+        if self.init not in init_schemes.INIT_SCHEMES:
+            raise ConfigError(f"ModelConfig.init={self.init!r} is unknown; choose one of {init_schemes.INIT_SCHEMES} "
+                              "('singh2024': Singh et al.'s initialisation, 'torch': PyTorch's defaults).")
         for name in ("d_in", "d_vocab", "d_out", "n_ctx", "d_mlp"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 0):
@@ -115,7 +121,12 @@ class ModelConfig:
         return replace(self, **updates)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # Fields added after the first release are left out at their default, so the
+        # run keys (hashes) of studies written before them do not change.
+        if d["init"] == "torch":
+            del d["init"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -254,15 +265,19 @@ class Attention(nn.Module):
         return self.W_O(z.reshape(R, B, T, -1))
 
     def _unwatched(self) -> bool:
-        """True when no hook, and no nnsight controller, sits on the scores or the pattern (nor on q, k, v).
+        """True when no hook (forward or backward), and no nnsight controller, sits on the scores or the
+        pattern (nor on q, k, v), and no global module hook is registered.
 
         The fused path (clamp.model.shortattn.FusedAttention) then computes the same numbers
-        without handing those two tensors to anyone; a watched layer takes the step path.
+        without handing those two tensors to anyone; a watched layer takes the step path, so
+        that a backward hook on ``hook_pattern`` fires as it would on any other module.
         """
-        if _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks:
+        if (_nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks
+                or _nn_module._global_backward_hooks or _nn_module._global_backward_pre_hooks):
             return False
         for m in (self.hook_q, self.hook_k, self.hook_v, self.hook_attn_scores, self.hook_pattern):
-            if m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:
+            if (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                    or "forward" in m.__dict__):
                 return False
         return True
 
@@ -360,6 +375,8 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def _init_run(self, r: int, seed: int) -> None:
+        if self.cfg.init != "torch":  # per-parameter streams (clamp.model.init)
+            return init_schemes.init_run(self, r, seed)
         gen = torch.Generator().manual_seed(seed)
         # Fixed order, independent of R: token embedding, positions, then modules in registration order.
         self.token_embed.data[r] = torch.randn(self.token_embed.shape[1:], generator=gen)

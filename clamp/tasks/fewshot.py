@@ -12,6 +12,17 @@ is mixed with one fixed positive vector, ``mu_k = sqrt(1-c) g_k + sqrt(c) m``,
 so classes correlate (cosine about ``c``) as ReLU features do.  Items have norm
 about 1; ``item_scale`` multiplies them (``sqrt(d_in)`` gives unit-variance
 entries, closer to the large norms of ResNet features).
+
+Random streams (``streams``).  With ``"shared"`` (the default, kept so that
+finished runs reproduce) every draw of a batch comes from the run's one data
+generator in a fixed order, so changing ``n_labels`` changes the classes drawn
+after it.  With ``"independent"`` each batch first takes three seeds from the
+run's generator (a fixed number of draws whatever the configuration), and draws
+the classes and exemplars, the labels (the label pair and the class -> label
+map) and the order (which context pair holds the query's class) from three
+generators seeded with them: changing the number of labels leaves every class,
+exemplar and order draw unchanged.  The run's generator still carries the whole
+state, so checkpoints resume bit-exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from clamp.training.metrics import induction_strength
 from clamp.tasks.base import IGNORE, Batch
 
 EVALUATORS = ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars")
+STREAMS = ("shared", "independent")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +65,7 @@ class FewShotConfig:
     heldout_frac: float = 0.2
     vectors_seed: int = 0
     item_scale: float = 1.0
+    streams: Literal["shared", "independent"] = "shared"
 
     def __post_init__(self) -> None:
         if self.n_labels < 2:
@@ -73,6 +86,9 @@ class FewShotConfig:
             raise ConfigError(f"FewShotConfig.heldout_frac={self.heldout_frac} must be in [0, 1).")
         if not self.item_scale > 0:
             raise ConfigError(f"FewShotConfig.item_scale={self.item_scale} must be positive.")
+        if self.streams not in STREAMS:
+            raise ConfigError(f"FewShotConfig.streams={self.streams!r} is unknown; choose one of {STREAMS} "
+                              "('independent': classes, labels and orders from separate random streams).")
         if self.d_in < 1 or self.exemplar_noise < 0 or self.n_heldout_exemplars < 0:
             raise ConfigError("FewShotConfig.d_in must be positive, exemplar_noise and n_heldout_exemplars non-negative.")
 
@@ -90,7 +106,15 @@ class FewShotConfig:
         # run keys (hashes) of studies written before them do not change.
         if d["item_scale"] == 1.0:
             del d["item_scale"]
+        if d["streams"] == "shared":
+            del d["streams"]
         return d
+
+
+def _substreams(gen: torch.Generator) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """Generators for the labels, the classes (and exemplars) and the order of one batch, seeded from ``gen``."""
+    seeds = torch.randint(0, 2**62, (3,), generator=gen).tolist()
+    return tuple(torch.Generator().manual_seed(s) for s in seeds)  # type: ignore[return-value]
 
 
 class FewShotTask:
@@ -175,13 +199,14 @@ class FewShotTask:
         ex_n = cfg.n_heldout_exemplars if evaluator == "heldout_exemplars" else cfg.n_exemplars
 
         draws = []
-        for gen in gens:  # every random draw of run r comes from gens[r], in this order
+        for gen in gens:  # every random draw of run r comes from gens[r] (or streams seeded from it), in this order
+            g_lab, g_cls, g_ord = _substreams(gen) if cfg.streams == "independent" else (gen, gen, gen)
             draws.append((
-                torch.randint(len(sets), (n,), generator=gen),  # the label pair
-                torch.rand(n, N, generator=gen),  # keys of a random class -> label map
-                torch.rand(n, cls_n, generator=gen),  # keys of a random choice of N distinct classes
-                torch.randint(ex_n, (n, N + 1), generator=gen),  # context exemplars, then the query's
-                torch.randint(N, (n,), generator=gen),  # which context pair the query matches
+                torch.randint(len(sets), (n,), generator=g_lab),  # the label pair
+                torch.rand(n, N, generator=g_lab),  # keys of a random class -> label map
+                torch.rand(n, cls_n, generator=g_cls),  # keys of a random choice of N distinct classes
+                torch.randint(ex_n, (n, N + 1), generator=g_cls),  # context exemplars, then the query's
+                torch.randint(N, (n,), generator=g_ord),  # which context pair the query matches
             ))
         set_idx, order_keys, class_keys, ex, q = (torch.stack(x) for x in zip(*draws))  # each (R, n, ...)
         order = order_keys.argsort(-1)

@@ -50,7 +50,10 @@ _SIGNATURES = {
     "softmax_bwd": [_ptr, _ptr, _ptr, _i64, _i64],
     "attn_fwd": [_ptr, _ptr] + [_i64] * 5 + [_ptr, _ptr, _f32, _ptr, _ptr, _ptr],
     "attn_bwd": [_ptr, _ptr] + [_i64] * 5 + [_ptr, _ptr, _f32, _ptr, _ptr, _ptr, _ptr],
+    "set_scratch_limit": [_i64],
 }
+_RESTYPES = {"attn_fwd": ctypes.c_int, "attn_bwd": ctypes.c_int}  # 0, or NO_MEMORY: nothing was written
+NO_MEMORY = 1
 
 
 def _cpu_id() -> str:
@@ -121,7 +124,7 @@ def lib() -> ctypes.CDLL | None:
         return None
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(handle, name)
-        fn.argtypes, fn.restype = argtypes, None
+        fn.argtypes, fn.restype = argtypes, _RESTYPES.get(name)
     _state["lib"], _state["why"] = handle, f"compiled ({target})"
     return handle
 

@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 typedef long long i64;
@@ -266,7 +267,10 @@ void ln_bwd(const float *restrict g, const float *restrict x, const float *restr
  */
 
 /* exp(x) for x <= 0 (softmax arguments, x - max), to about 1 ulp; exp(-inf) = 0 and below the
- * smallest normal result (x < -87.33) the result is 0.  Cephes' expf polynomial. */
+ * smallest normal result (x < -87.33) the result is 0.  Cephes' expf polynomial.
+ * NaN in, NaN out (so a row of scores holding a NaN, or masked everywhere, comes out NaN as
+ * in torch.softmax).  There is no float -> int conversion (undefined behaviour for a NaN):
+ * the exponent is read from the bits of a float, in unsigned arithmetic. */
 static inline float exp_neg(float x) {
     const float lo = -87.3365447505f;
     const float xx = x < lo ? lo : x;
@@ -279,8 +283,13 @@ static inline float exp_neg(float x) {
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * (r * r) + r + 1.0f;
-    union { int i; float f; } two_n;  /* 2^fx, built from its exponent bits */
-    two_n.i = ((int)fx + 127) << 23;
+    /* 2^fx from its exponent bits; fx's integer value is read from the bits of fx + 1.5 * 2^23
+     * (exact for |fx| < 2^22; for x in [lo, 0], fx is in [-126, 0]).  For a NaN the bits are
+     * meaningless but defined, and y is NaN, so the result is NaN. */
+    union { unsigned int u; float f; } two_n, shifted, magic;
+    shifted.f = fx + 12582912.0f;
+    magic.f = 12582912.0f;
+    two_n.u = (shifted.u - magic.u + 127u) << 23;
     return x < lo ? 0.0f : y * two_n.f;
 }
 
@@ -356,22 +365,35 @@ void softmax_bwd(const float *restrict p, const float *restrict g, float *restri
  * page faults cost as much as the arithmetic here. */
 static __thread float *scratch_buf = NULL;
 static __thread i64 scratch_cap = 0;
+static i64 scratch_limit = -1;  /* bytes; -1: none.  A test sets it to make the allocation fail on purpose. */
 
+/* Set (bytes >= 0) or clear (bytes < 0) a limit above which the scratch allocation fails. */
+void set_scratch_limit(i64 bytes) { scratch_limit = bytes; }
+
+/* n floats of scratch memory, or NULL when they cannot be had (the callers then return
+ * ATTN_NO_MEMORY and write nothing: the Python side raises MemoryError). */
 static float *scratch(i64 n) {
     if (n > scratch_cap) {
         free(scratch_buf);
-        scratch_buf = (float *)malloc(sizeof(float) * n);
+        scratch_buf = NULL;
+        scratch_cap = 0;
+        if (n < 0 || (size_t)n > SIZE_MAX / sizeof(float)) return NULL;
+        if (scratch_limit >= 0 && (i64)sizeof(float) * n > scratch_limit) return NULL;
+        scratch_buf = (float *)malloc(sizeof(float) * (size_t)n);
         scratch_cap = scratch_buf ? n : 0;
     }
     return scratch_buf;
 }
 
-void attn_fwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
+#define ATTN_OK 0
+#define ATTN_NO_MEMORY 1
+
+int attn_fwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
               const float *restrict cr, const float *restrict sr, float scale, const float *restrict mask,
               float *restrict p_out, float *restrict z_out) {
     const i64 N = R * B * H;
     float *buf = scratch(N * (4 * dh * T + T * T));
-    if (buf == NULL) return;
+    if (buf == NULL) return ATTN_NO_MEMORY;
     float *q = buf, *k = q + dh * T * N, *v = k + dh * T * N, *s = v + dh * T * N, *zh = s + T * T * N;
     to_heads(qkv, st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, q, T * N, N, cr, sr);
     to_heads(qkv + st[3], st[0], st[1], st[2], st[4], st[5], R, B, T, H, dh, k, T * N, N, cr, sr);
@@ -380,14 +402,15 @@ void attn_fwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i
     softmax_fwd(s, p_out, T, N);
     contract(p_out, N, T * N, v, dh * N, N, T, T, dh, N, zh, 1.0f, NULL);  /* z[i, d] = sum_j p[i, j] v[j, d] */
     from_heads(zh, N, dh * N, R, B, T, H, dh, z_out, B * T * H * dh, T * H * dh, H * dh, dh, 1, NULL, NULL);
+    return ATTN_OK;
 }
 
-void attn_bwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
+int attn_bwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i64 T, i64 H, i64 dh,
               const float *restrict cr, const float *restrict sr, float scale, const float *restrict p,
               const float *restrict gz, const i64 *restrict gst, float *restrict gqkv) {
     const i64 N = R * B * H;
     float *buf = scratch(N * (7 * dh * T + 2 * T * T) + T * dh);  /* q k v g gq gk gv, gp gs, neg */
-    if (buf == NULL) return;
+    if (buf == NULL) return ATTN_NO_MEMORY;
     float *q = buf, *k = q + dh * T * N, *v = k + dh * T * N, *g = v + dh * T * N, *gq = g + dh * T * N,
           *gk = gq + dh * T * N, *gp = gk + dh * T * N, *gs = gp + T * T * N, *gv = gs + T * T * N,
           *neg = gv + T * dh * N;
@@ -407,4 +430,5 @@ void attn_bwd(const float *restrict qkv, const i64 *restrict st, i64 R, i64 B, i
     from_heads(gq, T * N, N, R, B, T, H, dh, gqkv, o0, o1, o2, dh, 1, cr, cr ? neg : NULL);
     from_heads(gk, T * N, N, R, B, T, H, dh, gqkv + H * dh, o0, o1, o2, dh, 1, cr, cr ? neg : NULL);
     from_heads(gv, N, dh * N, R, B, T, H, dh, gqkv + 2 * H * dh, o0, o1, o2, dh, 1, NULL, NULL);
+    return ATTN_OK;
 }
