@@ -68,6 +68,7 @@ class PackJob:
     extra_evals: tuple[int, ...]
     resume_from: int | None = None
     record: dict = field(default_factory=dict)  # the arm's study.json record, copied into run.json
+    metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
 
 
 class _StopPack(Exception):
@@ -219,7 +220,10 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     task_cfg = task_from_dict(job.task)
     train_cfg = TrainConfig.from_dict(job.train)
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
-    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg))
+    from clamp.importpath import resolve
+
+    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg),
+                      metrics=[resolve(p) for p in job.metrics])
     R = len(runs)
 
     for run in runs:

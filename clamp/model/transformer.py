@@ -70,6 +70,7 @@ class ModelConfig:
     d_vocab: int | None = None
     d_out: int | None = None
     n_ctx: int | None = None
+    smear_keys: bool = False  # Olsson et al.'s smeared keys (see Attention.smear); left out of to_dict() when off
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model"):
@@ -115,7 +116,10 @@ class ModelConfig:
         return replace(self, **updates)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["smear_keys"]:  # added later: absent when off, so earlier run keys do not change
+            del d["smear_keys"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -215,6 +219,9 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()
         self._tables: dict[tuple, tuple[Tensor, shortattn.Rotation | None]] = {}
         self.capture: dict[str, Tensor] | None = None  # set by Transformer.run_with_cache: patterns land here
+        # Smeared keys (Olsson et al. 2022): key_t <- key_t + w_h (key_{t-1} - key_t), a learned weight per
+        # run and head, initialised to 0 (no random draw, so the other parameters' init is unchanged).
+        self.smear = nn.Parameter(torch.zeros(n_runs, H)) if cfg.smear_keys else None
 
     def split_heads(self, x: Tensor) -> Tensor:  # [R, B, T, H*dh] -> [R, B, T, H, dh]
         return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
@@ -236,6 +243,8 @@ class Attention(nn.Module):
         # One matmul for q, k and v: their weights side by side.
         w = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight], dim=2)  # (R, D, 3*H*dh)
         qkv = torch.bmm(x.reshape(R, B * T, D), w).view(R, B, T, 3, H, dh)
+        if self.smear is not None:
+            qkv = self._smear_keys(qkv)
         q, k, v = qkv.unbind(3)  # views
         hq, hk, hv = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if T > HEADS_LAST_MAX_T:
@@ -252,6 +261,16 @@ class Attention(nn.Module):
             z = self._short(qkv, (hq, hk, hv))
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
+
+    def _smear_keys(self, qkv: Tensor) -> Tensor:
+        """``qkv`` ``[R, B, T, 3, H, dh]`` with each key mixed with the previous position's key (position 0 kept).
+
+        ``hook_k`` then sees the smeared keys, the ones attention uses.
+        """
+        q, k, v = qkv.unbind(3)
+        prev = torch.cat([k[:, :, :1], k[:, :, :-1]], dim=2)  # key of position t-1 (t=0: itself)
+        k = k + self.smear[:, None, None, :, None] * (prev - k)
+        return torch.stack([q, k, v], dim=3)
 
     def _unwatched(self) -> bool:
         """True when no hook, and no nnsight controller, sits on the scores or the pattern (nor on q, k, v).

@@ -30,6 +30,8 @@ def arm_record(study: Study, arm: Arm) -> dict:
         "train": study.train_config(arm).to_dict(),
         "interventions": [i.to_dict() for i in arm.interventions],
         "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
+        # user metric functions by import path; absent when there are none, so earlier run keys stay
+        **({"metrics": study.metric_paths()} if study.metrics else {}),
     }
 
 
@@ -44,6 +46,8 @@ def run_hash(study: Study, arm: Arm, seed: int) -> str:
     key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
     key["extra_evals"] = rec["schedule"]["extra_evals"]
     key["checkpoints"] = rec["schedule"]["checkpoints"]
+    if "metrics" in rec:
+        key["metrics"] = rec["metrics"]
     key["seed"] = int(seed)
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
