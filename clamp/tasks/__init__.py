@@ -5,10 +5,12 @@ from __future__ import annotations
 from clamp.errors import ConfigError
 from clamp.tasks.base import IGNORE, Batch, EvalView, Task, TaskBase, TaskConfig, UserTaskConfig, standard_metrics
 from clamp.tasks.fewshot import FewShotConfig, FewShotTask
+from clamp.tasks.markov import MarkovConfig, MarkovTask
 from clamp.tasks.repeat import RepeatConfig, RepeatTask
+from clamp.tasks.text import TextConfig, TextTask
 
 #: built-in task configs by their ``kind``; a config from elsewhere has an import path as its kind.
-TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig}
+TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig, "text": TextConfig, "markov": MarkovConfig}
 
 
 def task_from_dict(d: dict) -> TaskConfig:
@@ -43,4 +45,5 @@ def task_from_dict(d: dict) -> TaskConfig:
 
 
 __all__ = ["IGNORE", "Batch", "EvalView", "Task", "TaskBase", "TaskConfig", "UserTaskConfig", "standard_metrics",
-           "FewShotConfig", "FewShotTask", "RepeatConfig", "RepeatTask", "TASK_KINDS", "task_from_dict"]
+           "FewShotConfig", "FewShotTask", "RepeatConfig", "RepeatTask",
+           "TextConfig", "TextTask", "MarkovConfig", "MarkovTask", "TASK_KINDS", "task_from_dict"]

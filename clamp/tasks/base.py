@@ -104,7 +104,7 @@ class Task(Protocol):
 
 
 def standard_metrics(view: EvalView) -> dict[str, Tensor]:
-    """``{evaluator}/loss`` and ``{evaluator}/acc``, and ``prev_token/L{l}H{h}`` where patterns are given.
+    """``{evaluator}/loss`` and ``{evaluator}/acc``, and ``prev_token/L{l}H{h}`` on ``train`` when patterns are given.
 
     The metrics every built-in task records; a task's :meth:`Task.eval_metrics` usually
     starts from these.
@@ -119,7 +119,7 @@ def standard_metrics(view: EvalView) -> dict[str, Tensor]:
 
     out: dict[str, Tensor] = {}
     out[f"{view.evaluator}/loss"], out[f"{view.evaluator}/acc"] = loss_and_accuracy(view.logits, view.batch.targets)
-    for layer, pattern in view.patterns.items():
+    for layer, pattern in (view.patterns.items() if view.evaluator == "train" else ()):
         s = prev_token_score(pattern)
         for h in range(s.shape[1]):
             out[f"prev_token/L{layer}H{h}"] = s[:, h]
