@@ -73,6 +73,7 @@ class PackJob:
     # Study files imported by the process that planned the job (module name -> path): the worker imports them
     # by path first, so what they define (interventions, functions, kinds) is found by import path.
     study_modules: dict = field(default_factory=lambda: _registered_study_modules())
+    metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
 
 
 def _registered_study_modules() -> dict:
@@ -235,7 +236,10 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     task_cfg = task_from_dict(job.task)
     train_cfg = TrainConfig.from_dict(job.train)
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
-    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg))
+    from clamp.importpath import resolve
+
+    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg),
+                      metrics=[resolve(p) for p in job.metrics])
     R = len(runs)
     prov = run_provenance()
 

@@ -201,7 +201,7 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, re
             job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
             interventions=rec["interventions"], runs=tuple(specs),
             checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
-            resume_from=key[1], record=rec,
+            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())),
         ))
     return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
                 conflicts=found.conflicts)

@@ -73,6 +73,7 @@ class ModelConfig:
     d_out: int | None = None
     n_ctx: int | None = None
     init: Init = "torch"
+    smear_keys: bool = False  # Olsson et al.'s smeared keys (see Attention.smear); left out of to_dict() when off
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model"):
@@ -126,6 +127,8 @@ class ModelConfig:
         # run keys (hashes) of studies written before them do not change.
         if d["init"] == "torch":
             del d["init"]
+        if not d["smear_keys"]:  # added later: absent when off, so earlier run keys do not change
+            del d["smear_keys"]
         return d
 
     @classmethod
@@ -226,6 +229,9 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()
         self._tables: dict[tuple, tuple[Tensor, shortattn.Rotation | None]] = {}
         self.capture: dict[str, Tensor] | None = None  # set by Transformer.run_with_cache: patterns land here
+        # Smeared keys (Olsson et al. 2022): key_t <- key_t + w_h (key_{t-1} - key_t), a learned weight per
+        # run and head, initialised to 0 (no random draw, so the other parameters' init is unchanged).
+        self.smear = nn.Parameter(torch.zeros(n_runs, H)) if cfg.smear_keys else None
 
     def split_heads(self, x: Tensor) -> Tensor:  # [R, B, T, H*dh] -> [R, B, T, H, dh]
         return x.view(*x.shape[:-1], self.cfg.n_heads, self.cfg.d_head_resolved)
@@ -247,6 +253,8 @@ class Attention(nn.Module):
         # One matmul for q, k and v: their weights side by side.
         w = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight], dim=2)  # (R, D, 3*H*dh)
         qkv = torch.bmm(x.reshape(R, B * T, D), w).view(R, B, T, 3, H, dh)
+        if self.smear is not None:
+            qkv = self._smear_keys(qkv)
         q, k, v = qkv.unbind(3)  # views
         hq, hk, hv = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if T > HEADS_LAST_MAX_T:
@@ -263,6 +271,16 @@ class Attention(nn.Module):
             z = self._short(qkv, (hq, hk, hv))
         z = self.hook_z(z)
         return self.W_O(z.reshape(R, B, T, -1))
+
+    def _smear_keys(self, qkv: Tensor) -> Tensor:
+        """``qkv`` ``[R, B, T, 3, H, dh]`` with each key mixed with the previous position's key (position 0 kept).
+
+        ``hook_k`` then sees the smeared keys, the ones attention uses.
+        """
+        q, k, v = qkv.unbind(3)
+        prev = torch.cat([k[:, :, :1], k[:, :, :-1]], dim=2)  # key of position t-1 (t=0: itself)
+        k = k + self.smear[:, None, None, :, None] * (prev - k)
+        return torch.stack([q, k, v], dim=3)
 
     def _unwatched(self) -> bool:
         """True when no hook (forward or backward), and no nnsight controller, sits on the scores or the

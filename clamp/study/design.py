@@ -111,7 +111,8 @@ class Arm:
     Args:
         name: folder-safe name (letters, digits, ``_``, ``-``), unique in the study.
         model: architecture; task sizes may be left None.
-        task: a task config (:class:`~clamp.tasks.FewShotConfig`, :class:`~clamp.tasks.RepeatConfig`).
+        task: a task config (:class:`~clamp.tasks.FewShotConfig`, :class:`~clamp.tasks.RepeatConfig`, or any
+            config following :class:`clamp.tasks.base.TaskConfig`, e.g. one defined in the study file).
         interventions: interventions from :mod:`clamp.interventions`, any number.
         factors: for factorial designs, which factors this arm switches on (``{"copy": True}``).
         description: one line for the report.
@@ -191,7 +192,14 @@ class Study:
         dense: windows (e.g. around the expected phase change) with denser evaluation/checkpoints.
         control: the arm the others are compared with; by default the arm named ``"control"`` if any.
         comparisons: extra ``(arm, arm)`` pairs for the statistics.
-        phase: the rule(s) that define when a run has learned.
+        phase: the rule(s) that define when a run has learned; default (None): each arm's task's
+            default rule (:meth:`clamp.tasks.base.Task.default_phase_rule`; Singh et al.'s training loss
+            below 0.4 ln 2 for the few-shot task), one per distinct rule.
+        metrics: user metric functions, each called at every evaluation with the
+            :class:`~clamp.tasks.base.EvalView` of the ``train`` set and returning a ``[R]`` tensor (named
+            after the function) or a dict of them; written to ``metrics.csv`` like built-in metrics, so phase
+            rules and statistics can use them.  Defined at module level (study file or importable module):
+            they are recorded by import path and found again in worker processes.
         alpha: significance level for the statistics.
         heatmap_heads: heads whose attention patterns the report draws, as ``"L1H0"``; default all of the last layer (at most 4).
         heatmap_at: sequences seen at which to draw them (nearest checkpoint); default 4 spread over training.
@@ -214,7 +222,8 @@ class Study:
     dense: tuple[Dense, ...] = ()
     control: str | None = _AUTO
     comparisons: tuple[tuple[str, str], ...] = ()
-    phase: tuple[PhaseRule, ...] = (PhaseRule(),)
+    phase: tuple[PhaseRule, ...] | None = None
+    metrics: tuple[Any, ...] = ()
     alpha: float = 0.05
     heatmap_heads: tuple[str, ...] = ()
     heatmap_at: tuple[int, ...] = ()
@@ -229,14 +238,18 @@ class Study:
             "arms": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
             "seeds": lambda v: tuple(v) if isinstance(v, (list, tuple, range)) else (v,),
             "dense": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
-            "phase": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "phase": lambda v: _default_phase(self.arms) if v is None else tuple(v) if isinstance(v, (list, tuple)) else (v,),
+            "metrics": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
             "comparisons": lambda v: tuple(tuple(p) if isinstance(p, list) else p for p in v) if isinstance(v, (list, tuple)) else v,
             "heatmap_heads": lambda v: (v,) if isinstance(v, str) else tuple(v),
             "heatmap_at": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
         }
         for name, f in norm.items():
             object.__setattr__(self, name, f(getattr(self, name)))
-        check_fields(self, skip=("control", "origin"))
+        check_fields(self, skip=("control", "origin", "metrics"))
+        for fn in self.metrics:
+            if not callable(fn):
+                raise ConfigError(f"Study.metrics entry {fn!r} is not a function; give functions f(view) -> tensor [R].")
         if not _NAME_RE.match(self.name):
             raise ConfigError(f"Study name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
         if not self.arms:
@@ -274,6 +287,12 @@ class Study:
         if any(x < 0 for x in self.heatmap_at):
             raise ConfigError("Study.heatmap_at must hold non-negative sequence counts.")
 
+    def metric_paths(self) -> list[str]:
+        """Import paths (``"module:name"``) of the user metric functions."""
+        from clamp.importpath import import_path
+
+        return [import_path(fn) for fn in self.metrics]
+
     def arm(self, name: str) -> Arm:
         for a in self.arms:
             if a.name == name:
@@ -301,6 +320,21 @@ class Study:
             if d.eval_every:
                 pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.eval_every))
         return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+
+
+def _default_phase(arms: Any) -> tuple[PhaseRule, ...]:
+    """The arms' tasks' default phase rules, distinct, in arm order (Singh et al.'s rule if none is given)."""
+    rules: list[PhaseRule] = []
+    for arm in arms if isinstance(arms, (list, tuple)) else (arms,):
+        task = getattr(arm, "task", None)
+        get = getattr(task, "default_phase_rule", None)
+        if get is None:
+            built = task.build() if hasattr(task, "build") else None
+            get = getattr(built, "default_phase_rule", None)
+        rule = get() if get is not None else PhaseRule()
+        if rule not in rules:
+            rules.append(rule)
+    return tuple(rules) or (PhaseRule(),)
 
 
 def _round_to_batches(pts: set[int], batch: int, n: int) -> list[int]:

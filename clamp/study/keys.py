@@ -62,7 +62,7 @@ def canonical(cfg: Any) -> dict:
 
 
 def description(*, model: Any, task: Any, train: Any, interventions: Sequence[Any], checkpoints: Sequence[int],
-                extra_evals: Sequence[int], seed: int) -> dict:
+                extra_evals: Sequence[int], seed: int, metrics: Sequence[str] = ()) -> dict:
     """The canonical, versioned description of a run that its key hashes.
 
     The device is left out (it labels where a run ran, not what it computes).
@@ -78,6 +78,8 @@ def description(*, model: Any, task: Any, train: Any, interventions: Sequence[An
         "checkpoints": [int(x) for x in checkpoints],
         "extra_evals": [int(x) for x in extra_evals],
         "seed": int(seed),
+        # user metrics (import paths) add rows to metrics.csv; absent when none, so earlier keys stand
+        **({"metrics": [str(m) for m in metrics]} if metrics else {}),
     }
 
 
@@ -95,7 +97,8 @@ def run_key(study: Study, arm: Arm, seed: int) -> str:
     model = arm.model.resolve(arm.task.build().dims())
     return _digest(description(model=model, task=arm.task, train=study.train_config(arm),
                                interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
-                               extra_evals=study.extra_eval_points(arm), seed=seed))
+                               extra_evals=study.extra_eval_points(arm), seed=seed,
+                               metrics=study.metric_paths() if study.metrics else ()))
 
 
 def legacy_key(study: Study, arm: Arm, seed: int) -> str:
@@ -107,6 +110,8 @@ def legacy_key(study: Study, arm: Arm, seed: int) -> str:
     key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
     key["extra_evals"] = rec["schedule"]["extra_evals"]
     key["checkpoints"] = rec["schedule"]["checkpoints"]
+    if "metrics" in rec:
+        key["metrics"] = rec["metrics"]
     key["seed"] = int(seed)
     return _digest(key)
 
@@ -131,7 +136,8 @@ def key_from_record(record: dict) -> str | None:
             model=ModelConfig.from_dict(cfg["model"]), task=task_from_dict(cfg["task"]),
             train=TrainConfig.from_dict(cfg["train"]),
             interventions=[intervention_from_dict(d) for d in cfg.get("interventions", [])],
-            checkpoints=sched["checkpoints"], extra_evals=sched["extra_evals"], seed=int(record["seed"])))
+            checkpoints=sched["checkpoints"], extra_evals=sched["extra_evals"], seed=int(record["seed"]),
+            metrics=cfg.get("metrics", ())))
     except Exception:  # noqa: BLE001 - any record that cannot be rebuilt does not match
         return None
 

@@ -33,6 +33,8 @@ def arm_record(study: Study, arm: Arm) -> dict:
         "train": study.train_config(arm).to_dict(),
         "interventions": [i.to_dict() for i in arm.interventions],
         "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
+        # user metric functions by import path; absent when there are none, so earlier run keys stay
+        **({"metrics": study.metric_paths()} if study.metrics else {}),
     }
 
 

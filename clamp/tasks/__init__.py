@@ -1,22 +1,42 @@
-"""Synthetic tasks: one module per task, each a frozen config with ``build()``."""
+"""Tasks: one module per task, each a frozen config with ``build()`` (the protocol is in :mod:`clamp.tasks.base`)."""
 
 from __future__ import annotations
 
 from clamp.errors import ConfigError
-from clamp.tasks.base import IGNORE, Batch, Task
+from clamp.tasks.base import IGNORE, Batch, EvalView, Task, TaskBase, TaskConfig, UserTaskConfig, standard_metrics
 from clamp.tasks.fewshot import FewShotConfig, FewShotTask
+from clamp.tasks.markov import MarkovConfig, MarkovTask
 from clamp.tasks.repeat import RepeatConfig, RepeatTask
+from clamp.tasks.text import TextConfig, TextTask
 
-TaskConfig = FewShotConfig | RepeatConfig
-TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig}
+#: built-in task configs by their ``kind``; a config from elsewhere has an import path as its kind.
+TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig, "text": TextConfig, "markov": MarkovConfig}
 
 
 def task_from_dict(d: dict) -> TaskConfig:
-    """Rebuild a task config from :meth:`to_dict` output; rejects unknown kinds and keys."""
+    """Rebuild a task config from its ``to_dict()`` output; rejects unknown kinds and keys.
+
+    ``kind`` is a built-in name (``"fewshot"``, ``"repeat"``, ...) or the import path
+    ``"module:QualName"`` of a user config class (see :class:`clamp.tasks.base.UserTaskConfig`).
+
+    Example:
+        >>> task_from_dict({"kind": "repeat", "vocab": 8, "half": 3}).half
+        3
+    """
     d = dict(d)
     kind = d.get("kind")
+    if isinstance(kind, str) and ":" in kind:
+        from clamp.importpath import resolve
+
+        cls = resolve(kind)
+        if not isinstance(cls, type) or not hasattr(cls, "build"):
+            raise ConfigError(f"task kind {kind!r} is not a task config class (it needs build() and to_dict()).")
+        if hasattr(cls, "from_dict"):
+            return cls.from_dict(d)
+        return cls(**{k: v for k, v in d.items() if k != "kind"})
     if kind not in TASK_KINDS:
-        raise ConfigError(f"unknown task kind {kind!r}; choose one of {sorted(TASK_KINDS)}.")
+        raise ConfigError(f"unknown task kind {kind!r}; choose one of {sorted(TASK_KINDS)} "
+                          "or give a user task's import path 'module:QualName'.")
     cls = TASK_KINDS[kind]
     known = set(cls.__dataclass_fields__)
     if set(d) - known:
@@ -24,5 +44,6 @@ def task_from_dict(d: dict) -> TaskConfig:
     return cls(**d)
 
 
-__all__ = ["IGNORE", "Batch", "Task", "FewShotConfig", "FewShotTask", "RepeatConfig", "RepeatTask",
-           "TaskConfig", "TASK_KINDS", "task_from_dict"]
+__all__ = ["IGNORE", "Batch", "EvalView", "Task", "TaskBase", "TaskConfig", "UserTaskConfig", "standard_metrics",
+           "FewShotConfig", "FewShotTask", "RepeatConfig", "RepeatTask",
+           "TextConfig", "TextTask", "MarkovConfig", "MarkovTask", "TASK_KINDS", "task_from_dict"]

@@ -1,17 +1,17 @@
-"""The batch format every task produces, and the task interface.
+"""The batch format every task produces.
 
 (Outside ``clamp.tasks`` so that analysis modules can import it without
 importing every task.)
 
 Why this file exists: the model, the training loop and the interventions only
-see :class:`Batch`; tasks differ in how they fill it and in the extra metrics
-they compute.  A batch carries a leading run axis ``R`` so each run of a packed
+see :class:`Batch`; tasks differ in how they fill it (the task protocol itself is
+in :mod:`clamp.tasks.base`).  A batch carries a leading run axis ``R`` so each run of a packed
 model gets its own sequences.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -115,21 +115,3 @@ class Batch:
     def __repr__(self) -> str:
         return f"Batch(runs={self.n_runs}, size={self.size}, positions={self.tokens.shape[2]})"
 
-
-class Task(Protocol):
-    """What the training loop needs from a task."""
-
-    #: names of the evaluation sets; ``"train"`` is the training distribution.
-    evaluators: tuple[str, ...]
-
-    def dims(self) -> dict[str, int]:
-        """Model sizes the task fixes: ``d_in``, ``d_vocab``, ``d_out``, ``n_ctx``."""
-
-    def sample(self, n: int, gen: torch.Generator, evaluator: str = "train") -> Batch:
-        """``n`` sequences for one run (leading axis 1), drawn with ``gen``."""
-
-    def sample_runs(self, n: int, gens: list[torch.Generator], evaluator: str = "train") -> Batch:
-        """``n`` sequences for each run, run ``r`` drawn with ``gens[r]`` alone: same as stacking ``sample``."""
-
-    def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
-        """Task-specific metrics, each a ``[R]`` tensor; ``patterns[layer]`` is ``[R, B, H, T, T]``."""

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from clamp.errors import ConfigError
 from clamp.training.metrics import induction_strength
-from clamp.tasks.base import IGNORE, Batch
+from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
 
 EVALUATORS = ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars")
 STREAMS = ("shared", "independent")
@@ -117,7 +117,7 @@ def _substreams(gen: torch.Generator) -> tuple[torch.Generator, torch.Generator,
     return tuple(torch.Generator().manual_seed(s) for s in seeds)  # type: ignore[return-value]
 
 
-class FewShotTask:
+class FewShotTask(TaskBase):
     """Sampler and metrics for :class:`FewShotConfig`.
 
     Example:
@@ -232,6 +232,17 @@ class FewShotTask:
         }
         return Batch(tokens, targets, None, self._item_mask.expand(R, n, T), meta,
                      item_table=self.tables[evaluator], item_ids=item_ids)
+
+    def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
+        """Loss and accuracy on every set; on ``train`` also previous-token and induction scores per head."""
+        out = standard_metrics(view)
+        if view.patterns:
+            out.update(self.extra_metrics(view.batch, view.logits, view.patterns))
+        return out
+
+    def default_phase_rule(self):
+        """Singh et al.'s learning time: ``train/loss`` below 0.4 ln 2."""
+        return super().default_phase_rule()
 
     def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
         """Induction strength of every head in layers >= 1: ``induction/L{l}H{h}``, each ``[R]``."""

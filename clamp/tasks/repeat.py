@@ -3,10 +3,20 @@
 Why this file exists: the classic induction probe.  A sequence is ``L`` random
 tokens followed by the same ``L`` tokens again; next-token loss on the second
 repeat collapses once induction heads form, while the first stays at chance.
+
+With the defaults (the legacy layout) the repeat always starts at position
+``L``, so a single *positional* head (attend to ``i - L + 1``) can copy without
+any induction: a 1-layer model solves it.  ``min_half`` (segment length drawn
+per sequence from ``[min_half, half]``) and ``max_prefix`` (a random-length
+prefix of fresh tokens before the segment) move the repeat around, so that only
+a head that finds the earlier occurrence of the current token by content (an
+induction head, which needs a previous-token head below it or smeared keys)
+can predict it.  Positions after the repeat are filled with fresh tokens.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -16,27 +26,46 @@ from torch import Tensor
 
 from clamp.errors import ConfigError
 from clamp.training.metrics import prefix_matching_score
-from clamp.tasks.base import IGNORE, Batch
+from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
 
 
 @dataclass(frozen=True, kw_only=True)
 class RepeatConfig:
     """Parameters of the repeated-token task.
 
+    Args:
+        vocab: number of tokens.
+        half: segment length (the maximum one when ``min_half`` is set).
+        min_half: if set, each sequence's segment length is uniform in ``[min_half, half]``.
+        max_prefix: each sequence starts with a uniform ``[0, max_prefix]`` fresh random tokens.
+
     Example:
         >>> RepeatConfig(vocab=16, half=4).build().dims()["n_ctx"]
         8
+        >>> RepeatConfig(vocab=16, half=6, min_half=3, max_prefix=4).build().dims()["n_ctx"]
+        16
     """
 
     kind: Literal["repeat"] = "repeat"
     vocab: int = 64
     half: int = 10
+    min_half: int | None = None
+    max_prefix: int = 0
 
     def __post_init__(self) -> None:
         if self.vocab < 2:
             raise ConfigError(f"RepeatConfig.vocab={self.vocab}: need at least 2 tokens.")
         if self.half < 2:
             raise ConfigError(f"RepeatConfig.half={self.half}: need at least 2 tokens per repeat.")
+        if self.min_half is not None and not 2 <= self.min_half <= self.half:
+            raise ConfigError(f"RepeatConfig.min_half={self.min_half} must be between 2 and half={self.half}, or None.")
+        if self.max_prefix < 0:
+            raise ConfigError(f"RepeatConfig.max_prefix={self.max_prefix} must be >= 0.")
+
+    @property
+    def legacy(self) -> bool:
+        """True for the fixed layout (the repeat always at position ``half``)."""
+        return self.max_prefix == 0 and self.min_half in (None, self.half)
 
     def build(self) -> "RepeatTask":
         return RepeatTask(self)
@@ -47,44 +76,117 @@ class RepeatConfig:
         return PhaseRule(metric="loss/second_repeat", threshold=THRESHOLD)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # Options added later are left out at their default, so earlier run keys do not change.
+        if d["min_half"] is None:
+            del d["min_half"]
+        if d["max_prefix"] == 0:
+            del d["max_prefix"]
+        return d
 
 
-class RepeatTask:
+class RepeatTask(TaskBase):
+    """Sampler and metrics for :class:`RepeatConfig`.
+
+    Example:
+        >>> b = RepeatConfig(vocab=16, half=4, min_half=2, max_prefix=3).build().sample(2, torch.Generator().manual_seed(0))
+        >>> b.tokens.shape, sorted(b.meta)
+        (torch.Size([1, 2, 11]), ['first_rows', 'second_rows'])
+    """
+
     evaluators = ("train",)
 
     def __init__(self, cfg: RepeatConfig) -> None:
         self.cfg = cfg
 
+    @property
+    def n_ctx(self) -> int:
+        return self.cfg.max_prefix + 2 * self.cfg.half
+
     def dims(self) -> dict[str, int]:
-        return {"d_in": 0, "d_vocab": self.cfg.vocab, "d_out": self.cfg.vocab, "n_ctx": 2 * self.cfg.half}
+        return {"d_in": 0, "d_vocab": self.cfg.vocab, "d_out": self.cfg.vocab, "n_ctx": self.n_ctx}
 
     def sample(self, n: int, gen: torch.Generator, evaluator: str = "train") -> Batch:
         if evaluator != "train":
             raise ValueError(f"unknown evaluator {evaluator!r}; this task has {self.evaluators}")
-        first = torch.randint(self.cfg.vocab, (n, self.cfg.half), generator=gen)
-        tokens = torch.cat([first, first], dim=1)  # (n, 2L)
+        cfg = self.cfg
+        if cfg.legacy:
+            first = torch.randint(cfg.vocab, (n, cfg.half), generator=gen)
+            tokens = torch.cat([first, first], dim=1)  # (n, 2L)
+            targets = torch.full_like(tokens, IGNORE)
+            targets[:, :-1] = tokens[:, 1:]
+            return Batch(tokens[None], targets[None])
+        T, H = self.n_ctx, cfg.half
+        tokens = torch.randint(cfg.vocab, (n, T), generator=gen)  # fresh tokens everywhere, then the copy
+        lo = cfg.min_half if cfg.min_half is not None else H
+        seg = torch.randint(lo, H + 1, (n,), generator=gen)  # segment length per sequence
+        start = torch.randint(0, cfg.max_prefix + 1, (n,), generator=gen)  # where the segment starts
+        pos = torch.arange(T)
+        rel = pos[None, :] - (start + seg)[:, None]  # position within the second segment
+        in_second = (rel >= 0) & (rel < seg[:, None])
+        src = (start[:, None] + rel).clamp(0, T - 1)
+        tokens = torch.where(in_second, tokens.gather(1, src), tokens)
         targets = torch.full_like(tokens, IGNORE)
         targets[:, :-1] = tokens[:, 1:]
-        return Batch(tokens[None], targets[None])
+        # Rows (prediction positions) whose target is inside a segment, excluding each segment's first token:
+        # in the second one a copy that only induction can predict, in the first one fresh tokens (chance).
+        first_rows = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + seg - 1)[:, None])
+        second_rows = (rel >= 0) & (rel < (seg - 1)[:, None])
+        return Batch(tokens[None], targets[None], meta={"first_rows": first_rows[None], "second_rows": second_rows[None]})
 
-    def sample_runs(self, n: int, gens: list[torch.Generator], evaluator: str = "train") -> Batch:
-        return Batch.stack([self.sample(n, g, evaluator) for g in gens])
+    def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
+        out = standard_metrics(view)
+        if view.evaluator == "train":
+            out.update(self.extra_metrics(view.batch, view.logits, view.patterns, view.model))
+        return out
 
-    def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
+    def default_phase_rule(self):
+        """``loss/second_repeat`` below half of chance (``0.5 ln vocab``): the copy is predicted in context."""
+        from clamp.study.design import PhaseRule
+
+        return PhaseRule(metric="loss/second_repeat", threshold=0.5 * math.log(self.cfg.vocab), direction="below")
+
+    def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor], model=None) -> dict[str, Tensor]:
         """Loss on each repeat (``loss/first_repeat``, ``loss/second_repeat``) and ``prefix_match/L{l}H{h}``.
 
-        The first-repeat loss averages predictions of tokens 1..L-1, the second
-        of tokens L+1..2L-1 (each a copy of an earlier token); predicting token
-        L (the repeat's first token) belongs to neither.
+        The first-repeat loss averages predictions of tokens 2..L of the first segment, the
+        second of tokens 2..L of the second segment (each a copy of an earlier token);
+        predicting the repeat's first token belongs to neither.  Outside the legacy layout
+        the randomised task also records ``copying/L{l}H{h}`` (OV-circuit copying score)
+        and ``prefix_match/max`` (the best head).
         """
-        L = self.cfg.half
         R = logits.shape[0]
-        ce = F.cross_entropy(logits[:, :, :-1].flatten(0, 2).float(), batch.targets[:, :, :-1].flatten(), reduction="none")
-        ce = ce.view(R, batch.size, 2 * L - 1)
-        out = {"loss/first_repeat": ce[:, :, : L - 1].mean((1, 2)), "loss/second_repeat": ce[:, :, L:].mean((1, 2))}
+        if self.cfg.legacy:
+            L = self.cfg.half
+            ce = F.cross_entropy(logits[:, :, :-1].flatten(0, 2).float(), batch.targets[:, :, :-1].flatten(), reduction="none")
+            ce = ce.view(R, batch.size, 2 * L - 1)
+            out = {"loss/first_repeat": ce[:, :, : L - 1].mean((1, 2)), "loss/second_repeat": ce[:, :, L:].mean((1, 2))}
+            for layer, pattern in patterns.items():
+                s = prefix_matching_score(pattern, L)
+                for h in range(s.shape[1]):
+                    out[f"prefix_match/L{layer}H{h}"] = s[:, h]
+            return out
+        from clamp.training.olsson import copying_scores, induction_targets, prefix_matching
+
+        ce = F.cross_entropy(logits.flatten(0, 2).float(), batch.targets.flatten().clamp_min(0), reduction="none")
+        ce = ce.view(R, batch.size, -1)
+        out = {}
+        for key, rows in (("first", batch.meta["first_rows"]), ("second", batch.meta["second_rows"])):
+            w = rows.float()
+            out[f"loss/{key}_repeat"] = (ce * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1)
+        # Prefix matching: from each second-segment query to the token after the earlier occurrence
+        # of the query's token (only rows whose target is that copy).
+        targets = induction_targets(batch.tokens)
+        best = None
         for layer, pattern in patterns.items():
-            s = prefix_matching_score(pattern, L)
+            s = prefix_matching(pattern, targets, batch.meta["second_rows"])
             for h in range(s.shape[1]):
                 out[f"prefix_match/L{layer}H{h}"] = s[:, h]
+            best = s.max(1).values if best is None else torch.maximum(best, s.max(1).values)
+            if model is not None:
+                c = copying_scores(model, layer)
+                for h in range(c.shape[1]):
+                    out[f"copying/L{layer}H{h}"] = c[:, h]
+        if best is not None:
+            out["prefix_match/max"] = best
         return out

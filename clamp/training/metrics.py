@@ -107,3 +107,56 @@ def per_run_loss(logits: Tensor, batch: Batch) -> Tensor:
     mask = (targets != IGNORE).view(R, -1).float()
     ce = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten().clamp_min(0), reduction="none").view(R, -1)
     return (ce * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+# --- the metrics of an evaluation: the task's own, then the user's ------------------------------
+
+def task_metrics(task, view) -> dict[str, Tensor]:
+    """The task's metrics for one evaluation set (``task.eval_metrics(view)``).
+
+    A task object without ``eval_metrics`` (an older duck-typed task) gets the standard
+    metrics plus its ``extra_metrics`` on sets with patterns.
+    """
+    if hasattr(task, "eval_metrics"):
+        return task.eval_metrics(view)
+    from clamp.tasks.base import standard_metrics
+
+    out = standard_metrics(view)
+    if view.patterns and hasattr(task, "extra_metrics"):
+        out.update(task.extra_metrics(view.batch, view.logits, view.patterns))
+    return out
+
+
+_RESERVED = ("train_batch/", "fired/")
+
+
+def add_user_metric(out: dict[str, Tensor], fn, view) -> None:
+    """Call a user metric ``fn(view)`` and add its values to ``out`` (in place).
+
+    ``fn`` returns a ``[R]`` tensor (named ``fn.__name__``) or a dict of them (named by
+    their keys).  A name that clashes with a metric already recorded, or a value of the
+    wrong shape, raises :class:`~clamp.errors.ConfigError` naming the function.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> def mean_logit(view): return view.logits.mean((1, 2, 3))
+        >>> out = {}; add_user_metric(out, mean_logit, SimpleNamespace(logits=torch.ones(2, 1, 1, 3)))
+        >>> out["mean_logit"].tolist()
+        [1.0, 1.0]
+    """
+    from clamp.errors import ConfigError
+
+    name = getattr(fn, "__name__", repr(fn))
+    value = fn(view)
+    items = value.items() if isinstance(value, dict) else [(name, value)]
+    R = view.logits.shape[0]
+    for key, v in items:
+        if not isinstance(key, str) or not key or key.startswith(_RESERVED):
+            raise ConfigError(f"metric {name!r} returned the name {key!r}; use a non-empty name not starting with {_RESERVED}.")
+        if key in out:
+            raise ConfigError(f"metric {name!r} returns {key!r}, which the task already records; give it another name.")
+        if not isinstance(v, Tensor) or tuple(v.shape) != (R,):
+            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise ConfigError(f"metric {name!r} must return one value per run (a tensor of shape ({R},)) "
+                              f"for {key!r}, got {shape}.")
+        out[key] = v.detach()

@@ -12,9 +12,11 @@ Metrics are per run at each evaluation:
 - ``{evaluator}/loss``, ``{evaluator}/acc`` for each of the task's evaluators
   (``train`` is a fixed sample of the training distribution);
 - ``train_batch/loss``: mean training-batch loss since the previous evaluation;
-- ``prev_token/L{l}H{h}`` for every head; the task's own (``induction/L{l}H{h}``
-  for layers >= 1 on the few-shot task, ``prefix_match/...`` and per-repeat
-  losses on the repeated-token task);
+- what the task's ``eval_metrics`` returns for each set (the built-in tasks:
+  ``prev_token/L{l}H{h}`` for every head; ``induction/L{l}H{h}`` for layers >= 1
+  on the few-shot task, ``prefix_match/...`` and per-repeat losses on the
+  repeated-token task);
+- the study's user metrics (``Study(metrics=[...])``), on the ``train`` set;
 - what the intervener reports (how many interventions fired).
 """
 
@@ -31,9 +33,9 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.training.metrics import loss_and_accuracy, per_run_loss, prev_token_score
+from clamp.training.metrics import add_user_metric, per_run_loss, task_metrics
 from clamp.model.transformer import ModelConfig, Transformer
-from clamp.tasks import Batch, TaskConfig
+from clamp.tasks import Batch, EvalView, TaskConfig
 
 from clamp.analysis.stats.rule import LN2, THRESHOLD  # noqa: F401 - one home for both constants
 EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
@@ -166,6 +168,8 @@ class Trainer:
         train_cfg: optimiser and schedule.
         seeds: one per run; ints or :class:`RunSeeds`.
         intervener_factory: called with the model to build an intervener, or None.
+        metrics: user metric functions, each called with the :class:`~clamp.tasks.base.EvalView` of the
+            ``train`` evaluation set at every evaluation (see :func:`clamp.training.metrics.add_user_metric`).
 
     Example:
         >>> from clamp.tasks import FewShotConfig
@@ -183,6 +187,7 @@ class Trainer:
         train_cfg: TrainConfig,
         seeds: Sequence[int | RunSeeds],
         intervener_factory: Callable[[Transformer], Intervener] | None = None,
+        metrics: Sequence[Callable[[EvalView], Any]] = (),
     ) -> None:
         if not seeds:
             raise ConfigError("Trainer needs at least one seed.")
@@ -192,6 +197,7 @@ class Trainer:
             torch.set_flush_denormal(True)
         self.task = task_cfg.build()
         self.task_cfg = task_cfg
+        self.metrics = tuple(metrics)
         self.model_cfg = model_cfg.resolve(self.task.dims())
         self.cfg = train_cfg
         self.seeds = [RunSeeds.coerce(s) for s in seeds]
@@ -290,20 +296,18 @@ class Trainer:
         heldout = self.heldout_due(self.seen)
         if heldout:
             self._heldout_seen = self.seen
+        pattern_sets = getattr(self.task, "pattern_evaluators", ("train",))
         for name, batch in self.eval_sets.items():
             if name != "train" and not heldout:
                 continue
-            names = self.pattern_names if name == "train" else ()
+            names = self.pattern_names if name in pattern_sets else ()
             logits, cache = self._eval_forward(batch, names)
-            loss, acc = loss_and_accuracy(logits, batch.targets)
-            out[f"{name}/loss"], out[f"{name}/acc"] = loss, acc
+            patterns = {l: cache[n] for l, n in enumerate(self.pattern_names)} if names else {}
+            view = EvalView(name, batch, logits, patterns, self.seen, self.model)
+            out.update(task_metrics(self.task, view))
             if name == "train":
-                patterns = {l: cache[n] for l, n in enumerate(self.pattern_names)}
-                for l, p in patterns.items():
-                    s = prev_token_score(p)
-                    for h in range(s.shape[1]):
-                        out[f"prev_token/L{l}H{h}"] = s[:, h]
-                out.update(self.task.extra_metrics(batch, logits, patterns))
+                for fn in self.metrics:
+                    add_user_metric(out, fn, view)
         if self._batch_loss_n:
             out["train_batch/loss"] = self._batch_loss_sum / self._batch_loss_n
         self._batch_loss_sum = torch.zeros(self.n_runs)
@@ -394,6 +398,7 @@ def train(
     callback: Callback | None = None,
     intervener_factory: Callable[[Transformer], Intervener] | None = None,
     progress: bool = False,
+    metrics: Sequence[Callable[[EvalView], Any]] = (),
 ) -> Trainer:
     """Train R packed runs from scratch; write metrics to a CSV and/or hand them to ``callback``.
 
@@ -406,7 +411,7 @@ def train(
         >>> t.seen
         64
     """
-    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory)
+    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory, metrics=metrics)
     writer = MetricsWriter(metrics_path, [s.init for s in trainer.seeds]) if metrics_path else None
     start = time.perf_counter()
 

@@ -1,0 +1,271 @@
+"""Natural-text language modelling (Olsson et al. 2022 on real data), with no download.
+
+Why this file exists: Olsson et al.'s evidence for induction heads comes from
+text: the in-context-learning score (loss late in the context minus loss early
+in it) drops abruptly while prefix-matching heads appear.  The default corpus is
+the Python standard library's own source files, present on every machine; any
+text file or folder can be given instead.  The corpus is read in sorted file
+order up to ``corpus_bytes`` and its SHA-256 is recorded in ``to_dict()`` (so in
+``study.json``, ``run.json`` and the run key): a run is never resumed on other
+data.  Tokens are bytes (vocabulary 256) by default, or a small BPE trained once
+with the ``tokenizers`` library and cached under ``~/.cache/clamp/tokenizers/``.
+
+Evaluation sets: ``train`` (fixed windows of the training split), ``heldout``
+(the last ``heldout_frac`` of the corpus), and ``repeat`` (random tokens
+followed by their repeat, Olsson's probe for prefix-matching heads).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sysconfig
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from clamp.errors import ConfigError
+from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
+
+CACHE = Path(os.environ.get("CLAMP_CACHE", Path.home() / ".cache" / "clamp"))
+SUFFIXES = (".py", ".txt", ".md", ".rst")  # files read from a folder
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextConfig:
+    """Parameters of the text task.
+
+    Args:
+        path: a text file or a folder (its ``.py``, ``.txt``, ``.md``, ``.rst`` files, sorted); None: the
+            Python standard library's sources.
+        corpus_bytes: read at most this many bytes (whole files, in sorted order, the last one cut).
+        n_ctx: tokens per sequence (the model predicts each next token).
+        tokenizer: ``"byte"`` (256 tokens) or ``"bpe"`` (``bpe_vocab`` tokens, needs ``tokenizers``).
+        heldout_frac: the last fraction of the corpus, used only for the ``heldout`` evaluation set.
+        corpus_sha256: filled by ``to_dict()``; when given, the corpus read must have this hash.
+
+    Example:
+        >>> TextConfig(n_ctx=32).build().dims()
+        {'d_in': 0, 'd_vocab': 256, 'd_out': 256, 'n_ctx': 32}
+    """
+
+    kind: Literal["text"] = "text"
+    path: str | None = None
+    corpus_bytes: int = 2_000_000
+    n_ctx: int = 64
+    tokenizer: Literal["byte", "bpe"] = "byte"
+    bpe_vocab: int = 512
+    heldout_frac: float = 0.05
+    corpus_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.corpus_bytes < 10_000:
+            raise ConfigError(f"TextConfig.corpus_bytes={self.corpus_bytes}: give at least 10000 bytes.")
+        if self.n_ctx < 8:
+            raise ConfigError(f"TextConfig.n_ctx={self.n_ctx}: need at least 8 tokens per sequence.")
+        if self.tokenizer not in ("byte", "bpe"):
+            raise ConfigError(f"TextConfig.tokenizer={self.tokenizer!r} is unknown; choose 'byte' or 'bpe'.")
+        if self.tokenizer == "bpe" and not 257 <= self.bpe_vocab <= 65_536:
+            raise ConfigError(f"TextConfig.bpe_vocab={self.bpe_vocab} must be in [257, 65536].")
+        if not 0.0 < self.heldout_frac < 0.5:
+            raise ConfigError(f"TextConfig.heldout_frac={self.heldout_frac} must be in (0, 0.5).")
+        if self.path is not None and not Path(self.path).exists():
+            raise ConfigError(f"TextConfig.path={self.path!r} does not exist; give a text file or a folder, or None "
+                              "for the Python standard library's sources.")
+
+    @property
+    def vocab(self) -> int:
+        return 256 if self.tokenizer == "byte" else self.bpe_vocab
+
+    def build(self) -> "TextTask":
+        return TextTask(self)
+
+    def sha256(self) -> str:
+        """SHA-256 of the corpus this config reads."""
+        return _corpus(self.path, self.corpus_bytes)[1]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["corpus_sha256"] = self.sha256()
+        if self.tokenizer == "byte":
+            del d["bpe_vocab"]
+        return d
+
+    def default_phase_rule(self):
+        """Olsson's signature: the best prefix-matching head on repeated random tokens rises above 0.3."""
+        from clamp.study.design import PhaseRule
+
+        return PhaseRule(metric="prefix_match/max", threshold=0.3, direction="above")
+
+
+def _files(path: str | None) -> Iterator[Path]:
+    """The corpus files in a fixed order: a depth-first walk with sorted names (site-packages, tests and caches pruned)."""
+    root = Path(sysconfig.get_paths()["stdlib"]) if path is None else Path(path)
+    if root.is_file():
+        yield root
+        return
+    suffixes = (".py",) if path is None else SUFFIXES
+    skip = {"site-packages", "__pycache__", ".git"}
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in skip)
+        for name in sorted(names):
+            if name.endswith(suffixes):
+                yield Path(folder) / name
+
+
+@functools.lru_cache(maxsize=8)
+def _corpus(path: str | None, n_bytes: int) -> tuple[bytes, str]:
+    """The corpus bytes (files joined by a blank line, cut at ``n_bytes``) and their SHA-256."""
+    parts, total = [], 0
+    for f in _files(path):
+        data = f.read_bytes() + b"\n\n"
+        parts.append(data[: n_bytes - total])
+        total += len(parts[-1])
+        if total >= n_bytes:
+            break
+    blob = b"".join(parts)
+    if len(blob) < 10_000:
+        raise ConfigError(f"the corpus at {path or 'the standard library'} has only {len(blob)} bytes; give at least 10000.")
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def _bpe(blob: bytes, sha: str, vocab: int):
+    """A byte-level BPE tokenizer trained on the corpus once, cached by corpus hash and size."""
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    except ImportError as e:
+        raise ConfigError("TextConfig(tokenizer='bpe') needs the `tokenizers` package: pip install 'clamp[text]', "
+                          "or use tokenizer='byte'.") from e
+    file = CACHE / "tokenizers" / f"{sha[:16]}-bpe{vocab}.json"
+    if file.exists():
+        return Tokenizer.from_file(str(file))
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    text = blob.decode("utf-8", errors="replace")
+    tok.train_from_iterator([text[i : i + 100_000] for i in range(0, len(text), 100_000)], trainer=trainer)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(f".{os.getpid()}.tmp")
+    tok.save(str(tmp))
+    os.replace(tmp, file)
+    return tok
+
+
+@functools.lru_cache(maxsize=8)
+def _tokens(path: str | None, n_bytes: int, tokenizer: str, vocab: int) -> tuple[Tensor, str]:
+    blob, sha = _corpus(path, n_bytes)
+    if tokenizer == "byte":
+        return torch.frombuffer(bytearray(blob), dtype=torch.uint8).long(), sha
+    file = CACHE / "text" / f"{sha[:16]}-bpe{vocab}.pt"
+    if file.exists():
+        return torch.load(file), sha
+    ids = _bpe(blob, sha, vocab).encode(blob.decode("utf-8", errors="replace")).ids
+    out = torch.tensor(ids, dtype=torch.long)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(out, tmp)
+    os.replace(tmp, file)
+    return out, sha
+
+
+class TextTask(TaskBase):
+    """Sampler and metrics for :class:`TextConfig` (the corpus is read on first use).
+
+    Example:
+        >>> b = TextConfig(n_ctx=16).build().sample(2, torch.Generator().manual_seed(0))
+        >>> b.tokens.shape
+        torch.Size([1, 2, 16])
+    """
+
+    evaluators = ("train", "heldout", "repeat")
+    pattern_evaluators = ("train", "repeat")
+    #: positions (0-based predictions) whose loss is recorded as ``token_loss/{p}``, when inside the context
+    LOSS_POSITIONS = (0, 1, 3, 7, 15, 31, 63, 127, 255, 511, 1023)
+
+    def __init__(self, cfg: TextConfig) -> None:
+        self.cfg = cfg
+        self._data: tuple[Tensor, Tensor] | None = None
+
+    def dims(self) -> dict[str, int]:
+        return {"d_in": 0, "d_vocab": self.cfg.vocab, "d_out": self.cfg.vocab, "n_ctx": self.cfg.n_ctx}
+
+    def default_phase_rule(self):
+        return self.cfg.default_phase_rule()
+
+    @property
+    def splits(self) -> tuple[Tensor, Tensor]:
+        """(training tokens, held-out tokens), read and checked against ``corpus_sha256`` once."""
+        if self._data is None:
+            c = self.cfg
+            toks, sha = _tokens(c.path, c.corpus_bytes, c.tokenizer, c.vocab)
+            if c.corpus_sha256 is not None and c.corpus_sha256 != sha:
+                raise ConfigError(f"the text corpus changed: its SHA-256 is {sha[:16]}..., the run was made with "
+                                  f"{c.corpus_sha256[:16]}...; restore the corpus or start a new study.")
+            cut = int(len(toks) * (1 - c.heldout_frac))
+            if min(cut, len(toks) - cut) <= c.n_ctx + 1:
+                raise ConfigError(f"the corpus ({len(toks)} tokens) is too short for n_ctx={c.n_ctx}; raise corpus_bytes.")
+            self._data = (toks[:cut], toks[cut:])
+        return self._data
+
+    def sample(self, n: int, gen: torch.Generator, evaluator: str = "train") -> Batch:
+        T = self.cfg.n_ctx
+        if evaluator == "repeat":
+            half = T // 2
+            first = torch.randint(self.cfg.vocab, (n, half), generator=gen)
+            tokens = torch.cat([first, first, first[:, : T - 2 * half]], dim=1)
+            targets = torch.full_like(tokens, IGNORE)
+            targets[:, :-1] = tokens[:, 1:]
+            rows = torch.zeros(n, T, dtype=torch.bool)
+            rows[:, half : 2 * half - 1] = True  # predictions of copied tokens
+            return Batch(tokens[None], targets[None], meta={"second_rows": rows[None]})
+        if evaluator not in ("train", "heldout"):
+            raise ValueError(f"unknown evaluator {evaluator!r}; this task has {self.evaluators}")
+        data = self.splits[0 if evaluator == "train" else 1]
+        start = torch.randint(len(data) - T - 1, (n,), generator=gen)
+        window = data[start[:, None] + torch.arange(T + 1)]  # (n, T+1)
+        return Batch(window[None, :, :T].contiguous(), window[None, :, 1:].contiguous())
+
+    def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
+        """Loss/acc per set; on ``train``: ``token_loss/{p}``, ``icl/score`` (Olsson's late-minus-early loss,
+        positions from :func:`clamp.training.olsson.icl_positions`); on ``repeat``: ``prefix_match/L{l}H{h}``,
+        ``prefix_match/max``, ``copying/L{l}H{h}`` and ``repeat/second_loss``."""
+        from clamp.training.olsson import (copying_scores, icl_positions, icl_score, induction_targets,
+                                           per_token_loss, prefix_matching)
+
+        out = standard_metrics(view)
+        if view.evaluator == "train":
+            tl = per_token_loss(view.logits, view.batch.targets)
+            for p in self.LOSS_POSITIONS:
+                if p < tl.shape[1]:
+                    out[f"token_loss/{p}"] = tl[:, p]
+            early, late = icl_positions(self.cfg.n_ctx)
+            out["icl/score"] = icl_score(tl, early, late)
+        elif view.evaluator == "repeat":
+            rows = view.batch.meta["second_rows"]
+            R = view.logits.shape[0]
+            ce = F.cross_entropy(view.logits.flatten(0, 2).float(), view.batch.targets.flatten().clamp_min(0),
+                                 reduction="none").view(R, view.batch.size, -1)
+            w = rows.float()
+            out["repeat/second_loss"] = (ce * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1)
+            targets = induction_targets(view.batch.tokens)
+            best = None
+            for layer, pattern in view.patterns.items():
+                s = prefix_matching(pattern, targets, rows)
+                for h in range(s.shape[1]):
+                    out[f"prefix_match/L{layer}H{h}"] = s[:, h]
+                best = s.max(1).values if best is None else torch.maximum(best, s.max(1).values)
+                if view.model is not None:
+                    c = copying_scores(view.model, layer)
+                    for h in range(c.shape[1]):
+                        out[f"copying/L{layer}H{h}"] = c[:, h]
+            if best is not None:
+                out["prefix_match/max"] = best
+        return out
