@@ -193,9 +193,16 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True) ->
             job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
             interventions=rec["interventions"], runs=tuple(specs),
             checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
-            resume_from=key[1], record=rec,
+            resume_from=key[1], record=rec, stop_after=_stop_after(study),
         ))
     return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=tuple(stale), selected=len(runs))
+
+
+def _stop_after(study: Study) -> dict | None:
+    """The study's stop-after-transition setting with its primary phase rule, as plain data for the workers."""
+    if study.stop_after_phase is None:
+        return None
+    return {**study.stop_after_phase.to_dict(), **study.phase[0].to_dict()}
 
 
 @contextlib.contextmanager
@@ -269,7 +276,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         record["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack)
         atomic_write_json(study_dir / "study.json", record)
         done_before = len(the_plan.skipped)
-        planned = sum(len(j.runs) * (study.n_sequences - (j.resume_from or 0)) for j in the_plan.jobs)
+        planned = sum(len(j.runs) * (j.train["n_sequences"] - (j.resume_from or 0)) for j in the_plan.jobs)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet, planned=planned)
         if the_plan.skipped:
@@ -290,7 +297,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         statuses: dict[tuple[str, int], str] = {(a, s): st for a, s, st in the_plan.skipped}
         by_id = {j.job_id: j for j in the_plan.jobs}
         for j in the_plan.jobs[:n_jobs]:
-            progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
+            progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
+                                n=j.train["n_sequences"])
 
         ended: set[int] = set()
 
@@ -299,7 +307,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                 return
             if ev["job"] not in progress.packs and ev["job"] in by_id:
                 j = by_id[ev["job"]]
-                progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
+                progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
+                                n=j.train["n_sequences"])
             progress.update(ev["job"], ev["seen"], ev.get("n_runs"))
 
         try:
@@ -390,7 +399,8 @@ def _run_command(args: argparse.Namespace) -> int:
             print(f"rerun  {a} seed {s} (arm changed)")
         for j in p.jobs:
             how = f"resume at {j.resume_from:,}" if j.resume_from is not None else "start"
-            print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed)")
+            budget = f", {j.train['n_sequences']:,} sequences" if j.train["n_sequences"] != study.n_sequences else ""
+            print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed{budget})")
         return 0
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1.")

@@ -29,6 +29,7 @@ def arm_record(study: Study, arm: Arm) -> dict:
         "task": arm.task.to_dict(),
         "train": study.train_config(arm).to_dict(),
         "interventions": [i.to_dict() for i in arm.interventions],
+        "n_sequences": study.budget(arm),
         "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
     }
 
@@ -45,6 +46,9 @@ def run_hash(study: Study, arm: Arm, seed: int) -> str:
     key["extra_evals"] = rec["schedule"]["extra_evals"]
     key["checkpoints"] = rec["schedule"]["checkpoints"]
     key["seed"] = int(seed)
+    if study.stop_after_phase is not None:
+        # Only when set, so studies without it keep their run keys; the stop depends on the primary rule too.
+        key["stop_after_phase"] = {**study.stop_after_phase.to_dict(), "rule": study.phase[0].to_dict()}
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -68,6 +72,7 @@ def study_record(study: Study) -> dict:
         "phase": phase[0] if len(phase) == 1 else phase,
         "alpha": study.alpha,
         "n_sequences": study.n_sequences,
+        "stop_after_phase": None if study.stop_after_phase is None else study.stop_after_phase.to_dict(),
         "eval_every": study.eval_every,
         "eval_size": study.eval_size,
         "heldout_eval_every": study.heldout_eval_every,
