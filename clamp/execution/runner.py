@@ -240,8 +240,9 @@ def _label(job: PackJob) -> str:
 
 def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
-              pack: bool = True, quiet: bool = False, executor: Executor | None = None,
-              study_file: str | Path | None = None, analyse: bool = True) -> int:
+              pack: bool = True, quiet: bool = False, executor: Executor | str | None = None,
+              study_file: str | Path | None = None, analyse: bool = True,
+              executor_options: dict | None = None) -> int:
     """Run (or resume) ``study``, then write the summary, statistics and report.
 
     Args:
@@ -252,7 +253,10 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         threads: torch threads per job (default: 1).
         pack: put the seeds of an arm on one run axis.
         quiet: no progress output.
-        executor: where packs run (default: in-process for one job, a process pool otherwise).
+        executor: where packs run: an :class:`Executor`, or ``"local"`` (default: in-process for one job,
+            a process pool otherwise), ``"ray"`` or ``"slurm"`` (see :mod:`clamp.execution.executors`).
+        executor_options: options of a named executor, e.g. ``{"address": "head:6379"}`` for Ray or
+            ``{"partition": "gpu", "time_min": 120}`` for Slurm.
         analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
 
     Returns:
@@ -274,6 +278,12 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         record["study_file"] = str(study_file) if study_file else None
         record.update(provenance())
         record["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack)
+        if isinstance(executor, str) or executor_options:
+            from clamp.execution.executors import make_executor
+
+            record["machine"]["executor"] = executor or "local"
+            executor = make_executor(executor or "local", jobs=n_jobs, threads=n_threads, study_dir=study_dir,
+                                     options=executor_options)
         atomic_write_json(study_dir / "study.json", record)
         done_before = len(the_plan.skipped)
         planned = sum(len(j.runs) * (j.train["n_sequences"] - (j.resume_from or 0)) for j in the_plan.jobs)
@@ -404,8 +414,11 @@ def _run_command(args: argparse.Namespace) -> int:
         return 0
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
+    from clamp.execution.executors import options_from_args
+
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
-                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report)
+                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
+                     executor=args.executor, executor_options=options_from_args(args))
 
 
 def _list_command(args: argparse.Namespace) -> int:
@@ -453,6 +466,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true",
                    help="skip statistics, plots and report.md (summary.csv is still written; build them later with `clamp report`)")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
+    from clamp.execution.executors import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_run_command)
 
     p = sub.add_parser("list", help="list the study files in studies/")
