@@ -380,6 +380,18 @@ def _fired_text(df: pd.DataFrame, arm: str) -> str:
     return ", ".join(f"{name}: {v:,.0f}" for name, v in fired_totals(df, arm).items())
 
 
+def _budget_lines(study: dict) -> list[str]:
+    """Report lines for arms with their own length, and for stopping after the phase change."""
+    n = study.get("n_sequences", 0)
+    own = [f"`{a['name']}` {a['n_sequences']:,}" for a in study.get("arms", []) if a.get("n_sequences", n) != n]
+    out = [f"- arms with their own length: {', '.join(own)} sequences"] if own else []
+    stop = study.get("stop_after_phase")
+    if stop:
+        out.append(f"- runs stop {stop['margin']:,} sequences (+ {stop['relative']:g} x the crossing time) after their "
+                   "phase change (primary rule); their curves end there, and they count as crossed, not censored")
+    return out
+
+
 def build_report(study_dir: str | Path) -> Path:
     """Rebuild every plot and ``report.md`` from the stored files; returns the report's path.
 
@@ -403,6 +415,7 @@ def build_report(study_dir: str | Path) -> Path:
     if study.get("description"):
         out += [study["description"].strip(), ""]
     out += [f"- {len(arms)} arm(s) x {len(study['seeds'])} seed(s) {study['seeds']}, {study.get('n_sequences', 0):,} sequences each",
+            *_budget_lines(study),
             f"- control: `{study.get('control')}`; learned when "
             + " / ".join(f"{r['metric']} is {r.get('direction', 'below')} {r['threshold']:.4g}" for r in _phase_rules(study)),
             f"- code revision `{study.get('code_revision', 'unknown')}`; versions {study.get('versions', {})}",

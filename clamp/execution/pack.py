@@ -15,6 +15,13 @@ at once (``run.json`` written), its metrics stop being recorded and it stops
 checkpointing, but it keeps riding along on the run axis: runs of a pack do not
 interact (per-run parameters, per-run loss terms, elementwise Adam), so the
 others train exactly as they would alone.  A pack whose runs have all diverged stops.
+
+Stopping after the transition (``PackJob.stop_after``): a run that crossed the
+study's primary phase rule and has trained the margin past it is finished at
+that evaluation (``run.json`` records ``stopped_early``; a checkpoint is saved
+there) and dropped from the pack: the trainer is rebuilt from the split state of
+the others (the path a resume takes), so it costs nothing more and its
+pack-mates go on with the same numbers.
 """
 
 from __future__ import annotations
@@ -80,10 +87,20 @@ def _registered_study_modules() -> dict:
     from clamp.study.modules import registered_study_modules
 
     return registered_study_modules()
+    # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
+    stop_after: dict | None = None
 
 
 class _StopPack(Exception):
     """Every run of the pack has diverged."""
+
+
+class _Regroup(Exception):
+    """Some runs are past their phase change and margin: finish them and train the others without them."""
+
+    def __init__(self, runs: list["_Run"]) -> None:
+        super().__init__(f"{len(runs)} run(s) stop after their phase change")
+        self.runs = runs
 
 
 def split_state(state: dict[str, Any], n_runs: int) -> list[dict[str, Any]]:
@@ -153,6 +170,8 @@ class _Run:
         self.spec, self.index = spec, index
         self.folder = Path(spec.folder)
         self.diverged_at: int | None = None
+        self.crossed_at: int | None = None  # first evaluation past the primary phase rule (with stop_after)
+        self.stopped_at: int | None = None
         self.metrics = self.folder / "metrics.csv"
         self.attention = self.folder / "attention.csv"
         self.json = self.folder / "run.json"
@@ -228,6 +247,23 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
     return t
 
 
+def _first_crossing(path: Path, stop: dict, up_to: int) -> int | None:
+    """First evaluation up to ``up_to`` in a run's ``metrics.csv`` past the primary rule (resuming a stopping run)."""
+    from clamp.study.stopping import crossed
+
+    if not path.exists():
+        return None
+    best = None
+    with open(path) as f:
+        next(f, None)
+        for line in f:
+            parts = line.rstrip("\n").split(",")
+            if len(parts) == 4 and parts[2] == stop["metric"] and parts[0].isdigit() and int(parts[0]) <= up_to:
+                if crossed(float(parts[3]), stop["threshold"], stop["direction"]):
+                    best = int(parts[0]) if best is None else min(best, int(parts[0]))
+    return best
+
+
 def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> list[dict]:
     from clamp.study.modules import import_study_modules
 
@@ -238,10 +274,20 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
     from clamp.importpath import resolve
 
-    trainer = Trainer(model_cfg, task_cfg, train_cfg, seeds, intervener_factory=_intervener_factory(job.interventions, task_cfg),
-                      metrics=[resolve(p) for p in job.metrics])
-    R = len(runs)
+    def build(members: list[_Run]) -> Trainer:
+        return Trainer(model_cfg, task_cfg, train_cfg, [RunSeeds.from_seed(r.spec.seed) for r in members],
+                       intervener_factory=_intervener_factory(job.interventions, task_cfg),
+                       metrics=[resolve(p) for p in job.metrics])
+
+    trainer = build(runs)
+    members = list(runs)  # the runs on the trainer's run axis, in order (run.index is the position)
     prov = run_provenance()
+    stop = job.stop_after
+    stop_rule = None
+    if stop is not None:
+        from clamp.study.stopping import StopAfterPhase, crossed
+
+        stop_rule = StopAfterPhase(margin=stop["margin"], relative=stop["relative"])
 
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
@@ -271,13 +317,15 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
         if job.resume_from is None:
             for p in (run.folder / "checkpoints").glob("*.pt"):
                 p.unlink()
+        elif stop is not None:
+            run.crossed_at = _first_crossing(run.metrics, stop, job.resume_from)
         run.write_json(timings=_timings(run, t0, job))
 
     last_eval = {"seen": -1}
     last_sink = {"t": 0.0}
 
     def live() -> list[_Run]:
-        return [r for r in runs if r.diverged_at is None]
+        return [r for r in members if r.diverged_at is None]
 
     def diverge(run: _Run, seen: int, why: str) -> None:
         run.diverged_at = seen
@@ -308,38 +356,86 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             append_text(run.metrics, csv_text(rows))
         if not live():
             raise _StopPack
+        values = None if stop is None else metrics.get(stop["metric"])
+        if values is not None:
+            stopping = []
+            for run in live():
+                if run.crossed_at is None and crossed(float(values[run.index]), stop["threshold"], stop["direction"]):
+                    run.crossed_at = seen
+                if run.crossed_at is not None and seen >= stop_rule.stop_at(run.crossed_at) and seen < train_cfg.n_sequences:
+                    stopping.append(run)
+            if stopping:
+                raise _Regroup(stopping)
 
-    def checkpoint() -> None:
+    def save(run: _Run, state: dict, seen: int) -> None:
+        state.update(seen=seen, hash=run.spec.hash, seed=run.spec.seed)
+        atomic_torch_save(checkpoint_path(run.folder, seen), state)
+        run.write_json(last_checkpoint=seen, timings=_timings(run, t0, job))
+
+    def checkpoint(parts: list[dict] | None = None) -> None:
         seen = trainer.seen
         _record_attention(trainer, live(), seen)
-        for run, state in zip(runs, split_state(trainer.state_dict(), R)):
-            if run.diverged_at is None:
-                state.update(seen=seen, hash=run.spec.hash, seed=run.spec.seed)
-                atomic_torch_save(checkpoint_path(run.folder, seen), state)
-                run.write_json(last_checkpoint=seen, timings=_timings(run, t0, job))
+        parts = parts if parts is not None else split_state(trainer.state_dict(), len(members))
+        for run in live():
+            save(run, parts[run.index], seen)
 
     ckpts = set(job.checkpoints)
     extra = set(job.extra_evals)
-    stops = sorted(p for p in ckpts | extra if p > trainer.seen)
-    try:
+
+    def schedule() -> None:
         if trainer.step == 0:
             trainer.run(until=0, on_eval=on_eval)
             if 0 in ckpts:
                 checkpoint()
-        for stop in stops:
-            trainer.run(until=stop, on_eval=on_eval, on_step=on_step)
+        for point in sorted(p for p in ckpts | extra if p > trainer.seen):
+            trainer.run(until=point, on_eval=on_eval, on_step=on_step)
             if last_eval["seen"] != trainer.seen:
                 on_eval(trainer.seen, trainer.evaluate())
-            if stop in ckpts:
+            if point in ckpts:
                 checkpoint()
         trainer.run(on_eval=on_eval, on_step=on_step)  # to the configured end, if the schedule stopped short
-    except _StopPack:
-        pass
+
+    while members:
+        try:
+            schedule()
+            break
+        except _StopPack:
+            break
+        except _Regroup as regroup:
+            # Finish the runs past their margin here (checkpoint, attention, run.json), then rebuild the
+            # trainer from the others' split state: the stopped runs cost nothing more.
+            seen = trainer.seen
+            parts = split_state(trainer.state_dict(), len(members))
+            if seen in ckpts:
+                checkpoint(parts)
+            else:
+                _record_attention(trainer, regroup.runs, seen)
+                for run in regroup.runs:
+                    save(run, parts[run.index], seen)
+            for run in regroup.runs:
+                run.stopped_at = seen
+                run.write_json(status="finished", sequences_seen=seen, timings=_timings(run, t0, job, finished=True),
+                               stopped_early={"at": seen, "crossed_at": run.crossed_at, "budget": train_cfg.n_sequences,
+                                              "margin": stop["margin"], "relative": stop["relative"],
+                                              "rule": {k: stop[k] for k in ("metric", "threshold", "direction")}})
+            keep = [r for r in members if r.stopped_at is None]
+            if not keep:
+                members = []
+                break
+            trainer = build(keep)
+            trainer.load_state_dict(merge_states([parts[r.index] for r in keep]))
+            for i, run in enumerate(keep):
+                run.index = i
+            members = keep
+            if sink is not None:
+                sink({"job": job.job_id, "seen": seen, "n_runs": len(live()), "pid": os.getpid(), "rss_mib": resident_mib()})
 
     out = []
     for run in runs:
-        if run.diverged_at is None:
-            run.write_json(status="finished", sequences_seen=trainer.seen, timings=_timings(run, t0, job, finished=True))
+        if run.diverged_at is None and run.stopped_at is None:
+            extra_info = {} if stop is None else {"crossed_at": run.crossed_at}
+            run.write_json(status="finished", sequences_seen=trainer.seen, timings=_timings(run, t0, job, finished=True),
+                           **extra_info)
         out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record["status"], "error": run.record.get("error")})
     if sink is not None:
         sink({"job": job.job_id, "seen": trainer.seen, "n_runs": 0, "pid": os.getpid(), "rss_mib": resident_mib()})

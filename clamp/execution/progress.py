@@ -74,10 +74,12 @@ class Progress:
         self._bar: Any = None
 
     # --- bookkeeping
-    def start_pack(self, job: int, *, label: str, n_runs: int, start: int) -> None:
-        self.packs[job] = {"label": label, "n_runs": n_runs, "seen": start, "start": start, "live": n_runs}
+    def start_pack(self, job: int, *, label: str, n_runs: int, start: int, n: int | None = None) -> None:
+        """A pack began; ``n`` is its runs' training length when the arm sets its own (default: the study's)."""
+        n = self.n if n is None else n
+        self.packs[job] = {"label": label, "n_runs": n_runs, "seen": start, "start": start, "live": n_runs, "n": n}
         if not self.planned:
-            self.work_left += n_runs * (self.n - start)
+            self.work_left += n_runs * (n - start)
         self.draw()
 
     def update(self, job: int, seen: int, live: int | None = None) -> None:
@@ -89,14 +91,14 @@ class Progress:
         self.work_left = max(self.work_left - step, 0.0)
         p["seen"] = seen
         if live is not None and live < p["live"]:
-            self.work_left = max(self.work_left - (p["live"] - live) * (self.n - seen), 0.0)
+            self.work_left = max(self.work_left - (p["live"] - live) * (p["n"] - seen), 0.0)
             p["live"] = live
         self.draw()
 
     def finish_pack(self, job: int, statuses: list[str]) -> None:
         p = self.packs.pop(job, None)
         if p is not None:
-            self.work_left = max(self.work_left - p["live"] * (self.n - p["seen"]), 0.0)
+            self.work_left = max(self.work_left - p["live"] * (p["n"] - p["seen"]), 0.0)
         self.done += len(statuses)
         bad = [s for s in statuses if s != "finished"]
         if p is not None:
@@ -112,7 +114,7 @@ class Progress:
         return None
 
     def _packs_text(self) -> str:
-        return " | ".join(f"{p['label']} {p['seen']:,}/{self.n:,}" for p in self.packs.values())
+        return " | ".join(f"{p['label']} {p['seen']:,}/{p.get('n', self.n):,}" for p in self.packs.values())
 
     def line(self) -> str:
         """The plain line: runs done, each pack's sequences, rate, elapsed and time left."""

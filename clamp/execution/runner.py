@@ -201,10 +201,17 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, re
             job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
             interventions=rec["interventions"], runs=tuple(specs),
             checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
-            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())),
+            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())), stop_after=_stop_after(study),
         ))
     return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
                 conflicts=found.conflicts)
+
+
+def _stop_after(study: Study) -> dict | None:
+    """The study's stop-after-transition setting with its primary phase rule, as plain data for the workers."""
+    if study.stop_after_phase is None:
+        return None
+    return {**study.stop_after_phase.to_dict(), **study.phase[0].to_dict()}
 
 
 @contextlib.contextmanager
@@ -242,8 +249,9 @@ def _label(job: PackJob) -> str:
 
 def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
-              pack: bool = True, quiet: bool = False, executor: Executor | None = None,
-              study_file: str | Path | None = None, analyse: bool = True, replace: bool = False) -> int:
+              pack: bool = True, quiet: bool = False, executor: Executor | str | None = None,
+              study_file: str | Path | None = None, analyse: bool = True, replace: bool = False,
+              executor_options: dict | None = None) -> int:
     """Run (or resume) ``study``, then write the summary, statistics and report.
 
     Args:
@@ -254,7 +262,10 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         threads: torch threads per job (default: 1).
         pack: put the seeds of an arm on one run axis.
         quiet: no progress output.
-        executor: where packs run (default: in-process for one job, a process pool otherwise).
+        executor: where packs run: an :class:`Executor`, or ``"local"`` (default: in-process for one job,
+            a process pool otherwise), ``"ray"`` or ``"slurm"`` (see :mod:`clamp.execution.executors`).
+        executor_options: options of a named executor, e.g. ``{"address": "head:6379"}`` for Ray or
+            ``{"partition": "gpu", "time_min": 120}`` for Slurm.
         analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
         replace: move finished runs of another configuration to ``runs/.stale/`` and train the current one
             (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.reconcile`).
@@ -284,6 +295,12 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
 
         this["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack,
                                kernels=native.status())  # builds the kernels here once, before the workers start
+        if isinstance(executor, str) or executor_options:
+            from clamp.execution.executors import make_executor
+
+            this["machine"]["executor"] = executor or "local"
+            executor = make_executor(executor or "local", jobs=n_jobs, threads=n_threads, study_dir=study_dir,
+                                     options=executor_options)
         this["selected"] = {"arms": sorted({a.name for a, _ in selected}), "seeds": sorted({int(s) for _, s in selected}),
                             "replace": replace, "skipped": len(the_plan.skipped),
                             "trained": sum(len(j.runs) for j in the_plan.jobs),
@@ -291,7 +308,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         atomic_write_json(study_dir / "study.json",
                           merge_study_record(read_json(study_dir / "study.json"), study_record(study), this))
         done_before = len(the_plan.skipped)
-        planned = sum(len(j.runs) * (study.n_sequences - (j.resume_from or 0)) for j in the_plan.jobs)
+        planned = sum(len(j.runs) * (j.train["n_sequences"] - (j.resume_from or 0)) for j in the_plan.jobs)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet, planned=planned)
         if the_plan.skipped:
@@ -314,7 +331,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         statuses: dict[tuple[str, int], str] = {(a, s): st for a, s, st in the_plan.skipped}
         by_id = {j.job_id: j for j in the_plan.jobs}
         for j in the_plan.jobs[:n_jobs]:
-            progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
+            progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
+                                n=j.train["n_sequences"])
 
         ended: set[int] = set()
 
@@ -323,7 +341,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                 return
             if ev["job"] not in progress.packs and ev["job"] in by_id:
                 j = by_id[ev["job"]]
-                progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
+                progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
+                                n=j.train["n_sequences"])
             progress.update(ev["job"], ev["seen"], ev.get("n_runs"))
 
         try:
@@ -414,13 +433,16 @@ def _run_command(args: argparse.Namespace) -> int:
             print(f"stale  {e.arm} seed {e.seed} ({e.status}; {e.why}): moved to runs/{STALE_DIR}/, then trained anew")
         for j in p.jobs:
             how = f"resume at {j.resume_from:,}" if j.resume_from is not None else "start"
-            print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed)")
+            budget = f", {j.train['n_sequences']:,} sequences" if j.train["n_sequences"] != study.n_sequences else ""
+            print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed{budget})")
         return 0
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
+    from clamp.execution.executors import options_from_args
+
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
                      pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
-                     replace=args.replace)
+                     replace=args.replace, executor=args.executor, executor_options=options_from_args(args))
 
 
 def _list_command(args: argparse.Namespace) -> int:
@@ -471,6 +493,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="finished runs of another configuration are moved to runs/.stale/ (never deleted) and the "
                         "current configuration is trained; without it, clamp run refuses to touch them")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
+    from clamp.execution.executors import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_run_command)
 
     p = sub.add_parser("list", help="list the study files in studies/")

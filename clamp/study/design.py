@@ -43,6 +43,7 @@ from typing import Any, Literal, Mapping
 from clamp.analysis.stats.rule import PhaseRule  # its one home: the rule is shared with the statistics
 from clamp.errors import ConfigError
 from clamp.study.fields import check_fields
+from clamp.study.stopping import StopAfterPhase
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
 from clamp.training.trainer import TrainConfig
@@ -116,6 +117,8 @@ class Arm:
         interventions: interventions from :mod:`clamp.interventions`, any number.
         factors: for factorial designs, which factors this arm switches on (``{"copy": True}``).
         description: one line for the report.
+        n_sequences: this arm's training length, overriding the study's (slow arms can run longer);
+            None (the default) uses ``Study.n_sequences``, and leaves the arm's run keys unchanged.
 
     Example:
         >>> Arm(name="control", lr=1e-3).train_config(n_sequences=64, eval_every=32, eval_size=16).lr
@@ -135,6 +138,7 @@ class Arm:
     schedule: Literal["constant", "cosine"] = "constant"
     factors: Mapping[str, bool] = field(default_factory=dict)
     description: str = ""
+    n_sequences: int | None = None
     origin: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +157,9 @@ class Arm:
             raise ConfigError(f"Arm name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
         if not isinstance(self.factors, Mapping) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in self.factors.items()):
             raise ConfigError(f"Arm {self.name!r}: factors must map factor names to True/False, got {self.factors!r}.")
+        if self.n_sequences is not None and self.n_sequences < 1:
+            raise ConfigError(f"Arm {self.name!r}: n_sequences={self.n_sequences} must be a positive number of "
+                              "sequences, or None for the study's.")
         mod = _interventions_module()
         for i in self.interventions:
             if mod is None or not isinstance(i, mod.Intervention):
@@ -205,6 +212,8 @@ class Study:
         heatmap_at: sequences seen at which to draw them (nearest checkpoint); default 4 spread over training.
         device: ``"cpu"`` or ``"cuda"``.
         description: a paragraph for the report.
+        stop_after_phase: stop each run a margin after it crosses the primary phase rule
+            (:class:`~clamp.study.stopping.StopAfterPhase`); None (the default) trains every run to its budget.
 
     Example:
         >>> Study(name="s", arms=[Arm(name="control")], seeds=[0, 1], n_sequences=1000).control
@@ -229,6 +238,7 @@ class Study:
     heatmap_at: tuple[int, ...] = ()
     device: str = "cpu"
     description: str = ""
+    stop_after_phase: StopAfterPhase | None = None
     origin: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -299,27 +309,33 @@ class Study:
                 return a
         raise ConfigError(f"Study {self.name!r} has no arm {name!r}; its arms are {[a.name for a in self.arms]}.")
 
+    def budget(self, arm: Arm) -> int:
+        """Training length of ``arm`` in sequences: its own ``n_sequences`` if set, else the study's."""
+        return self.n_sequences if arm.n_sequences is None else arm.n_sequences
+
     def train_config(self, arm: Arm) -> TrainConfig:
-        return arm.train_config(n_sequences=self.n_sequences, eval_every=self.eval_every,
+        return arm.train_config(n_sequences=self.budget(arm), eval_every=self.eval_every,
                                 eval_size=self.eval_size, device=self.device,
                                 heldout_eval_every=self.heldout_eval_every)
 
     def checkpoint_points(self, arm: Arm) -> list[int]:
         """Sequences seen at which ``arm``'s runs checkpoint (rounded up to whole batches); includes 0 and the end."""
-        every = self.checkpoint_every or max(1, math.ceil(self.n_sequences / 10))
-        pts = set(range(0, self.n_sequences, every)) | {self.n_sequences}
+        n = self.budget(arm)
+        every = self.checkpoint_every or max(1, math.ceil(n / 10))
+        pts = set(range(0, n, every)) | {n}
         for d in self.dense:
             if d.checkpoint_every:
-                pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.checkpoint_every))
-        return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+                pts |= set(range(d.start, min(d.stop, n) + 1, d.checkpoint_every))
+        return _round_to_batches(pts, arm.batch_size, n)
 
     def extra_eval_points(self, arm: Arm) -> list[int]:
         """Evaluation points beyond the regular ``eval_every`` grid (dense windows), in whole batches."""
+        n = self.budget(arm)
         pts: set[int] = set()
         for d in self.dense:
             if d.eval_every:
-                pts |= set(range(d.start, min(d.stop, self.n_sequences) + 1, d.eval_every))
-        return _round_to_batches(pts, arm.batch_size, self.n_sequences)
+                pts |= set(range(d.start, min(d.stop, n) + 1, d.eval_every))
+        return _round_to_batches(pts, arm.batch_size, n)
 
 
 def _default_phase(arms: Any) -> tuple[PhaseRule, ...]:
@@ -440,7 +456,7 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
             model = arm.model.resolve(task.dims())
             study.train_config(arm)
             if arm.interventions:
-                mod.validate_interventions(list(arm.interventions), model, task, study.n_sequences)
+                mod.validate_interventions(list(arm.interventions), model, task, study.budget(arm))
             for h in study.heatmap_heads:
                 layer, head = map(int, h[1:].split("H"))
                 if layer >= model.n_layers or head >= model.n_heads:
@@ -468,7 +484,7 @@ def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | Stu
     return out
 
 
-__all__ = ["Arm", "Dense", "PhaseRule", "Study", "StudyError", "arm_record", "list_studies", "load_study", "run_hash",
+__all__ = ["Arm", "Dense", "PhaseRule", "StopAfterPhase", "Study", "StudyError", "arm_record", "list_studies", "load_study", "run_hash",
            "study_record", "validate_study"]
 
 

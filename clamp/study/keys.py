@@ -62,7 +62,8 @@ def canonical(cfg: Any) -> dict:
 
 
 def description(*, model: Any, task: Any, train: Any, interventions: Sequence[Any], checkpoints: Sequence[int],
-                extra_evals: Sequence[int], seed: int, metrics: Sequence[str] = ()) -> dict:
+                extra_evals: Sequence[int], seed: int, metrics: Sequence[str] = (),
+                stop_after_phase: dict | None = None) -> dict:
     """The canonical, versioned description of a run that its key hashes.
 
     The device is left out (it labels where a run ran, not what it computes).
@@ -80,6 +81,8 @@ def description(*, model: Any, task: Any, train: Any, interventions: Sequence[An
         "seed": int(seed),
         # user metrics (import paths) add rows to metrics.csv; absent when none, so earlier keys stand
         **({"metrics": [str(m) for m in metrics]} if metrics else {}),
+        # stopping after the phase change (with the primary rule it watches); absent when off
+        **({"stop_after_phase": stop_after_phase} if stop_after_phase else {}),
     }
 
 
@@ -98,7 +101,15 @@ def run_key(study: Study, arm: Arm, seed: int) -> str:
     return _digest(description(model=model, task=arm.task, train=study.train_config(arm),
                                interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
                                extra_evals=study.extra_eval_points(arm), seed=seed,
-                               metrics=study.metric_paths() if study.metrics else ()))
+                               metrics=study.metric_paths() if study.metrics else (),
+                               stop_after_phase=_stop_after(study)))
+
+
+def _stop_after(study: Study) -> dict | None:
+    """The study's stop-after-transition setting with the primary rule it watches (None when off)."""
+    if getattr(study, "stop_after_phase", None) is None:
+        return None
+    return {**study.stop_after_phase.to_dict(), "rule": study.phase[0].to_dict()}
 
 
 def legacy_key(study: Study, arm: Arm, seed: int) -> str:
@@ -113,6 +124,8 @@ def legacy_key(study: Study, arm: Arm, seed: int) -> str:
     if "metrics" in rec:
         key["metrics"] = rec["metrics"]
     key["seed"] = int(seed)
+    if _stop_after(study) is not None:
+        key["stop_after_phase"] = _stop_after(study)
     return _digest(key)
 
 
@@ -137,7 +150,7 @@ def key_from_record(record: dict) -> str | None:
             train=TrainConfig.from_dict(cfg["train"]),
             interventions=[intervention_from_dict(d) for d in cfg.get("interventions", [])],
             checkpoints=sched["checkpoints"], extra_evals=sched["extra_evals"], seed=int(record["seed"]),
-            metrics=cfg.get("metrics", ())))
+            metrics=cfg.get("metrics", ()), stop_after_phase=record.get("stop_after_phase")))
     except Exception:  # noqa: BLE001 - any record that cannot be rebuilt does not match
         return None
 

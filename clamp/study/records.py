@@ -32,6 +32,7 @@ def arm_record(study: Study, arm: Arm) -> dict:
         "task": arm.task.to_dict(),
         "train": study.train_config(arm).to_dict(),
         "interventions": [i.to_dict() for i in arm.interventions],
+        "n_sequences": study.budget(arm),
         "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
         # user metric functions by import path; absent when there are none, so earlier run keys stay
         **({"metrics": study.metric_paths()} if study.metrics else {}),
@@ -70,6 +71,7 @@ def study_record(study: Study) -> dict:
         "phase": phase[0] if len(phase) == 1 else phase,
         "alpha": study.alpha,
         "n_sequences": study.n_sequences,
+        "stop_after_phase": None if study.stop_after_phase is None else study.stop_after_phase.to_dict(),
         "eval_every": study.eval_every,
         "eval_size": study.eval_size,
         "heldout_eval_every": study.heldout_eval_every,
