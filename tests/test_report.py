@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clamp.analysis.report import build_report, crossing, summary_frame, write_summary
+from clamp.analysis.report import build_report, summary_frame, write_summary
 from clamp.execution.store import ATTENTION_HEADER, METRICS_HEADER
 
 MODEL = {"n_layers": 2, "n_heads": 2, "d_model": 8}
@@ -47,13 +47,6 @@ def make_results(root: Path) -> Path:
     (d / "stats.md").write_text("### Phase-change statistics: hand\n\n- clamped: sooner, p = 0.01\n")
     (d / "stats.csv").write_text("arm,p\nclamped,0.01\n")
     return d
-
-
-def test_crossing_on_known_curves():
-    d = pd.DataFrame({"sequences_seen": [0, 10, 20, 30], "metric": "train/loss", "value": [0.7, 0.5, 0.2, 0.1]})
-    assert crossing(d, {"metric": "train/loss", "threshold": 0.277, "direction": "below"}) == 20
-    assert crossing(d, {"metric": "train/loss", "threshold": 0.6, "direction": "above"}) == 0
-    assert math.isnan(crossing(d, {"metric": "train/loss", "threshold": 0.05, "direction": "below"}))
 
 
 def test_summary_has_one_row_per_run_with_status(tmp_path):
