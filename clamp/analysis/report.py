@@ -139,7 +139,8 @@ def _grid(n: int, *, cols: int = 3, width: float = 4.4, height: float = 3.4, sha
     plt = _pyplot()
     ncols = max(1, min(n, cols))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False, sharey=sharey)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False, sharey=sharey,
+                             layout="constrained")  # titles and axis labels of stacked rows never overlap
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
