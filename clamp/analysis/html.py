@@ -156,8 +156,25 @@ def markdown_html(text: str) -> str:
     return "\n".join(out)
 
 
+def _compact_png(raw: bytes) -> bytes:
+    """The PNG reduced to a 256-colour palette for embedding (a third of the bytes for these line plots,
+    no visible change); the file on disk keeps full colour.  Falls back to ``raw`` if Pillow cannot."""
+    try:
+        import io
+
+        from PIL import Image  # a matplotlib dependency
+
+        with Image.open(io.BytesIO(raw)) as im:
+            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            out = io.BytesIO()
+            small.save(out, format="PNG", optimize=True)
+        return out.getvalue() if out.tell() < len(raw) else raw
+    except Exception:  # noqa: BLE001 - any failure: embed the original
+        return raw
+
+
 def _img(path: Path, title: str, study_dir: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(_compact_png(path.read_bytes())).decode("ascii")
     rel = path.relative_to(study_dir).as_posix()
     svg = path.with_suffix(".svg")
     links = f'<a href="{_e(rel)}">PNG</a>' + (f', <a href="{_e(svg.relative_to(study_dir).as_posix())}">SVG</a>' if svg.is_file() else "")
