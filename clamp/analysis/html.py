@@ -43,6 +43,7 @@ th{background:#f3f3f3;position:sticky;top:0}table.sortable th{cursor:pointer;use
 table.sortable th::after{content:" \\2195";color:#aaa}table.sortable th[aria-sort=ascending]::after{content:" \\2191";color:#333}
 table.sortable th[aria-sort=descending]::after{content:" \\2193";color:#333}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.sortable td{white-space:nowrap}table.sortable td.long{white-space:normal;min-width:26em;max-width:48em}
 .status-finished{color:#137333}.status-failed,.status-diverged{color:#b3261e;font-weight:600}.status-pending,.status-running{color:#8a6d00}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .headline{font-size:1.05em;background:#f4f8fd;border-left:3px solid #1f77b4;padding:.1em 1em}
@@ -93,7 +94,8 @@ def _cell(v: object) -> str:
             return f'<td class="num" data-v="{"1e308" if f > 0 else "-1e308"}">{shown}</td>'
         shown = f"{f:,.0f}" if abs(f) >= 1000 or (f == int(f) and isinstance(v, int)) else f"{f:.4g}"
         return f'<td class="num" data-v="{f!r}">{shown}</td>'
-    return f"<td>{_e(v)}</td>"
+    text = str(v)
+    return f'<td class="long">{_e(text)}</td>' if len(text) > 40 else f"<td>{_e(text)}</td>"
 
 
 def table_html(df: pd.DataFrame, table_id: str, *, raw: dict[str, Sequence[str]] | None = None) -> str:
