@@ -184,6 +184,17 @@ def _img(path: Path, title: str, study_dir: Path) -> str:
             f"<figcaption>{_e(title)} ({links})</figcaption></figure>")
 
 
+_STATS_TITLES = {"phase_times": "Phase-change times", "km": "Kaplan–Meier curves",
+                 "estimators": "Agreement of the phase-change estimators"}
+
+
+def _stats_title(stem: str) -> str:
+    """``stats_km__loss_second_repeat`` -> ``Kaplan–Meier curves (loss second repeat)``."""
+    base, _, rule = stem.removeprefix("stats_").partition("__")
+    title = _STATS_TITLES.get(base, base.replace("_", " "))
+    return f"{title} ({rule.replace('_', ' ')})" if rule else title
+
+
 def _csv_frame(path: Path) -> pd.DataFrame | None:
     if not path.is_file() or not path.stat().st_size:
         return None
@@ -329,7 +340,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     if [p for p in stats_pngs if p not in shown]:
         body.append("<h3>Statistics figures</h3>")
         for p in (p for p in stats_pngs if p not in shown):
-            body.append(_img(p, p.stem.replace("stats_", "").replace("_", " ").replace("km", "Kaplan–Meier curves"), study_dir))
+            body.append(_img(p, _stats_title(p.stem), study_dir))
     posthoc = sorted((study_dir / "analyses" / "plots").glob("*.png"))
     if posthoc:
         body.append("<h3>Post-hoc analyses (<code>clamp analyse</code>)</h3>")
