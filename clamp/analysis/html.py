@@ -256,7 +256,9 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     # --- at a glance: the training loss and the phase-change times side by side
     stats_pngs = sorted(plots.glob("stats_*.png"))
     glance = [(t, Path(p)) for t, ps in figures if t == "Training loss" for p in ps if Path(p).suffix == ".png"]
-    glance += [("Phase-change times", p) for p in stats_pngs if p.stem == "stats_phase_times"][:1]
+    phase_pngs = [p for p in stats_pngs if p.stem == "stats_phase_times"] or \
+        [p for p in stats_pngs if p.stem.startswith("stats_phase_times")]  # the primary rule's, else the first rule's
+    glance += [(_stats_title(p.stem), p) for p in phase_pngs[:1]]
     glance = [(t, p) for t, p in glance if p.is_file()]
     stats_md = study_dir / "stats.md"
     stats_html = markdown_html(stats_md.read_text()) if stats_md.is_file() else ""
