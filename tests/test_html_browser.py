@@ -113,6 +113,8 @@ def test_page_shows_everything_without_errors(study, browser):
     links = set(browser.evaluate("Array.from(document.links).map(function (a) { return a.getAttribute('href'); })"))
     csvs = {p.relative_to(study).as_posix() for p in study.rglob("*.csv")}
     assert csvs and csvs <= links, csvs - links
+    # light: figures embedded as palette PNGs
+    assert (study / "index.html").stat().st_size < 1_000_000
     # nothing is fetched from the network: no http(s) URL anywhere in the page
     assert not re.search(r"(src|href)=\"https?://", (study / "index.html").read_text())
 

@@ -172,3 +172,10 @@ def test_one_figure_saver_and_one_metrics_reader():
         src = path.read_text()
         assert ".savefig(" not in src, f"{path.name} saves figures itself; use clamp.analysis.figures.save_figure"
         assert "metrics.csv\")" not in src and "read_csv(p)" not in src, f"{path.name} reads metrics.csv itself"
+
+
+def test_only_the_control_is_solid_however_many_arms():
+    arms = ["control"] + [f"a{i}" for i in range(9)]
+    styles = arm_styles(arms, "control")
+    assert [a for a, s in styles.items() if s["ls"] == "-"] == ["control"]
+    assert [a for a, s in arm_styles(["x", "y"], None).items() if s["ls"] == "-"] == ["x"]

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-# Line styles cycle with the colours, so two arms whose curves overlap stay distinguishable
-# (the control gets a solid line and is drawn on top: see arm_styles).
-_DASHES = ("-", "--", "-.", ":")
+# Line styles of the arms other than the control (which alone is solid and drawn on top: see
+# arm_styles), so two arms whose curves overlap stay distinguishable.
+_DASHES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
 
 
 def arm_colours(arms: Sequence[str]) -> dict[str, Any]:
@@ -40,8 +40,9 @@ def arm_colours(arms: Sequence[str]) -> dict[str, Any]:
 def arm_styles(arms: Sequence[str], control: str | None = None) -> dict[str, dict]:
     """Plot keywords per arm: its colour (:func:`arm_colours`), a line style, and a z-order.
 
-    The control is solid, thicker and drawn above the other arms, so it stays
-    visible when arms overlap; the other arms cycle through dashed styles.
+    The control (or, without one, the first arm) is the only solid line, thicker
+    and drawn above the other arms, so it stays visible when arms overlap; the
+    other arms cycle through four dashed styles.
 
     Example:
         >>> s = arm_styles(["control", "a", "b"], control="control")
@@ -49,13 +50,13 @@ def arm_styles(arms: Sequence[str], control: str | None = None) -> dict[str, dic
         ('-', '--', True)
     """
     colours = arm_colours(arms)
+    solid = control if control in arms else (arms[0] if arms else None)  # without a control, the first arm
     out, k = {}, 0
     for a in arms:
-        if a == control:
+        if a == solid:
             out[a] = {"color": colours[a], "ls": "-", "lw": 2.4, "zorder": 5}
         else:
-            out[a] = {"color": colours[a], "ls": _DASHES[(k + (1 if control is not None else 0)) % len(_DASHES)],
-                      "lw": 1.8, "zorder": 3}
+            out[a] = {"color": colours[a], "ls": _DASHES[k % len(_DASHES)], "lw": 1.8, "zorder": 3}
             k += 1
     return out
 

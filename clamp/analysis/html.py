@@ -43,6 +43,7 @@ th{background:#f3f3f3;position:sticky;top:0}table.sortable th{cursor:pointer;use
 table.sortable th::after{content:" \\2195";color:#aaa}table.sortable th[aria-sort=ascending]::after{content:" \\2191";color:#333}
 table.sortable th[aria-sort=descending]::after{content:" \\2193";color:#333}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.sortable td{white-space:nowrap}table.sortable td.long{white-space:normal;min-width:26em;max-width:48em}
 .status-finished{color:#137333}.status-failed,.status-diverged{color:#b3261e;font-weight:600}.status-pending,.status-running{color:#8a6d00}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .headline{font-size:1.05em;background:#f4f8fd;border-left:3px solid #1f77b4;padding:.1em 1em}
@@ -93,7 +94,8 @@ def _cell(v: object) -> str:
             return f'<td class="num" data-v="{"1e308" if f > 0 else "-1e308"}">{shown}</td>'
         shown = f"{f:,.0f}" if abs(f) >= 1000 or (f == int(f) and isinstance(v, int)) else f"{f:.4g}"
         return f'<td class="num" data-v="{f!r}">{shown}</td>'
-    return f"<td>{_e(v)}</td>"
+    text = str(v)
+    return f'<td class="long">{_e(text)}</td>' if len(text) > 40 else f"<td>{_e(text)}</td>"
 
 
 def table_html(df: pd.DataFrame, table_id: str, *, raw: dict[str, Sequence[str]] | None = None) -> str:
@@ -156,13 +158,41 @@ def markdown_html(text: str) -> str:
     return "\n".join(out)
 
 
+def _compact_png(raw: bytes) -> bytes:
+    """The PNG reduced to a 256-colour palette for embedding (a third of the bytes for these line plots,
+    no visible change); the file on disk keeps full colour.  Falls back to ``raw`` if Pillow cannot."""
+    try:
+        import io
+
+        from PIL import Image  # a matplotlib dependency
+
+        with Image.open(io.BytesIO(raw)) as im:
+            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            out = io.BytesIO()
+            small.save(out, format="PNG", optimize=True)
+        return out.getvalue() if out.tell() < len(raw) else raw
+    except Exception:  # noqa: BLE001 - any failure: embed the original
+        return raw
+
+
 def _img(path: Path, title: str, study_dir: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(_compact_png(path.read_bytes())).decode("ascii")
     rel = path.relative_to(study_dir).as_posix()
     svg = path.with_suffix(".svg")
     links = f'<a href="{_e(rel)}">PNG</a>' + (f', <a href="{_e(svg.relative_to(study_dir).as_posix())}">SVG</a>' if svg.is_file() else "")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(title)}" data-file="{_e(rel)}">'
             f"<figcaption>{_e(title)} ({links})</figcaption></figure>")
+
+
+_STATS_TITLES = {"phase_times": "Phase-change times", "km": "Kaplan–Meier curves",
+                 "estimators": "Agreement of the phase-change estimators"}
+
+
+def _stats_title(stem: str) -> str:
+    """``stats_km__loss_second_repeat`` -> ``Kaplan–Meier curves (loss second repeat)``."""
+    base, _, rule = stem.removeprefix("stats_").partition("__")
+    title = _STATS_TITLES.get(base, base.replace("_", " "))
+    return f"{title} ({rule.replace('_', ' ')})" if rule else title
 
 
 def _csv_frame(path: Path) -> pd.DataFrame | None:
@@ -226,7 +256,9 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     # --- at a glance: the training loss and the phase-change times side by side
     stats_pngs = sorted(plots.glob("stats_*.png"))
     glance = [(t, Path(p)) for t, ps in figures if t == "Training loss" for p in ps if Path(p).suffix == ".png"]
-    glance += [("Phase-change times", p) for p in stats_pngs if p.stem == "stats_phase_times"][:1]
+    phase_pngs = [p for p in stats_pngs if p.stem == "stats_phase_times"] or \
+        [p for p in stats_pngs if p.stem.startswith("stats_phase_times")]  # the primary rule's, else the first rule's
+    glance += [(_stats_title(p.stem), p) for p in phase_pngs[:1]]
     glance = [(t, p) for t, p in glance if p.is_file()]
     stats_md = study_dir / "stats.md"
     stats_html = markdown_html(stats_md.read_text()) if stats_md.is_file() else ""
@@ -310,7 +342,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     if [p for p in stats_pngs if p not in shown]:
         body.append("<h3>Statistics figures</h3>")
         for p in (p for p in stats_pngs if p not in shown):
-            body.append(_img(p, p.stem.replace("stats_", "").replace("_", " ").replace("km", "Kaplan–Meier curves"), study_dir))
+            body.append(_img(p, _stats_title(p.stem), study_dir))
     posthoc = sorted((study_dir / "analyses" / "plots").glob("*.png"))
     if posthoc:
         body.append("<h3>Post-hoc analyses (<code>clamp analyse</code>)</h3>")

@@ -1,16 +1,22 @@
-"""The report of a study: ``summary.csv``, plots and the ``report.md`` index, rebuilt from stored files.
+"""The report of a study: ``summary.csv``, plots, ``report.md`` and ``index.html``, rebuilt from stored files.
 
 Why this file exists: results must be regenerable without training.  Everything
 here reads only ``study.json``, each run's ``run.json``, ``metrics.csv`` and
-``attention.csv`` (plus ``stats.md`` if :mod:`clamp.analysis.stats` wrote one), so
-``clamp report results/<study>`` rebuilds it all at any time.
+``attention.csv`` (plus the statistics' files if :mod:`clamp.analysis.stats` wrote
+them), so ``clamp report results/<study>`` rebuilds it all at any time.
+``report.md`` is the plain-text page; :mod:`clamp.analysis.html` writes its
+self-contained browser twin ``index.html``.
 
-Plots (PNG and SVG, x axis in sequences seen, arms named as the study names them):
+Plots (PNG and SVG, x axis in sequences seen, units on every axis, one colour
+and line style per arm in every figure, the control solid and drawn in every panel):
 
 - ``curves_train_loss``: per arm, median and interquartile band across seeds, thin
-  per-seed lines, the 0.4 ln 2 threshold and the ln 2 level marked;
+  per-seed lines; the phase rule's threshold on its metric, and ln(pairs) "chance
+  from context" on few-shot losses only (:func:`reference_lines`); with several
+  arms besides the control, one panel per arm, each with the control;
 - ``curves_train_acc``; ``heldout_loss`` / ``heldout_acc``: the held-out evaluators;
-- ``heads_induction`` (``heads_prefix_match``, ``heads_prev_token``): per-head scores, one panel per arm;
+- ``heads_induction`` (``heads_prefix_match``, ``heads_prev_token``): per-head scores,
+  one panel per arm, three to a row;
 - ``attention_<arm>``: mean attention patterns of chosen heads at chosen checkpoints.
 """
 
@@ -129,7 +135,8 @@ def _grid(n: int, *, cols: int = 3, width: float = 4.4, height: float = 3.4, sha
     plt = _pyplot()
     ncols = max(1, min(n, cols))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False, sharey=sharey)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False, sharey=sharey,
+                             layout="constrained")  # titles and axis labels of stacked rows never overlap
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)

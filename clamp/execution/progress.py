@@ -109,6 +109,8 @@ class Progress:
     def eta(self) -> float | None:
         """Seconds left at the rate so far, once 2% of the work is done (None before)."""
         elapsed = time.time() - self.t0
+        if self.done >= self.total:
+            return None
         if self.work_done > 0.02 * (self.work_done + self.work_left) and self.work_left > 0 and elapsed > 0:
             return self.work_left * elapsed / self.work_done
         return None

@@ -83,7 +83,7 @@ def plot_redundancy(table: pd.DataFrame, arm: str) -> Figure:
     ax_ko.set_title("only this head knocked out\n(dotted: full model)", fontsize=9)
     for ax in (ax_keep, ax_ko):
         ax.set_xlabel("induction strength of the head")
-        ax.set_ylabel("accuracy on the training evaluation set")
+        ax.set_ylabel("accuracy on the training evaluation set (fraction)")
         ax.axhline(0.5, color="grey", lw=0.5, ls="--")
         ax.set_ylim(-0.02, 1.02)
     ax_keep.legend(fontsize=7)
@@ -112,7 +112,7 @@ def plot_additivity(table: pd.DataFrame, arm: str) -> Figure:
     ax.axhline(LN2, color="grey", ls="--", lw=0.8, label="ln 2 (chance from context)")
     ax.axhline(THRESHOLD, color="grey", ls=":", lw=0.8, label="0.4 ln 2 (learned)")
     ax.set_xlabel("layer-2 heads kept (added back strongest first; the rest knocked out)")
-    ax.set_ylabel("loss on the training evaluation set")
+    ax.set_ylabel("loss on the training evaluation set (nats)")
     ax.set_title(f"Additivity: loss as layer-2 heads are added back by induction strength\n"
                  f"arm {arm!r}, final checkpoint", fontsize=10)
     ax.legend(fontsize=7)
@@ -136,8 +136,8 @@ def plot_composition(summary: pd.DataFrame, arm: str) -> Figure:
     vals = np.concatenate([sel["delta_loss_pattern_path"].to_numpy(float), sel["delta_loss_value_path"].to_numpy(float), [0.0, 0.01]])
     lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
     ax.plot([lo, hi], [lo, hi], color="grey", lw=0.6, ls="--")
-    ax.set_xlabel("Δ loss, value-preserving ablation (pattern path only) → K-composition")
-    ax.set_ylabel("Δ loss, pattern-preserving ablation (value path only) → V-composition")
+    ax.set_xlabel("Δ loss (nats), value-preserving ablation (pattern path only) → K-composition")
+    ax.set_ylabel("Δ loss (nats), pattern-preserving ablation (value path only) → V-composition")
     ax.set_title(f"K- vs V-composition of layer-1 heads (blocks.0), final checkpoint — arm {arm!r}\n"
                  "below the diagonal: acts through layer-2 patterns; above: through values", fontsize=9)
     ax.legend(fontsize=7)
@@ -174,7 +174,7 @@ def plot_progress(table: pd.DataFrame, scores: pd.DataFrame, arm: str, layer: in
         ax.axhline(THRESHOLD, color="grey", ls=":", lw=0.6)
         ax.set_title(f"seed {seed}", fontsize=9)
         ax.set_xlabel("sequences seen")
-        ax.set_ylabel("loss on the training evaluation set")
+        ax.set_ylabel("loss on the training evaluation set (nats)")
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     return fig
