@@ -11,7 +11,7 @@ import torch
 
 from clamp.errors import ConfigError
 from clamp.interventions import (
-    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, Knockout, NnsightIntervention, PatternClamp, PreservingAblation, Window,
+    KINDS, Clamp, FunctionClamp, GraftOutput, GraftParams, HeadScale, Knockout, NnsightIntervention, PatternClamp, PreservingAblation, Window,
     ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp, perfect_copy,
     prev_token_pattern_clamp, validate_interventions,
 )
@@ -39,6 +39,7 @@ EXAMPLES = [
     GraftOutput(site="blocks.0.hook_resid_post", checkpoint="a/b.pt", checkpoint_run=0, heads=None),
     GraftParams(layer=0, checkpoint="a/b.pt"),
     NnsightIntervention(site="blocks.1.attn.hook_pattern", fn="pkg.mod:sharpen", blocking=True, kwargs={"power": 2.0}),
+    HeadScale(layer=1, heads=[0, 1], scale=0.5, noise=0.1, seed=2, windows=[(0, 500)]),
 ]
 
 

@@ -311,9 +311,11 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
         trainer.load_state_dict(merge_states(states))
         if trainer.seen != job.resume_from:
             raise RuntimeError(f"checkpoint at {job.resume_from} holds step {trainer.step}; the study's batch size changed?")
+    # A resume from the checkpoint at 0 evaluates at 0 again (trainer.step == 0 below): keep no row of 0 then.
+    keep_to = job.resume_from if job.resume_from else -1
     for run in runs:
-        truncate_rows(run.metrics, METRICS_HEADER, job.resume_from if job.resume_from is not None else -1)
-        truncate_rows(run.attention, ATTENTION_HEADER, job.resume_from if job.resume_from is not None else -1)
+        truncate_rows(run.metrics, METRICS_HEADER, keep_to)
+        truncate_rows(run.attention, ATTENTION_HEADER, keep_to)
         if job.resume_from is None:
             for p in (run.folder / "checkpoints").glob("*.pt"):
                 p.unlink()

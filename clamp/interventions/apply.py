@@ -22,7 +22,7 @@ How a forward runs (:meth:`Applier.forward`):
    controller on every module and each costs a few handoffs per forward, so
    while a plan runs only the hook points it touches keep theirs.
 
-The clean pass (needed by :class:`~clamp.interventions.spec.PreservingAblation`)
+The clean pass (needed by :class:`~clamp.interventions.kinds.ablations.PreservingAblation`)
 is "this arm's model without the ablation": it applies every active
 intervention except those that need the clean pass themselves, through the
 same plan machinery, and records the clean-pass sites after those edits.  So a

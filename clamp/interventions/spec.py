@@ -247,6 +247,11 @@ class Intervention:
         raise ConfigError(f"intervention kind {self.kind_key()!r} defines no compile(); "
                           "give the class a compile(self, model, task) method returning a Compiled.")
 
+    def for_probe(self) -> "Intervention":
+        """The intervention applied to the one-run probe model (a kind pairing runs with a checkpoint's runs
+        picks one there)."""
+        return self
+
     def noop_reason(self, probe: "Probe") -> str:
         """Why it changed nothing on ``probe`` (used in the validation message)."""
         return "its edit reproduces the values already there"

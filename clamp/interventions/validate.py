@@ -52,6 +52,7 @@ def check_changes(iv: Intervention, probe: Probe) -> str | None:
     from clamp.interventions.apply import Applier  # imports nnsight only for an nnsight intervention
 
     seen = min(w.start for w in iv.windows)
+    iv = iv.for_probe()
     try:
         compiled = iv.compile(probe.model, probe.task)
         applier = Applier(probe.model, [iv], probe.task, backend="nnsight" if compiled.needs_nnsight else "hooks")

@@ -17,7 +17,7 @@ the same numbers (tested); the C loops are 5-7x faster.
 Shapes (T positions, dh head dim, N = R * B * H, n = (r * B + b) * H + h)::
 
     heads layout  [R, B, T, H, dh]   the hook-point layout (any strides)
-    q, k          [dh, T, N]         after RoPE (:func:`to_heads` with ``layout="dt"``)
+    q, k          [dh, T, N]         after RoPE (``_to_heads`` with ``layout="dt"``)
     v, z          [T, dh, N]         (``layout="td"``)
     scores        [Tq, Tk, N]        scaled and causally masked (-inf above the diagonal)
     pattern       [Tq, Tk, N]        softmax over Tk (dim 1)
@@ -220,40 +220,11 @@ def _mix_bwd(p: Tensor, v: Tensor, g: Tensor, need: tuple[bool, bool]):
 # --------------------------------------------------------------------------- autograd functions
 
 
-class ToHeads(torch.autograd.Function):
-    """``[R, B, T, H, dh]`` (any strides) to the heads-last layout, optionally rotated (RoPE)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, layout: Layout, rot: Rotation | None) -> Tensor:  # noqa: D102
-        ctx.shape, ctx.layout, ctx.rot = tuple(x.shape), layout, rot
-        return _to_heads(x, layout, rot)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102
-        return _from_heads(g, ctx.shape, ctx.layout, inverse(ctx.rot)), None, None
-
-
-class Scores(torch.autograd.Function):
-    """``scores[i, j, n] = (sum_d q[d, i, n] k[d, j, n]) * scale + mask[i, j]``."""
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:  # noqa: D102
-        q, k = q.contiguous(), k.contiguous()
-        ctx.save_for_backward(q, k)
-        ctx.scale = scale
-        return _scores_fwd(q, k, scale, mask)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102  g: [Tq, Tk, N]
-        q, k = ctx.saved_tensors
-        return (*_scores_bwd(q, k, g, ctx.scale, ctx.needs_input_grad[:2]), None, None)
-
-
 class QKVScores(torch.autograd.Function):
     """From the fused q/k/v projection ``[R, B, T, 3, H, dh]`` to ``(scores [Tq, Tk, N], v [Tk, dh, N])``.
 
-    The same arithmetic as :class:`ToHeads` (q and k rotated, v not) followed by
-    :class:`Scores`, in one autograd node whose gradient is written straight into
+    Heads-last copies (``_to_heads``; q and k rotated, v not) followed by the scaled,
+    masked scores (``_scores_fwd``), in one autograd node whose gradient is written straight into
     the projection's layout.  ``q``, ``k`` or ``v`` (``[R, B, T, H, dh]``, any
     strides) replace the projection's slices where given (a hook point's output
     that an intervention replaced); their slices of the projection's gradient are zero.
@@ -425,42 +396,17 @@ def fused_attention(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tenso
 
 
 
-def to_heads(x: Tensor, layout: Layout = "dt", rot: Rotation | None = None) -> Tensor:
-    """Heads-last copy of ``x`` ``[R, B, T, H, dh]``: ``[dh, T, N]`` (``"dt"``) or ``[T, dh, N]`` (``"td"``).
-
-    With ``rot`` (:func:`rope_rotation`, ``"dt"`` only) the result is rotated by RoPE.
-
-    Example:
-        >>> x = torch.randn(2, 3, 5, 4, 8)
-        >>> to_heads(x, "td").shape
-        torch.Size([5, 8, 24])
-    """
-    return ToHeads.apply(x, layout, rot)
-
-
-def scores(q: Tensor, k: Tensor, scale: float, mask: Tensor) -> Tensor:
-    """Scaled, masked attention scores ``[Tq, Tk, N]`` from ``q``, ``k`` ``[dh, T, N]``; ``mask`` ``[Tq, Tk, 1]``.
-
-    Example:
-        >>> q, k = torch.randn(4, 3, 2), torch.randn(4, 3, 2)
-        >>> mask = torch.zeros(3, 3, 1)
-        >>> ref = torch.einsum("din,djn->ijn", q, k) * 0.5
-        >>> torch.allclose(scores(q, k, 0.5, mask), ref, atol=1e-6)
-        True
-    """
-    return Scores.apply(q, k, scale, mask)
-
-
 def qkv_scores(qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor,
                replaced: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None)) -> tuple[Tensor, Tensor]:
-    """``(scores, v)`` from the fused projection ``[R, B, T, 3, H, dh]``: the same as
-    ``scores(to_heads(q, "dt", rot), to_heads(k, "dt", rot), scale, mask)`` and ``to_heads(v, "td")``,
+    """``(scores, v)`` from the fused projection ``[R, B, T, 3, H, dh]``: scaled, masked scores
+    ``[Tq, Tk, N]`` of q and k rotated by ``rot`` (heads-last, ``N = R*B*H``) and v heads-last ``[T, dh, N]``,
     with ``replaced`` q, k, v (``[R, B, T, H, dh]`` or None) used in place of the projection's slices.
 
     Example:
         >>> qkv = torch.randn(1, 2, 3, 3, 2, 4)
         >>> s, v = qkv_scores(qkv, None, 0.5, torch.zeros(3, 3, 1))
-        >>> torch.allclose(s, scores(to_heads(qkv[:, :, :, 0]), to_heads(qkv[:, :, :, 1]), 0.5, torch.zeros(3, 3, 1)))
+        >>> q, k = (qkv[:, :, :, i].permute(2, 4, 0, 1, 3).reshape(3, 4, -1) for i in (0, 1))  # [T, dh, N]
+        >>> torch.allclose(s, torch.einsum("idn,jdn->ijn", q, k) * 0.5, atol=1e-6)
         True
     """
     return QKVScores.apply(qkv, *replaced, rot, scale, mask)

@@ -122,6 +122,14 @@ class Knockout(Intervention):
         op = slice_op(self.site, heads, self.positions, new, 0.0 if self.method == "zero" else None)
         return Compiled([op], batch_dependent=over_batch, prepare=prepare, state=state)
 
+    def for_probe(self) -> Intervention:
+        import dataclasses
+
+        # the probe model has one run: pair it with the checkpoint's first run when runs are paired r with r
+        if getattr(self, "checkpoint", None) is not None and self.checkpoint_run is None:
+            return dataclasses.replace(self, checkpoint_run=0)
+        return self
+
     def noop_reason(self, probe: Any) -> str:
         what = {"zero": "already zero", "mean": "already equal to its mean",
                 "resample": "the same in every sequence"}.get(self.method, "unchanged")

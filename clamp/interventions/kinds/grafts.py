@@ -68,6 +68,14 @@ class GraftOutput(Intervention):
             return d[slice_index(self.site, d.dim(), self.heads, self.positions, cur.device)]
         return Compiled([slice_op(self.site, self.heads, self.positions, new)], prepare=prepare, state=state)
 
+    def for_probe(self) -> Intervention:
+        import dataclasses
+
+        # the probe model has one run: pair it with the checkpoint's first run when runs are paired r with r
+        if getattr(self, "checkpoint", None) is not None and self.checkpoint_run is None:
+            return dataclasses.replace(self, checkpoint_run=0)
+        return self
+
     def noop_reason(self, probe: Any) -> str:
         return f"the checkpoint {self.checkpoint!r} computes the same values there as the model"
 
@@ -113,6 +121,14 @@ class GraftParams(Intervention):
             return x
         return Compiled([Op(f"blocks.{self.layer}.hook_resid_pre", run, edits=False),
                          Op(f"blocks.{self.layer}.hook_resid_post", lambda x, ctx: state["out"])], state=state)
+
+    def for_probe(self) -> Intervention:
+        import dataclasses
+
+        # the probe model has one run: pair it with the checkpoint's first run when runs are paired r with r
+        if getattr(self, "checkpoint", None) is not None and self.checkpoint_run is None:
+            return dataclasses.replace(self, checkpoint_run=0)
+        return self
 
     def noop_reason(self, probe: Any) -> str:
         return f"block {self.layer} of the checkpoint {self.checkpoint!r} has the model's own parameters"
