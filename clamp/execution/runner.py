@@ -38,6 +38,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import torch
 
 from clamp.errors import ConfigError
+from clamp.model.foreign import is_foreign
 from clamp.execution.pack import PackJob, RunSpec, execute_pack
 from clamp.execution.progress import Progress
 from clamp.execution.store import atomic_write_json, checkpoints, provenance, read_json, remove_temporaries, run_dir
@@ -183,7 +184,7 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True) ->
             have = [s for s in checkpoints(folder) if s in points]
             start = max(have) if have else None
         spec = RunSpec(arm=arm.name, seed=int(seed), hash=h, folder=str(folder.resolve()))
-        key = (arm.name, start) if pack else (arm.name, start, seed)
+        key = (arm.name, start) if pack and not is_foreign(arm.model) else (arm.name, start, seed)  # foreign: one run each
         groups.setdefault(key, []).append(spec)
     jobs = []
     for i, (key, specs) in enumerate(groups.items()):

@@ -42,6 +42,7 @@ from typing import Any, Literal, Mapping
 
 from clamp.errors import ConfigError
 from clamp.study.fields import check_fields
+from clamp.model.foreign import ModelSpec
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
 from clamp.training.trainer import THRESHOLD, TrainConfig
@@ -143,7 +144,7 @@ class Arm:
     """
 
     name: str
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig | ModelSpec = ModelConfig()  # ModelSpec: a foreign model (clamp.model.foreign)
     task: TaskConfig = FewShotConfig()
     interventions: tuple[Any, ...] = ()
     lr: float = 1e-5

@@ -1,0 +1,205 @@
+"""The torch side of a foreign model: the user's module behind the built-in model's interface.
+
+Why this file exists: the trainer, the interventions (:mod:`clamp.interventions`)
+and the metrics talk to a model through a small interface -- ``forward(batch)``
+giving logits ``[R, B, T, C]``, ``run_with_cache``, ``hook_names`` in forward
+order, ``hook_point``, ``blocks[l].attn.capture``, ``cfg.n_layers``/``n_heads``,
+``n_runs``/``seeds``.  :class:`ForeignModel` provides it for any module, with a
+run axis of size 1: each canonical activation the adapter finds is passed, with
+a leading axis of 1, through a :class:`~clamp.model.transformer.HookPoint` owned
+here (``blocks.{l}.attn.hook_pattern`` ...), from PyTorch hooks on the user's
+modules or from inside :func:`clamp.model.adapters.attention`.  An intervention
+replacing a hook point's output therefore replaces the activation inside the
+user's forward.  The user's module is ``.net``, so nnsight paths into it read
+``model.net.transformer.h[0].mlp``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from clamp.errors import ConfigError
+from clamp.model.transformer import HookPoint
+from clamp.tasks.batch import Batch
+
+ATTN_LEAVES = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z")
+
+
+class _AttnHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        for leaf in ATTN_LEAVES:
+            setattr(self, leaf, HookPoint())
+        self.capture: dict[str, Tensor] | None = None  # as Attention.capture: the pattern lands here when set
+
+
+class _BlockHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()
+        self.attn = _AttnHooks()
+        self.hook_attn_out = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+
+def _through(hook: nn.Module, x: Tensor) -> Tensor:
+    """``x`` ``[B, ...]`` through ``hook`` with a run axis of 1, back to ``[B, ...]``."""
+    return hook(x[None])[0]
+
+
+def _first_output_hook(hook: nn.Module):
+    """A forward hook routing a module's output (or the first element of a tuple output) through ``hook``."""
+    def fn(_m: nn.Module, _args: Any, out: Any) -> Any:
+        if isinstance(out, Tensor):
+            return _through(hook, out)
+        if isinstance(out, tuple) and out and isinstance(out[0], Tensor):
+            return (_through(hook, out[0]), *out[1:])
+        raise ConfigError(f"{type(_m).__name__} returned {type(out).__name__}; an adapted module must return a tensor "
+                          "or a tuple whose first element is one")
+    return fn
+
+
+def _input_hook(hook: nn.Module):
+    """A forward pre-hook routing a module's hidden-state input (first positional, or ``hidden_states=``)."""
+    def fn(_m: nn.Module, args: tuple, kwargs: dict) -> Any:
+        if args and isinstance(args[0], Tensor):
+            return (_through(hook, args[0]), *args[1:]), kwargs
+        if isinstance(kwargs.get("hidden_states"), Tensor):
+            return args, {**kwargs, "hidden_states": _through(hook, kwargs["hidden_states"])}
+        raise ConfigError(f"{type(_m).__name__} got no hidden-state tensor (first argument or hidden_states=)")
+    return fn
+
+
+class ForeignModel(nn.Module):
+    """One run of a user's model, with clamp's embedding for item tasks and canonical hook points.
+
+    Args:
+        spec: a resolved :class:`~clamp.model.foreign.ModelSpec`.
+        seeds: exactly one initialisation seed (foreign models are not packed).
+    """
+
+    def __init__(self, spec: Any, seeds: Sequence[int]) -> None:
+        super().__init__()
+        if len(seeds) != 1:
+            raise ConfigError(f"a foreign model trains one run per process, got {len(seeds)} seeds; "
+                              "train each seed alone (the runner does so for foreign models).")
+        self.cfg = spec
+        self.seeds = [int(seeds[0])]
+        sizes = spec.sizes
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seeds[0])
+            self.net = spec.build_net()
+            self.adapter = spec.make_adapter(self.net)
+            self.why_no_pattern = self.adapter.prepare(self.net)
+            self.d_model = spec.d_model or self.adapter.d_model(self.net)
+            self.item_embed = self.label_embed = None
+            if sizes.get("d_in"):
+                if not self.d_model:
+                    raise ConfigError(f"{spec.factory}: an item task needs the model width for clamp's item embedding; "
+                                      "set ModelSpec(d_model=...) or use an adapter that knows it.")
+                self.item_embed = nn.Linear(sizes["d_in"], self.d_model)
+                self.label_embed = nn.Embedding(max(sizes["d_vocab"], 1), self.d_model)
+        self.net.eval()  # no dropout: it would draw from the global RNG and break same-seed reproducibility
+        layers = list(self.adapter.layers(self.net))
+        self.n_layers = len(layers)
+        self.n_heads = int(self.adapter.n_heads(self.net)) if layers else 0
+        self.blocks = nn.ModuleList(_BlockHooks() for _ in layers)
+        self.hook_logits = HookPoint()
+        self._names: list[str] = []
+        for l, layer in enumerate(layers):
+            hooks = self.blocks[l]
+            layer.register_forward_pre_hook(_input_hook(hooks.hook_resid_pre), with_kwargs=True)
+            self._names.append(f"blocks.{l}.hook_resid_pre")
+            attn = self.adapter.attention(self.net, l)
+            if attn is not None:
+                if self.why_no_pattern is None:
+                    attn.__dict__["_clamp_attn"] = hooks.attn  # read by adapters.attention; not a submodule
+                    self._names += [f"blocks.{l}.attn.{leaf}" for leaf in ATTN_LEAVES]
+                attn.register_forward_hook(_first_output_hook(hooks.hook_attn_out))
+                self._names.append(f"blocks.{l}.hook_attn_out")
+            mlp = self.adapter.mlp(self.net, l)
+            if mlp is not None:
+                mlp.register_forward_hook(_first_output_hook(hooks.hook_mlp_out))
+                self._names.append(f"blocks.{l}.hook_mlp_out")
+            layer.register_forward_hook(_first_output_hook(hooks.hook_resid_post))
+            self._names.append(f"blocks.{l}.hook_resid_post")
+        self._names.append("hook_logits")
+        self._points = {n: m for n, m in self.named_modules() if isinstance(m, HookPoint) and n in self._names}
+
+    @property
+    def n_runs(self) -> int:
+        return 1
+
+    def train(self, mode: bool = True) -> "ForeignModel":
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def missing_site(self, site: str) -> str | None:
+        """Why a canonical name is absent from this model (for validation messages), or None."""
+        parts = str(site).split(".")
+        if len(parts) == 4 and parts[0] == "blocks" and parts[2] == "attn" and parts[3] in ATTN_LEAVES:
+            if self.why_no_pattern is not None:
+                return f"hook {site!r} does not exist: {self.why_no_pattern}"
+            if self.n_layers and parts[1].isdigit() and int(parts[1]) < self.n_layers:
+                return (f"hook {site!r} does not exist: the {self.adapter.family} adapter maps no attention module "
+                        "whose forward calls clamp.model.adapters.attention for this layer")
+        if self.n_layers == 0 and parts[0] == "blocks":
+            return (f"hook {site!r} does not exist: model {self.cfg.factory} has no architecture adapter (only "
+                    "'hook_logits'); give ModelSpec(adapter='module:Class') naming a clamp.model.adapters.Adapter")
+        return None
+
+    # ----------------------------------------------------------------- forward
+
+    def embed(self, batch: Batch) -> Tensor:
+        """``inputs_embeds`` ``[B, T, D]`` for an item task: items through the item map, labels through the label embedding."""
+        tokens = batch.tokens[0]
+        x = self.label_embed(tokens)
+        items = batch.items[0].to(self.item_embed.weight.dtype)
+        return torch.where(batch.item_mask[0][..., None], self.item_embed(items), x)
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Logits ``[1, B, T, C]`` at every position."""
+        if batch.tokens.shape[0] != 1:
+            raise ValueError(f"batch has {batch.tokens.shape[0]} runs; a foreign model has 1")
+        extra = {"use_cache": False} if hasattr(self.net, "config") else {}
+        if self.item_embed is not None:
+            out = self.net(inputs_embeds=self.embed(batch), **extra)
+        else:
+            out = self.net(input_ids=batch.tokens[0], **extra)
+        logits = out if isinstance(out, Tensor) else getattr(out, "logits", None)
+        if not isinstance(logits, Tensor):
+            raise ConfigError(f"model {self.cfg.factory} returned {type(out).__name__}; return logits [B, T, C] "
+                              "or an object with .logits")
+        return self.hook_logits(logits[None])
+
+    def hook_names(self) -> list[str]:
+        """Canonical names of the hook points the adapter installed, in forward order."""
+        return list(self._names)
+
+    def hook_point(self, name: str) -> HookPoint:
+        if name not in self._points:
+            raise KeyError(name)
+        return self._points[name]
+
+    def run_with_cache(self, batch: Batch, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward pass that also returns the named activations ``[1, B, ...]``, detached."""
+        cache: dict[str, Tensor] = {}
+        handles = []
+        try:
+            for name in names:
+                def save(_m: Any, _i: Any, out: Tensor, name: str = name) -> None:
+                    cache[name] = out.detach()
+                handles.append(self.hook_point(name).register_forward_hook(save))
+            logits = self(batch)
+        finally:
+            for h in handles:
+                h.remove()
+        return logits, cache
+
+
+__all__ = ["ForeignModel"]
