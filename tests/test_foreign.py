@@ -195,3 +195,11 @@ def test_foreign_run_failure_is_isolated(tmp_path, monkeypatch):
     runs = tmp_path / "hf/runs/control"
     assert json.loads((runs / "seed1/run.json").read_text())["status"] == "failed"
     assert json.loads((runs / "seed0/run.json").read_text())["status"] == "finished"
+
+
+def test_foreign_bench_reports_every_configuration():
+    from clamp.bench.foreign import run_foreign_bench
+
+    res = run_foreign_bench(n_steps=1, rounds=1, warmup=0, packing=2, log=lambda s: None)
+    assert {"builtin R=1", "builtin R=2", "hf_gpt2", "hf_gpt2 hooks", "hf_gpt2 nnsight", "nnsight/hooks (hf_gpt2)"} <= set(res)
+    assert all(v > 0 for v in res.values())
