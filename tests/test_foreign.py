@@ -203,3 +203,18 @@ def test_foreign_bench_reports_every_configuration():
     res = run_foreign_bench(n_steps=1, rounds=1, warmup=0, packing=2, log=lambda s: None)
     assert {"builtin R=1", "builtin R=2", "hf_gpt2", "hf_gpt2 hooks", "hf_gpt2 nnsight", "nnsight/hooks (hf_gpt2)"} <= set(res)
     assert all(v > 0 for v in res.values())
+
+
+def test_module_edit_is_validated_against_the_model():
+    from clamp.interventions.kinds.module_site import ModuleEdit
+
+    task = FEWSHOT.build()
+    spec = GPT2.resolve(task.dims())
+    with pytest.raises(ConfigError, match="did you mean 'transformer.h.0.mlp'"):
+        clamp.interventions.validate_interventions([ModuleEdit(module="transformer.h.0.mlpp")], spec, task, 64)
+    with pytest.raises(ConfigError, match="keep it whole"):
+        clamp.interventions.validate_interventions([ModuleEdit(module="transformer.h.0.mlp", index="[0]", method="mean")], spec, task, 64)
+    with pytest.raises(ConfigError, match="broadcasts"):
+        clamp.interventions.validate_interventions([ModuleEdit(module="transformer.h.0.mlp", index="[:, -1]", value=[1.0, 2.0])], spec, task, 64)
+    with pytest.raises(ConfigError, match="foreign model"):
+        clamp.interventions.validate_interventions([ModuleEdit(module="blocks.0.attn")], clamp.ModelConfig(n_layers=2, n_heads=2, d_model=8).resolve(task.dims()), task, 64)

@@ -21,6 +21,7 @@ from clamp.interventions import (
     uniform_pattern_clamp, validate_interventions,
 )
 from clamp.interventions.effects import build_pattern
+from clamp.interventions.kinds.module_site import ModuleEdit, parse_index
 from clamp.model.adapters import Adapter
 from clamp.model.foreign import ForeignModel, ModelSpec
 from clamp.tasks import FewShotConfig
@@ -125,7 +126,31 @@ KINDS = {
     "keep_values": PreservingAblation(layer=0, heads=(1,), preserve="values", method="mean"),
     "nnsight": NnsightIntervention(site="blocks.0.attn.hook_z", fn="test_foreign_interventions:halve_z"),
 }
-CASES = [(m, k) for m in MODELS for k in KINDS]
+MODULE = {"gpt2": "transformer.h.0.mlp", "llama": "net.model.layers.0.mlp", "user": "blocks.1.ln"}  # any module, by path
+
+
+def double(x, ctx, *, factor=2.0):
+    """A user function for ModuleEdit(method='function')."""
+    return x * factor
+
+
+def module_kinds(model: str) -> dict:
+    m = MODULE[model]
+    return {
+        "module_clamp": ModuleEdit(module=m, index="[:, -1, 0:4]", value=0.25),
+        "module_zero": ModuleEdit(module=m, index="[:, -1]", method="zero"),
+        "module_mean": ModuleEdit(module=m, io="input", index="[:, -1]", method="mean"),
+        "module_resample": ModuleEdit(module=m, index="...", method="resample"),
+        "module_function": ModuleEdit(module=m, method="function", fn="test_foreign_interventions:double", kwargs={"factor": 3.0}),
+    }
+
+
+KEYS = list(KINDS) + list(module_kinds("gpt2"))
+CASES = [(m, k) for m in MODELS for k in KEYS]
+
+
+def kind(model: str, key: str):
+    return KINDS[key] if key in KINDS else module_kinds(model)[key]
 
 
 def trainer(model: str, ivs) -> Trainer:
@@ -160,16 +185,30 @@ def target(key: str, iv, t: Trainer, batch) -> tuple[str, tuple, torch.Tensor] |
         return "blocks.1.attn.hook_pattern", (Ellipsis,), clean["blocks.1.attn.hook_pattern"]
     if key == "nnsight":
         return iv.site, (slice(None), slice(None), slice(None), 1), clean[iv.site][:, :, :, 1] * 0.5
+    if key.startswith("module_"):
+        site = t.model.add_site(iv.module, iv.io)
+        with torch.no_grad():
+            _, c = t.model.run_with_cache(batch, [site])
+        x = c[site][0]  # [B, ...]
+        sel = (0, *parse_index(iv.index))
+        value = {"module_clamp": lambda: torch.full_like(x[:, -1, 0:4], 0.25),
+                 "module_zero": lambda: torch.zeros_like(x[:, -1]),
+                 "module_mean": lambda: x[:, -1].mean(0, keepdim=True).expand_as(x[:, -1]),
+                 "module_resample": lambda: x.roll(1, dims=0),
+                 "module_function": lambda: x * 3.0}[key]()
+        return site, sel, value
     return None
 
 
 @pytest.mark.parametrize("model,key", CASES)
 def test_positive(model, key):
-    iv = KINDS[key]
+    iv = kind(model, key)
     t = trainer(model, [iv])
     batch = t.next_batch()
     expect = target(key, iv, t, batch)
     names = [expect[0]] if expect else []
+    if expect and expect[0].startswith("sites."):
+        names = [expect[0]]
     logits, cache = t.intervener.forward(batch, 0, names, True)
     plain = t.model(batch)
     if expect:
@@ -190,7 +229,7 @@ def _history(t: Trainer) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("model,key", CASES)
 def test_null_window_never_opens(model, key):
-    iv = replace_windows(KINDS[key], [Window(start=10**9)])
+    iv = replace_windows(kind(model, key), [Window(start=10**9)])
     base_rows, base_state = _history(trainer(model, None))
     t = trainer(model, [iv])
     rows, state = _history(t)
@@ -206,14 +245,14 @@ def test_null_window_never_opens(model, key):
 def _clean_of_instrumentation(model: ForeignModel) -> None:
     for name, m in model.named_modules():
         assert "forward" not in m.__dict__ and "__nnsight__" not in m.__dict__, name
-    for name in model.hook_names():  # clamp's hook points: only the adapter's routing calls them, nothing hooks them
+    for name in model.hook_names() + [f"sites.{k}" for k in model.sites]:  # clamp's hook points: only the adapter's routing calls them, nothing hooks them
         hp = model.hook_point(name)
         assert not hp._forward_hooks and not hp._forward_pre_hooks, name
 
 
 @pytest.mark.parametrize("model,key", CASES)
 def test_no_leak_after_window(model, key):
-    iv = replace_windows(KINDS[key], [Window(start=0, stop=32)])
+    iv = replace_windows(kind(model, key), [Window(start=0, stop=32)])
     t = trainer(model, [iv])
     fired = []
     t.run(on_eval=lambda seen, m: fired.append((seen, m[f"fired/{iv.name}"][0].item())))

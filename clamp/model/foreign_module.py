@@ -16,6 +16,7 @@ user's forward.  The user's module is ``.net``, so nnsight paths into it read
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Sequence
 
 import torch
@@ -129,6 +130,61 @@ class ForeignModel(nn.Module):
             self._names.append(f"blocks.{l}.hook_resid_post")
         self._names.append("hook_logits")
         self._points = {n: m for n, m in self.named_modules() if isinstance(m, HookPoint) and n in self._names}
+        self.sites = nn.ModuleDict()  # hook points on any module's input/output, added by add_site
+
+    # ----------------------------------------------------------------- module sites
+
+    def add_site(self, module: str, io: str = "output") -> str:
+        """A hook point on the input or output of any module of the model (by its path); returns its hook name.
+
+        ``module`` is the module's path in the user's model (``"transformer.h.0.mlp"``) or in the
+        nnsight-wrapped foreign model (``"net.transformer.h.0.mlp"``).  The output is the module's
+        output (the first element of a tuple output), the input its first positional argument
+        (or ``hidden_states=``).  Installed once, kept for the model's life (an identity when
+        nothing edits it); the hook names are re-ordered by one probe forward.
+        """
+        path = module[4:] if module.startswith("net.") else module
+        modules = dict(self.net.named_modules())
+        if path not in modules or not path:
+            close = difflib.get_close_matches(path, [n for n in modules if n], n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "print(model) shows the module paths"
+            raise ConfigError(f"no module {module!r} in the model built by {self.cfg.factory}; {hint}")
+        if io not in ("output", "input"):
+            raise ConfigError(f"io={io!r} is unknown; choose 'output' or 'input'")
+        key = f"{path.replace('.', '__')}__{io}"
+        name = f"sites.{key}"
+        if name in self._points:
+            return name
+        hook = HookPoint()
+        self.sites[key] = hook
+        if io == "output":
+            modules[path].register_forward_hook(_first_output_hook(hook))
+        else:
+            modules[path].register_forward_pre_hook(_input_hook(hook), with_kwargs=True)
+        self._points[name] = hook
+        self._reorder(name)
+        return name
+
+    @torch.no_grad()
+    def _reorder(self, new: str) -> None:
+        """Hook names in the order one forward of the model calls them."""
+        order: list[str] = []
+        handles = [hp.register_forward_pre_hook(lambda _m, _a, n=n: order.append(n)) for n, hp in self._points.items()]
+        T = self.cfg.sizes["n_ctx"]
+        try:
+            if self.item_embed is not None:
+                self.net(inputs_embeds=torch.zeros(1, T, self.d_model), **self._extra())
+            else:
+                self.net(input_ids=torch.zeros(1, T, dtype=torch.long), **self._extra())
+        finally:
+            for h in handles:
+                h.remove()
+        if new not in order:
+            raise ConfigError(f"module site {new!r} is never reached by the model's forward; pick a module the forward calls")
+        self._names = [n for n in dict.fromkeys(order) if n != "hook_logits"] + ["hook_logits"]
+
+    def _extra(self) -> dict:
+        return {"use_cache": False} if hasattr(self.net, "config") else {}
 
     @property
     def n_runs(self) -> int:
@@ -166,7 +222,7 @@ class ForeignModel(nn.Module):
         """Logits ``[1, B, T, C]`` at every position."""
         if batch.tokens.shape[0] != 1:
             raise ValueError(f"batch has {batch.tokens.shape[0]} runs; a foreign model has 1")
-        extra = {"use_cache": False} if hasattr(self.net, "config") else {}
+        extra = self._extra()
         if self.item_embed is not None:
             out = self.net(inputs_embeds=self.embed(batch), **extra)
         else:
