@@ -77,7 +77,7 @@ def test_adapter_is_bit_identical_to_eager_attention(spec):
 def test_fewshot_feeds_inputs_embeds_from_clamps_embedding():
     model = build(GPT2, FEWSHOT)
     batch = FEWSHOT.build().sample(4, torch.Generator().manual_seed(0))
-    x = model.embed(batch)  # [B, T, D]
+    x = model.inputs_embeds(batch)  # [B, T, D]
     mask = batch.item_mask[0]
     torch.testing.assert_close(x[mask], model.item_embed(batch.items[0][mask]))
     torch.testing.assert_close(x[~mask], model.label_embed(batch.tokens[0][~mask]))
@@ -218,3 +218,16 @@ def test_module_edit_is_validated_against_the_model():
         clamp.interventions.validate_interventions([ModuleEdit(module="transformer.h.0.mlp", index="[:, -1]", value=[1.0, 2.0])], spec, task, 64)
     with pytest.raises(ConfigError, match="foreign model"):
         clamp.interventions.validate_interventions([ModuleEdit(module="blocks.0.attn")], clamp.ModelConfig(n_layers=2, n_heads=2, d_model=8).resolve(task.dims()), task, 64)
+
+
+@pytest.mark.parametrize("spec", [GPT2, LLAMA], ids=["gpt2", "llama"])
+def test_token_task_trains_with_the_tasks_metrics(spec):
+    t = Trainer(spec, REPEAT, TrainConfig(n_sequences=64, batch_size=16, lr=1e-3, eval_every=32, eval_size=16), seeds=[0])
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    rows = {}
+    t.run(on_eval=lambda seen, m: rows.__setitem__(seen, m))
+    assert sorted(rows) == [0, 32, 64]
+    m = rows[64]
+    assert {"train/loss", "loss/second_repeat", "prefix_match/L1H0", "prev_token/L0H1"} <= set(m)
+    after = t.model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before if k.startswith("net.") and "bias" not in k)

@@ -16,7 +16,7 @@ from torch import nn
 import clamp
 from clamp.errors import ConfigError
 from clamp.interventions import (
-    Clamp, FunctionClamp, Knockout, NnsightIntervention, PreservingAblation, Window, GraftOutput, ideal_layer1,
+    Clamp, FunctionClamp, Knockout, NnsightIntervention, PreservingAblation, Window, GraftOutput, GraftParams, ideal_layer1,
     knockout_heads, make_intervener, match_clamp, perfect_copy, prev_token_pattern_clamp, replace_windows,
     uniform_pattern_clamp, validate_interventions,
 )
@@ -272,9 +272,23 @@ def test_no_leak_after_window(model, key):
         assert (p.grad is None) == (q.grad is None) and (p.grad is None or torch.equal(p.grad, q.grad)), n
 
 
-@pytest.mark.parametrize("iv", [ideal_layer1(), GraftOutput(site="blocks.0.hook_resid_post", checkpoint="/nonexistent.pt")],
-                         ids=["ideal_layer1", "graft_output"])
-def test_kinds_needing_the_builtin_model_are_rejected_before_training(iv):
+@pytest.fixture(scope="module")
+def foreign_checkpoint(tmp_path_factory) -> str:
+    t = trainer("gpt2", None)
+    t.run(16)
+    path = tmp_path_factory.mktemp("ck") / "gpt2.pt"
+    torch.save(t.state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("make", [lambda ck: ideal_layer1(),
+                                  lambda ck: GraftOutput(site="blocks.0.hook_resid_post", checkpoint=ck),
+                                  lambda ck: GraftParams(layer=1, checkpoint=ck),
+                                  lambda ck: Knockout(site="blocks.0.hook_attn_out", method="mean", mean_over="reference",
+                                                      checkpoint=ck)],
+                         ids=["ideal_layer1", "graft_output", "graft_params", "knockout_ref_checkpoint"])
+def test_kinds_needing_the_builtin_model_are_rejected_before_training(make, foreign_checkpoint):
+    iv = make(foreign_checkpoint)
     task = TASK.build()
-    with pytest.raises(ConfigError, match=iv.name):
+    with pytest.raises(ConfigError, match=f"(?s){iv.name}.*(built-in model|foreign model)"):
         validate_interventions([iv], MODELS["gpt2"].resolve(task.dims()), task, 64)

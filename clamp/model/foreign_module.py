@@ -29,7 +29,22 @@ from clamp.tasks.batch import Batch
 ATTN_LEAVES = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z")
 
 
-class _AttnHooks(nn.Module):
+BUILTIN_ONLY = ("this is a foreign model: blocks[l] holds only clamp's hook points, not the built-in model's weights "
+                "or layers, so interventions that reach into them (IdealLayer1, checkpoint grafts) are not supported; "
+                "use the canonical hook names, ModuleEdit or an NnsightIntervention")
+
+
+class _Hooks(nn.Module):
+    """A container of hook points; asking it for a built-in layer's part says why there is none."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            raise AttributeError(f"{name!r}: {BUILTIN_ONLY}") from None
+
+
+class _AttnHooks(_Hooks):
     def __init__(self) -> None:
         super().__init__()
         for leaf in ATTN_LEAVES:
@@ -37,7 +52,7 @@ class _AttnHooks(nn.Module):
         self.capture: dict[str, Tensor] | None = None  # as Attention.capture: the pattern lands here when set
 
 
-class _BlockHooks(nn.Module):
+class _BlockHooks(_Hooks):
     def __init__(self) -> None:
         super().__init__()
         self.hook_resid_pre = HookPoint()
@@ -212,6 +227,10 @@ class ForeignModel(nn.Module):
     # ----------------------------------------------------------------- forward
 
     def embed(self, batch: Batch) -> Tensor:
+        """Not the built-in model's ``embed`` (``[R, B, T, D]`` feeding its blocks): see :meth:`inputs_embeds`."""
+        raise AttributeError(f"embed: {BUILTIN_ONLY}")
+
+    def inputs_embeds(self, batch: Batch) -> Tensor:
         """``inputs_embeds`` ``[B, T, D]`` for an item task: items through the item map, labels through the label embedding."""
         tokens = batch.tokens[0]
         x = self.label_embed(tokens)
@@ -224,7 +243,7 @@ class ForeignModel(nn.Module):
             raise ValueError(f"batch has {batch.tokens.shape[0]} runs; a foreign model has 1")
         extra = self._extra()
         if self.item_embed is not None:
-            out = self.net(inputs_embeds=self.embed(batch), **extra)
+            out = self.net(inputs_embeds=self.inputs_embeds(batch), **extra)
         else:
             out = self.net(input_ids=batch.tokens[0], **extra)
         logits = out if isinstance(out, Tensor) else getattr(out, "logits", None)
