@@ -35,6 +35,9 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "clamp.errors",
     # model and tasks
     "ModelConfig": "clamp.model.transformer",
+    # foreign models (clamp.model.foreign): a factory's module, Hugging Face presets, architecture adapters
+    "ModelSpec": "clamp.model.foreign", "hf_gpt2": "clamp.model.foreign", "hf_llama": "clamp.model.foreign",
+    "Adapter": "clamp.model.adapters", "attention": "clamp.model.adapters",
     "FewShotConfig": "clamp.tasks", "RepeatConfig": "clamp.tasks", "Batch": "clamp.tasks",
     "TextConfig": "clamp.tasks", "MarkovConfig": "clamp.tasks", "TaskBase": "clamp.tasks", "UserTaskConfig": "clamp.tasks", "EvalView": "clamp.tasks",
     # interventions: kinds, windows and constructors

@@ -15,6 +15,7 @@ from clamp.interventions import (
     ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp, perfect_copy,
     prev_token_pattern_clamp, validate_interventions,
 )
+from clamp.interventions.kinds.module_site import ModuleEdit  # foreign models (clamp.model.foreign)
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig
 from clamp.training.trainer import TrainConfig, Trainer
@@ -40,6 +41,7 @@ EXAMPLES = [
     GraftParams(layer=0, checkpoint="a/b.pt"),
     NnsightIntervention(site="blocks.1.attn.hook_pattern", fn="pkg.mod:sharpen", blocking=True, kwargs={"power": 2.0}),
     HeadScale(layer=1, heads=[0, 1], scale=0.5, noise=0.1, seed=2, windows=[(0, 500)]),
+    ModuleEdit(module="transformer.h.0.mlp", io="input", index="[:, -1]", method="function", fn="pkg.mod:f", kwargs={"a": 1}),
 ]
 
 

@@ -433,7 +433,8 @@ def build_report(study_dir: str | Path) -> Path:
             "| arm | factors | interventions | fired | lr | batch | model | task |", "|---|---|---|---|---|---|---|---|"]
     for a in study["arms"]:
         m, t = a["model"], a["task"]
-        model = f"{m['n_layers']}L x {m['n_heads']}H, d={m['d_model']}"
+        model = (f"{m['factory'].rsplit(':', 1)[-1]}({', '.join(f'{k}={v}' for k, v in m['kwargs'].items())})"  # foreign
+                 if m.get("kind") == "foreign" else f"{m['n_layers']}L x {m['n_heads']}H, d={m['d_model']}")
         task = ", ".join(f"{k}={v}" for k, v in t.items() if k in ("kind", "n_classes", "n_labels", "n_pairs", "vocab", "half"))
         out.append(f"| `{a['name']}` | {a.get('factors') or ''} | {_intervention_text(a)} | {_fired_text(df, a['name'])} | {a['train']['lr']:g} | "
                    f"{a['train']['batch_size']} | {model} | {task} |")

@@ -298,9 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "its wall time and memory")
     p.add_argument("--study-out", metavar="DIR", help="where the study's results go (default: a temporary folder)")
     p.add_argument("--jobs", type=int, help="parallel packs for --study (default: one per core)")
+    p.add_argument("--foreign", action="store_true", help="measure the foreign-model path instead (HF GPT-2 vs the "
+                   "built-in model, nnsight vs hooks; clamp.bench.foreign)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    if args.foreign:
+        from clamp.bench.foreign import main_foreign
+
+        return main_foreign(args.steps, args.rounds, args.warmup, STUDY_PACKING)
     print(f"machine: {machine_line()}")
     print(f"compiled kernels: {native.status()}")
     peak = matmul_peak_flops()

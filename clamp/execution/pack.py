@@ -40,6 +40,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from clamp.model.foreign import model_from_dict
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
@@ -107,7 +108,7 @@ def split_state(state: dict[str, Any], n_runs: int) -> list[dict[str, Any]]:
     """Split a packed :meth:`Trainer.state_dict` into one state per run (leading axis kept, size 1)."""
 
     def part(t: Tensor, r: int) -> Tensor:
-        if t.dim() == 0:
+        if t.dim() == 0 or n_runs == 1:  # one run: nothing to split (a foreign model's tensors have no run axis)
             return t.detach().cpu().clone()
         if t.shape[0] != n_runs:
             raise ValueError(f"cannot split a tensor of shape {tuple(t.shape)} over {n_runs} runs")
@@ -268,7 +269,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     from clamp.study.modules import import_study_modules
 
     import_study_modules(job.study_modules)  # before anything is rebuilt from its dict
-    model_cfg = ModelConfig.from_dict(job.model)
+    model_cfg = model_from_dict(job.model)  # a ModelConfig, or a foreign ModelSpec (clamp.model.foreign)
     task_cfg = task_from_dict(job.task)
     train_cfg = TrainConfig.from_dict(job.train)
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]

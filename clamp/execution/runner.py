@@ -37,6 +37,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import torch
 
 from clamp.errors import ConfigError
+from clamp.model.foreign import is_foreign
 from clamp.execution.pack import PackJob, RunSpec, execute_pack
 from clamp.execution.progress import Progress
 from clamp.execution.provenance import invocation, merge_study_record
@@ -191,7 +192,7 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, re
             have = [s for s in checkpoints(folder) if s in points]
             start = max(have) if have else None
         spec = RunSpec(arm=arm.name, seed=int(seed), hash=run_key(study, arm, seed), folder=str(folder.resolve()))
-        key = (arm.name, start) if pack else (arm.name, start, seed)
+        key = (arm.name, start) if pack and not is_foreign(arm.model) else (arm.name, start, seed)  # foreign: one run each
         groups.setdefault(key, []).append(spec)
     jobs = []
     for i, (key, specs) in enumerate(groups.items()):

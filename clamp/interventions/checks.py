@@ -18,6 +18,7 @@ import torch
 
 from clamp.errors import ConfigError
 from clamp.interventions.effects import checkpoint_runs, load_checkpoint, position_axis, slice_index
+from clamp.model.foreign import build_model
 from clamp.model.transformer import ModelConfig, Transformer, head_axis
 from clamp.tasks.batch import Batch
 
@@ -38,7 +39,7 @@ class Probe:
     def __init__(self, cfg: ModelConfig, task: Any) -> None:
         self.cfg = cfg
         self.task = task
-        self.model = Transformer(cfg, [PROBE_SEED])
+        self.model = build_model(cfg, [PROBE_SEED])  # the built-in Transformer, or a foreign model
         self.batch: Batch = task.sample(PROBE_SEQUENCES, torch.Generator().manual_seed(0))
         self.names = self.model.hook_names()
         with torch.no_grad():
@@ -56,7 +57,8 @@ def check_site(site: str, heads: tuple[int, ...] | None, positions: tuple[int, .
                probe: Probe, errs: list[str]) -> bool:
     """A hook name that exists, heads only on a per-head hook, positions in range."""
     if not isinstance(site, str) or site not in probe.shapes:
-        errs.append(f"unknown hook name {site!r}; {suggest(str(site), probe.names)}")
+        why = getattr(probe.model, "missing_site", lambda s: None)(site)  # a foreign model says why (clamp.model.foreign)
+        errs.append(why or f"unknown hook name {site!r}; {suggest(str(site), probe.names)}")
         return False
     ok = True
     if heads is not None:

@@ -251,6 +251,9 @@ def donor_model(model: Transformer, path: str, run: int | None) -> Transformer:
     ``run`` picks the checkpoint run used for every model run; ``None`` maps run
     ``r`` to run ``r`` (a one-run checkpoint serves every run).
     """
+    if not isinstance(model, Transformer):  # a foreign model (clamp.model.foreign) has no run axis to index
+        raise ConfigError("checkpoint grafts and reference means from a checkpoint need the built-in model (ModelConfig); "
+                          "a foreign model's checkpoint has no run axis: use ModuleEdit or an NnsightIntervention")
     state = load_checkpoint(path)
     R, Rc = model.n_runs, checkpoint_runs(state)
     if run is None:

@@ -43,6 +43,7 @@ from typing import Any, Literal, Mapping
 from clamp.analysis.stats.rule import PhaseRule  # its one home: the rule is shared with the statistics
 from clamp.errors import ConfigError
 from clamp.study.fields import check_fields
+from clamp.model.foreign import ModelSpec
 from clamp.study.stopping import StopAfterPhase
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
@@ -126,7 +127,7 @@ class Arm:
     """
 
     name: str
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig | ModelSpec = ModelConfig()  # ModelSpec: a foreign model (clamp.model.foreign)
     task: TaskConfig = FewShotConfig()
     interventions: tuple[Any, ...] = ()
     lr: float = 1e-5

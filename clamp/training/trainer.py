@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.training.metrics import add_user_metric, per_run_loss, task_metrics
+from clamp.training.metrics import add_user_metric, loss_and_accuracy, per_run_loss, prev_token_score, task_metrics
+from clamp.model.foreign import build_model
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
 
@@ -202,7 +203,8 @@ class Trainer:
         self.cfg = train_cfg
         self.seeds = [RunSeeds.coerce(s) for s in seeds]
         self.device = torch.device(train_cfg.device)
-        self.model = Transformer(self.model_cfg, [s.init for s in self.seeds]).to(self.device)
+        # the packed built-in Transformer, or a one-run foreign model (clamp.model.foreign)
+        self.model = build_model(self.model_cfg, [s.init for s in self.seeds]).to(self.device)
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=train_cfg.lr, betas=train_cfg.betas,
             eps=train_cfg.adam_eps, weight_decay=train_cfg.weight_decay,
@@ -217,6 +219,7 @@ class Trainer:
         self._batch_loss_n = 0
         self._heldout_seen: int | None = None  # sequences seen at the last held-out evaluation
         self.pattern_names = [f"blocks.{l}.attn.hook_pattern" for l in range(self.model_cfg.n_layers)]
+        self.pattern_names = [n for n in self.pattern_names if n in set(self.model.hook_names())]  # fused foreign attention has none
 
     @property
     def n_runs(self) -> int:
