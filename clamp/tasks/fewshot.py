@@ -122,10 +122,14 @@ class FewShotConfig:
         return d
 
 
-def _substreams(gen: torch.Generator) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
-    """Generators for the labels, the classes (and exemplars) and the order of one batch, seeded from ``gen``."""
-    seeds = torch.randint(0, 2**62, (3,), generator=gen).tolist()
-    return tuple(torch.Generator().manual_seed(s) for s in seeds)  # type: ignore[return-value]
+def _substreams(gen: torch.Generator, subs: list[torch.Generator]) -> list[torch.Generator]:
+    """``subs`` (the labels', the classes' and the order's generators) reseeded from ``gen`` for one batch.
+
+    The generator objects are reused (making new ones costs more than the draws).
+    """
+    for sub, seed in zip(subs, torch.randint(0, 2**62, (3,), generator=gen).tolist()):
+        sub.manual_seed(seed)
+    return subs
 
 
 class FewShotTask:
@@ -140,6 +144,7 @@ class FewShotTask:
 
     def __init__(self, cfg: FewShotConfig) -> None:
         self.cfg = cfg
+        self._subs = [torch.Generator() for _ in range(3)]  # see _substreams
         gen = torch.Generator().manual_seed(cfg.vectors_seed)
         n_cls = cfg.n_classes + cfg.n_heldout_classes
         n_ex = cfg.n_exemplars + cfg.n_heldout_exemplars
@@ -213,7 +218,7 @@ class FewShotTask:
 
         draws = []
         for gen in gens:  # every random draw of run r comes from gens[r] (or streams seeded from it), in this order
-            g_lab, g_cls, g_ord = _substreams(gen) if cfg.streams == "independent" else (gen, gen, gen)
+            g_lab, g_cls, g_ord = _substreams(gen, self._subs) if cfg.streams == "independent" else (gen, gen, gen)
             draws.append((
                 torch.randint(len(sets), (n,), generator=g_lab),  # the label pair
                 torch.rand(n, N, generator=g_lab),  # keys of a random class -> label map
