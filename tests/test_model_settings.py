@@ -20,11 +20,16 @@ def flush_off():
     torch.set_flush_denormal(False)
 
 
-def test_the_probe_reads_the_setting(flush_off):
-    assert not flush_denormal_enabled()
+def _torch_flushes() -> bool:
+    tiny = torch.tensor([1], dtype=torch.int32).view(torch.float32)  # the smallest float32 subnormal, from its bits
+    return (tiny * 1.0).item() == 0.0
+
+
+def test_the_probe_reads_the_setting_torch_arithmetic_sees(flush_off):
+    assert not flush_denormal_enabled() and not _torch_flushes()
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot flush denormals")
-    assert flush_denormal_enabled()
+    assert flush_denormal_enabled() and _torch_flushes()
 
 
 def test_train_flushes_while_it_computes_and_restores_after(flush_off):
