@@ -43,7 +43,7 @@ from clamp.model.layernorm import run_layer_norm
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")
-Init = Literal["torch", "singh2024"]  # see clamp.model.init
+Init = init_schemes.Init  # "torch" | "singh2024": see clamp.model.init
 
 
 @dataclass(frozen=True, kw_only=True)
