@@ -126,3 +126,16 @@ def test_streams_are_named_draws():
     assert torch.equal(a, torch.rand(4, generator=init_schemes.stream(1, "x")))
     assert not torch.equal(a, torch.rand(4, generator=init_schemes.stream(1, "y")))
     assert not torch.equal(a, torch.rand(4, generator=init_schemes.stream(2, "x")))
+
+
+def test_the_flagship_studies_use_the_authors_scheme():
+    """What the moments test above checks is what the flagship studies train."""
+    from pathlib import Path
+
+    from clamp.study import load_study
+
+    root = Path(__file__).resolve().parents[1] / "studies"
+    for name in ("singh2024_subcircuits.py", "singh2024_full_model.py"):
+        for arm in load_study(root / name).arms:
+            assert arm.model.init == "singh2024" and arm.task.streams == "independent", (name, arm.name)
+            assert arm.model.resolve(arm.task.build().dims()) == FLAGSHIP.resolve(FewShotConfig().build().dims())

@@ -10,7 +10,8 @@ What leaves: a :class:`Transformer` with hook points named once
 
 Modules: :mod:`.transformer` (config, blocks, hook points), :mod:`.shortattn`
 (fused short-context attention with hand-written gradients), :mod:`.layernorm`
-(compiled LayerNorm), :mod:`.native` (C kernels built on first use, torch fallback).
+(compiled LayerNorm), :mod:`.init` (initialisation schemes, one random stream per parameter),
+:mod:`.native` (C kernels built on first use, torch fallback).
 """
 
 from clamp.model.transformer import ModelConfig, Transformer

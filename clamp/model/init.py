@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -47,7 +47,8 @@ from clamp.errors import ConfigError
 if TYPE_CHECKING:
     from clamp.model.transformer import Transformer
 
-INIT_SCHEMES = ("torch", "singh2024")
+Init = Literal["torch", "singh2024"]  # the type of ModelConfig.init
+INIT_SCHEMES: tuple[str, ...] = get_args(Init)
 
 EMBED_STD = 0.02  # the authors' emb_init_scale: the scale of a standard normal truncated at ±2
 TRUNC = 2.0  # truncation, in units of the underlying normal's scale

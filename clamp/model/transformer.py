@@ -43,7 +43,7 @@ from clamp.model.layernorm import run_layer_norm
 
 Positions = Literal["rope", "learned", "none"]
 _POSITIONS = ("rope", "learned", "none")
-Init = Literal["torch", "singh2024"]  # see clamp.model.init
+Init = init_schemes.Init  # "torch" | "singh2024": see clamp.model.init
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +52,10 @@ class ModelConfig:
 
     ``d_in``, ``d_vocab``, ``d_out`` and ``n_ctx`` may be left ``None``: they are
     then taken from the task (see :meth:`resolve`).  Defaults are Singh et al.'s
-    model: 2 layers x 8 heads, d_model 64, attention-only, pre-LN, RoPE.
+    model: 2 layers x 8 heads, d_model 64, attention-only, pre-LN, RoPE.  ``init``
+    names the initialisation scheme (:mod:`clamp.model.init`): ``"torch"`` (the
+    default, PyTorch's, one shared stream) or ``"singh2024"`` (the authors' code,
+    one stream per parameter).
 
     Example:
         >>> ModelConfig(n_layers=1, n_heads=2, d_model=8).d_head_resolved

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
+from clamp.tasks import items
 from clamp.training.metrics import induction_strength
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
 
@@ -66,6 +67,11 @@ class FewShotConfig:
     vectors_seed: int = 0
     item_scale: float = 1.0
     streams: Literal["shared", "independent"] = "shared"
+    # Item statistics closer to ResNet features (clamp.tasks.items); each off by default.
+    clusters: int = 0
+    cluster_spread: float = 0.5
+    rank: int | None = None
+    nonneg: bool = False
 
     def __post_init__(self) -> None:
         if self.n_labels < 2:
@@ -89,6 +95,13 @@ class FewShotConfig:
         if self.streams not in STREAMS:
             raise ConfigError(f"FewShotConfig.streams={self.streams!r} is unknown; choose one of {STREAMS} "
                               "('independent': classes, labels and orders from separate random streams).")
+        if not (isinstance(self.clusters, int) and 0 <= self.clusters <= self.n_classes):
+            raise ConfigError(f"FewShotConfig.clusters={self.clusters!r} must be 0 (none) or at most n_classes={self.n_classes}.")
+        if not 0.0 < self.cluster_spread <= 1.0:
+            raise ConfigError(f"FewShotConfig.cluster_spread={self.cluster_spread} must be in (0, 1] "
+                              "(the share of a class mean's variance that is its own).")
+        if self.rank is not None and not (isinstance(self.rank, int) and 1 <= self.rank <= self.d_in):
+            raise ConfigError(f"FewShotConfig.rank={self.rank!r} must be None (full rank) or between 1 and d_in={self.d_in}.")
         if self.d_in < 1 or self.exemplar_noise < 0 or self.n_heldout_exemplars < 0:
             raise ConfigError("FewShotConfig.d_in must be positive, exemplar_noise and n_heldout_exemplars non-negative.")
 
@@ -108,13 +121,20 @@ class FewShotConfig:
             del d["item_scale"]
         if d["streams"] == "shared":
             del d["streams"]
+        for name, default in (("clusters", 0), ("cluster_spread", 0.5), ("rank", None), ("nonneg", False)):
+            if d[name] == default:
+                del d[name]
         return d
 
 
-def _substreams(gen: torch.Generator) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
-    """Generators for the labels, the classes (and exemplars) and the order of one batch, seeded from ``gen``."""
-    seeds = torch.randint(0, 2**62, (3,), generator=gen).tolist()
-    return tuple(torch.Generator().manual_seed(s) for s in seeds)  # type: ignore[return-value]
+def _substreams(gen: torch.Generator, subs: list[torch.Generator]) -> list[torch.Generator]:
+    """``subs`` (the labels', the classes' and the order's generators) reseeded from ``gen`` for one batch.
+
+    The generator objects are reused (making new ones costs more than the draws).
+    """
+    for sub, seed in zip(subs, torch.randint(0, 2**62, (3,), generator=gen).tolist()):
+        sub.manual_seed(seed)
+    return subs
 
 
 class FewShotTask(TaskBase):
@@ -129,18 +149,21 @@ class FewShotTask(TaskBase):
 
     def __init__(self, cfg: FewShotConfig) -> None:
         self.cfg = cfg
+        self._subs = [torch.Generator() for _ in range(3)]  # see _substreams
         gen = torch.Generator().manual_seed(cfg.vectors_seed)
         n_cls = cfg.n_classes + cfg.n_heldout_classes
         n_ex = cfg.n_exemplars + cfg.n_heldout_exemplars
         d = cfg.d_in
         mu = torch.randn(n_cls, d, generator=gen) / math.sqrt(d)
+        mu = items.cluster_means(mu, cfg.clusters, cfg.cluster_spread, cfg.vectors_seed)
+        mu = items.low_rank_means(mu, cfg.rank, cfg.vectors_seed)
         if cfg.shared > 0:
             m = torch.randn(d, generator=gen).abs() / math.sqrt(d)
             mu = math.sqrt(1 - cfg.shared) * mu + math.sqrt(cfg.shared) * m
         eta = torch.randn(n_cls, n_ex, d, generator=gen) / math.sqrt(d)
         eps = cfg.exemplar_noise
         vectors = (mu[:, None, :] + eps * eta) / math.sqrt(1 + eps**2)  # (classes, exemplars, d_in)
-        self.vectors = vectors * cfg.item_scale
+        self.vectors = items.non_negative(vectors, cfg.nonneg) * cfg.item_scale
 
         sets = list(itertools.combinations(range(cfg.n_labels), cfg.n_pairs))
         order = torch.randperm(len(sets), generator=gen).tolist()
@@ -200,7 +223,7 @@ class FewShotTask(TaskBase):
 
         draws = []
         for gen in gens:  # every random draw of run r comes from gens[r] (or streams seeded from it), in this order
-            g_lab, g_cls, g_ord = _substreams(gen) if cfg.streams == "independent" else (gen, gen, gen)
+            g_lab, g_cls, g_ord = _substreams(gen, self._subs) if cfg.streams == "independent" else (gen, gen, gen)
             draws.append((
                 torch.randint(len(sets), (n,), generator=g_lab),  # the label pair
                 torch.rand(n, N, generator=g_lab),  # keys of a random class -> label map

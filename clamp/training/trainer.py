@@ -22,12 +22,13 @@ Metrics are per run at each evaluation:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -140,6 +141,52 @@ class RunSeeds:
         return s if isinstance(s, RunSeeds) else cls.from_seed(int(s))
 
 
+_SUBNORMAL, _ONE = 5e-324, 1.0  # module constants, so the product below is computed at run time
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether this thread flushes denormal floats to zero (torch has no getter, so a denormal is probed).
+
+    The probe multiplies the smallest subnormal double in Python: the CPU's flush/denormals-are-zero
+    flags, which ``torch.set_flush_denormal`` sets, apply to it as to torch's arithmetic (tested), and
+    it costs well under a microsecond.
+
+    Example:
+        >>> isinstance(flush_denormal_enabled(), bool)
+        True
+    """
+    x = _SUBNORMAL
+    return x * _ONE == 0.0
+
+
+@contextlib.contextmanager
+def torch_settings(flush_denormal: bool) -> Iterator[None]:
+    """The process-wide torch settings training wants, for the duration of a ``with`` block only.
+
+    With ``flush_denormal`` denormal floats are flushed to zero inside the block (late in
+    training Adam's second moments underflow into subnormals, which are slow on x86 CPUs;
+    flushing them changes nothing measurable) and the previous setting is restored after it,
+    also on an exception; without it nothing is touched.
+
+    Example:
+        >>> before = flush_denormal_enabled()
+        >>> with torch_settings(True):
+        ...     pass
+        >>> flush_denormal_enabled() == before
+        True
+    """
+    if not flush_denormal:
+        yield
+        return
+    before = flush_denormal_enabled()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if not before:
+            torch.set_flush_denormal(False)
+
+
 class Intervener(Protocol):
     """How interventions plug into training (implemented in :mod:`clamp.interventions`)."""
 
@@ -192,10 +239,33 @@ class Trainer:
     ) -> None:
         if not seeds:
             raise ConfigError("Trainer needs at least one seed.")
-        if train_cfg.flush_denormal:
-            # Late in training Adam's second moments underflow into subnormals, which are
-            # slow on x86 CPUs; flushing them to zero changes nothing measurable.
-            torch.set_flush_denormal(True)
+        self._settings_depth = 0
+        with self.torch_settings(train_cfg.flush_denormal):
+            self._build(model_cfg, task_cfg, train_cfg, seeds, intervener_factory)
+
+    @contextlib.contextmanager
+    def torch_settings(self, flush_denormal: bool | None = None) -> Iterator[None]:
+        """:func:`torch_settings` around the trainer's work (building, steps, evaluations), re-entrant.
+
+        The global settings hold only while the trainer computes and are restored after,
+        so that building or running a trainer leaves the rest of the process as it was.
+        """
+        if self._settings_depth:
+            self._settings_depth += 1
+            try:
+                yield
+            finally:
+                self._settings_depth -= 1
+            return
+        self._settings_depth = 1
+        try:
+            with torch_settings(self.cfg.flush_denormal if flush_denormal is None else flush_denormal):
+                yield
+        finally:
+            self._settings_depth = 0
+
+    def _build(self, model_cfg: ModelConfig, task_cfg: TaskConfig, train_cfg: TrainConfig,
+               seeds: Sequence[int | RunSeeds], intervener_factory: Callable[[Transformer], Intervener] | None) -> None:
         self.task = task_cfg.build()
         self.task_cfg = task_cfg
         self.metrics = tuple(metrics)
@@ -243,6 +313,10 @@ class Trainer:
 
     def train_step(self) -> Tensor:
         """One Adam step on every run; returns the per-run batch loss ``[R]`` (detached)."""
+        with self.torch_settings():
+            return self._train_step()
+
+    def _train_step(self) -> Tensor:
         batch = self.next_batch()
         lr = self.cfg.lr_at(self.seen)
         for group in self.opt.param_groups:
@@ -288,13 +362,17 @@ class Trainer:
             return True
         return seen // K > self._heldout_seen // K
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, Tensor]:
         """All metrics at the current point, each a CPU tensor ``[R]``.
 
         The held-out sets are evaluated at every call unless ``TrainConfig.heldout_eval_every``
         spaces them out; their metrics are then absent from the other evaluations.
         """
+        with self.torch_settings():
+            return self._evaluate()
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         heldout = self.heldout_due(self.seen)
         if heldout:
@@ -333,6 +411,10 @@ class Trainer:
         Evaluation at 0 happens once, on the first call with ``on_eval``; ``on_eval(seen, metrics)``
         receives every evaluation and ``on_step(seen, losses)`` every step.
         """
+        with self.torch_settings():
+            self._run(until, on_eval, on_step)
+
+    def _run(self, until: int | None, on_eval: Callback | None, on_step: Callable[[int, Tensor], Any] | None) -> None:
         until = min(self.cfg.n_sequences if until is None else until, self.cfg.n_sequences)
         if self.step == 0 and not self._evaluated_at_zero and on_eval is not None:
             on_eval(0, self.evaluate())

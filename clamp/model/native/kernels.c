@@ -373,12 +373,12 @@ void set_scratch_limit(i64 bytes) { scratch_limit = bytes; }
 /* n floats of scratch memory, or NULL when they cannot be had (the callers then return
  * ATTN_NO_MEMORY and write nothing: the Python side raises MemoryError). */
 static float *scratch(i64 n) {
+    if (scratch_limit >= 0 && (n < 0 || n > scratch_limit / (i64)sizeof(float))) return NULL;
     if (n > scratch_cap) {
         free(scratch_buf);
         scratch_buf = NULL;
         scratch_cap = 0;
         if (n < 0 || (size_t)n > SIZE_MAX / sizeof(float)) return NULL;
-        if (scratch_limit >= 0 && (i64)sizeof(float) * n > scratch_limit) return NULL;
         scratch_buf = (float *)malloc(sizeof(float) * (size_t)n);
         scratch_cap = scratch_buf ? n : 0;
     }
