@@ -37,6 +37,7 @@ from clamp.model.transformer import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
                            checkpoint_path, csv_text, read_json, truncate_rows)
+from clamp.execution.faults import injector
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
@@ -267,7 +268,11 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
         run.diverged_at = seen
         run.write_json(status="diverged", diverged_at=seen, error=why, timings=_timings(run, t0, job, finished=True))
 
+    fault = injector(job.arm, [r.spec.seed for r in runs])  # None unless CLAMP_FAULT asks for one (tests)
+
     def on_step(seen: int, losses: Tensor) -> None:
+        if fault is not None:
+            fault(seen)
         for run in live():
             v = float(losses[run.index])
             if not math.isfinite(v):
