@@ -8,11 +8,23 @@ whose subcommands live next to the code they drive; each module contributes a
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from clamp.errors import ConfigError
+    from clamp.study.validate import check_device, check_output_folder
+
+    if args.eval_every > args.sequences:
+        raise ConfigError(f"--eval-every {args.eval_every:,} is longer than the run (--sequences {args.sequences:,}); "
+                          f"give --eval-every at most {args.sequences:,}.")
+    check_device(args.device, "--device")
+    if args.metrics:
+        check_output_folder(Path(args.metrics).parent)
     from clamp.model.transformer import ModelConfig
     from clamp.tasks import FewShotConfig, RepeatConfig
     from clamp.training.trainer import TrainConfig, train
@@ -74,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="clamp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"clamp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in _registrars():
         register(sub)
@@ -85,6 +98,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"clamp: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not the code: say which file and what to do, without a traceback
+        print(f"clamp: error: {environment_message(e)}", file=sys.stderr)
+        return 2
+
+
+def environment_message(e: OSError) -> str:
+    """One sentence for an operating-system error met while reading or writing results."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    what = os.strerror(e.errno) if e.errno else str(e)
+    fix = {errno.ENOSPC: "free some disk space (or use --out on another disk) and rerun the same command: finished "
+                         "runs are kept and interrupted ones resume from their last checkpoint",
+           errno.EDQUOT: "free some of your disk quota and rerun the same command; finished runs are kept",
+           errno.EROFS: "give a writable folder with --out",
+           errno.EACCES: "give a folder you can write to with --out, or change its permissions",
+           errno.EPERM: "give a folder you can write to with --out, or change its permissions",
+           errno.ENOTDIR: "a path component is a file, not a folder; give another --out",
+           errno.ENOENT: "check the path"}.get(e.errno, "check the path and rerun")
+    return f"{what}{where}; {fix}."
+
+
+def _version() -> str:
+    from clamp import __version__
+
+    return __version__
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Checkpoints are per run even when runs are packed: the packed trainer state is
 split along the run axis (every model and Adam tensor has a leading ``R`` axis)
 and merged back on resume, so a run can resume in a different pack.
 
-Divergence: when a run's training loss becomes NaN/inf it is marked ``diverged``
+Divergence: when a run's training loss becomes NaN/inf, or its evaluation loss rises above
+:data:`DIVERGENCE_FACTOR` times its value at the first evaluation, it is marked ``diverged``
 at once (``run.json`` written), its metrics stop being recorded and it stops
 checkpointing, but it keeps riding along on the run axis: runs of a pack do not
 interact (per-run parameters, per-run loss terms, elementwise Adam), so the
@@ -20,6 +21,7 @@ others train exactly as they would alone.  A pack whose runs have all diverged s
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import resource
@@ -71,6 +73,23 @@ class PackJob:
     extra_evals: tuple[int, ...]
     resume_from: int | None = None
     record: dict = field(default_factory=dict)  # the arm's study.json record, copied into run.json
+
+
+DIVERGENCE_FACTOR = 100.0
+
+
+def exploded(loss: float, start: float, factor: float = DIVERGENCE_FACTOR) -> bool:
+    """Whether a finite loss has blown up: more than ``factor`` times its starting value.
+
+    A loss that explodes (to 1e11 at lr 10) without ever becoming NaN is diverged, not finished;
+    a cross-entropy that rises two orders of magnitude above its value at initialisation
+    does not happen in a run that is learning.
+
+    Example:
+        >>> exploded(7.6e11, 1.6), exploded(3.0, 1.6)
+        (True, False)
+    """
+    return start > 0 and loss > factor * start
 
 
 class _StopPack(Exception):
@@ -184,13 +203,18 @@ def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
         return _execute(job, runs, sink, t0)
     except Exception as e:  # noqa: BLE001 - isolate the failure to this pack's runs
         tb = traceback.format_exc()
+        disk_full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
         out = []
         for run in runs:
             if run.diverged_at is None:
-                run.write_json(status="failed", error=f"{type(e).__name__}: {e}", traceback=tb,
-                               timings=_timings(run, t0, job))
+                try:
+                    run.write_json(status="failed", error=f"{type(e).__name__}: {e}", traceback=tb,
+                                   timings=_timings(run, t0, job))
+                except OSError:
+                    # The disk is full (or gone): run.json keeps its last state, which a rerun resumes from.
+                    run.record["status"] = "failed"
             out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record.get("status", "failed"),
-                        "error": f"{type(e).__name__}: {e}"})
+                        "error": f"{type(e).__name__}: {e}", "disk_full": disk_full})
         return out
 
 
@@ -242,6 +266,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             "status": "running", "hash": run.spec.hash, "key_version": KEY_VERSION, "config": job.record,
             "resumed_from": job.resume_from,
             "provenance": dict(prov),
+            **({"initial_loss": run.record["initial_loss"]} if job.resume_from is not None and "initial_loss" in run.record else {}),
             "earlier_attempts": earlier,
             "timings": {**prev_timings, "attempts": attempts},
         }
@@ -295,6 +320,12 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 continue
             rows = [(seen, run.spec.seed, name, _fmt(metrics[name][run.index])) for name in sorted(metrics)]
             append_text(run.metrics, csv_text(rows))
+            if loss is not None:
+                v = float(loss[run.index])
+                start = run.record.setdefault("initial_loss", v)  # the first evaluation's (kept through resumes)
+                if exploded(v, start):
+                    diverge(run, seen, f"evaluation loss {v:.4g} at {seen} sequences seen is more than "
+                                       f"{DIVERGENCE_FACTOR:g}x its starting value {start:.4g} (no NaN, but diverged)")
         if not live():
             raise _StopPack
 

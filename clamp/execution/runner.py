@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
+import errno
 import fcntl
 import multiprocessing as mp
 import os
@@ -46,6 +47,7 @@ from clamp.study.overrides import apply_overrides, select
 from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
 from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record
 from clamp.study.keys import KEY_VERSION, run_key
+from clamp.study.validate import check_output_folder
 
 EventSink = Callable[[dict], None]
 Outcome = list[dict]
@@ -324,6 +326,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     Example:
         >>> # status = run_study(load_study("studies/quickstart.py"), out="results")
     """
+    check_output_folder(out)
     selected = select(study, arms, seeds)
     study_dir = Path(out) / study.name
     first = plan(study, study_dir, selected, pack=pack, replace=replace)  # reads only: refuse before writing
@@ -385,6 +388,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                 progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0)
             progress.update(ev["job"], ev["seen"], ev.get("n_runs"))
 
+        disk_full = False
         try:
             for job, result in executor.run(the_plan.jobs, on_event):
                 if isinstance(result, BaseException):
@@ -392,13 +396,19 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                     result = _mark_failed(job, result, tb)
                 for o in result:
                     statuses[(o["arm"], o["seed"])] = o["status"]
-                    if o["status"] == "failed":
+                    disk_full = disk_full or bool(o.get("disk_full"))
+                    if o["status"] == "failed" and not o.get("disk_full"):
                         progress.message(f"{job.arm} seed {o['seed']} failed: {o.get('error')}")
                 ended.add(job.job_id)
                 progress.finish_pack(job.job_id, [o["status"] for o in result])
         finally:
             progress.close()
         bad = sorted((a, s, st) for (a, s), st in statuses.items() if st != "finished")
+        if disk_full:
+            print(f"clamp: error: no space left on the device holding {study_dir} while writing results; "
+                  f"{len(bad)} run(s) stopped. Free some space (or use --out on another disk) and rerun the same "
+                  "command: finished runs are kept and the others resume from their last checkpoint.", file=sys.stderr)
+            return 2
         code = 0 if not bad else 1
         code = max(code, finish_study(study_dir, quiet=quiet, analyse=analyse))
         if bad:
@@ -418,8 +428,12 @@ def _mark_failed(job: PackJob, exc: BaseException, tb: str) -> Outcome:
         rec = read_json(path) or {"arm": spec.arm, "seed": spec.seed, "hash": spec.hash}
         if rec.get("status") not in ("finished", "diverged"):
             rec.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tb)
-            atomic_write_json(path, rec)
-        out.append({"arm": spec.arm, "seed": spec.seed, "status": rec["status"], "error": rec.get("error")})
+            try:
+                atomic_write_json(path, rec)
+            except OSError:
+                pass  # a full disk: run.json keeps its last state, which a rerun resumes from
+        out.append({"arm": spec.arm, "seed": spec.seed, "status": rec["status"], "error": rec.get("error"),
+                    "disk_full": isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)})
     return out
 
 
@@ -465,6 +479,7 @@ def _run_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     study = apply_overrides(study, args.set or [])
     if args.dry_run:
+        check_output_folder(args.out)
         selected = select(study, args.arms, args.seeds)
         p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace)
         if p.conflicts:
