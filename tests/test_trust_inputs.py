@@ -109,11 +109,7 @@ def test_train_eval_every_longer_than_the_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, words", [
     ("eval_every=1000", ["eval_every=1,000 is longer than the run", "eval_every <= 128"]),
-    ("dense=[Dense(start=500, stop=900, eval_every=10)]", ["starts after the run ends"]),
     ("dense=[Dense(start=0, stop=64, eval_every=100)]", ["longer than the window itself"]),
-    ("checkpoint_every=1000", ["checkpoint_every=1,000 is longer than the run"]),
-    ("heatmap_at=[64, 5000]", ["heatmap_at [5000] lies after the end"]),
-    ("heldout_eval_every=4000", ["heldout_eval_every=4,000 is longer than the run"]),
 ])
 def test_impossible_schedules_are_rejected(tmp_path, capsys, extra, words):
     code = main(["run", str(study_file(tmp_path, extra=extra)), "--out", str(tmp_path / "r"), "--quiet"])

@@ -35,6 +35,9 @@ def require_model_and_task(arm) -> None:  # noqa: ANN001 - an Arm being built
 def check_schedule(study: Study) -> None:
     """Reject a schedule that cannot be carried out as written (every length in sequences seen).
 
+    A checkpoint cadence, held-out cadence or dense window that reaches past a shortened run
+    (``--set n_sequences=2000`` for a smoke test) is allowed: it only has fewer points.
+
     Example:
         >>> # Study(..., n_sequences=1_000, eval_every=5_000) -> ConfigError naming eval_every
     """
@@ -43,25 +46,13 @@ def check_schedule(study: Study) -> None:
     if study.eval_every > n:
         raise ConfigError(f"{name}: eval_every={study.eval_every:,} is longer than the run (n_sequences={n:,}), so "
                           f"only the start and the end would be evaluated; give eval_every <= {n:,}.")
-    if study.heldout_eval_every is not None and study.heldout_eval_every > n:
-        raise ConfigError(f"{name}: heldout_eval_every={study.heldout_eval_every:,} is longer than the run "
-                          f"(n_sequences={n:,}); give at most {n:,}, or None to evaluate the held-out sets every time.")
-    if study.checkpoint_every is not None and study.checkpoint_every > n:
-        raise ConfigError(f"{name}: checkpoint_every={study.checkpoint_every:,} is longer than the run "
-                          f"(n_sequences={n:,}); give at most {n:,}, or None for 10 evenly spaced checkpoints.")
     for d in study.dense:
         span = f"Dense(start={d.start:,}, stop={d.stop:,})"
-        if d.start >= n:
-            raise ConfigError(f"{name}: {span} starts after the run ends (n_sequences={n:,}); move it inside the run.")
         for what in ("eval_every", "checkpoint_every"):
             v = getattr(d, what)
             if v is not None and v > d.stop - d.start:
                 raise ConfigError(f"{name}: {span} has {what}={v:,}, longer than the window itself "
                                   f"({d.stop - d.start:,} sequences); give a smaller {what} or a wider window.")
-    late = [x for x in study.heatmap_at if x > n]
-    if late:
-        raise ConfigError(f"{name}: heatmap_at {late} lies after the end of the run (n_sequences={n:,}); "
-                          f"give points between 0 and {n:,}.")
     for arm in study.arms:
         if arm.batch_size > n:
             raise ConfigError(f"{name}: arm {arm.name!r} has batch_size={arm.batch_size} but the run is only "
