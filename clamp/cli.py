@@ -63,20 +63,46 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: __import__("clamp.bench", fromlist=["main"]).main(args.rest))
 
 
-def _registrars():
+# Subcommands registered by other modules, with their one-line help, so that `clamp --help` (and any
+# subcommand) imports only the module it needs: torch, nnsight, pandas and scipy are not imported
+# to print help.  A subcommand missing here still works: every module is then imported.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("clamp.execution.runner", "run (or resume) a study file and write results/<study>/"),
+    "list": ("clamp.execution.runner", "list the study files in studies/"),
+    "report": ("clamp.execution.runner", "rebuild summary, statistics, plots and report.md from stored CSVs (no training)"),
+    "stats": ("clamp.analysis.stats", "recompute phase-change statistics of a study from its stored metrics"),
+    "analyse": ("clamp.analysis.posthoc", "post-hoc full-model analyses of a study's checkpoints"),
+}
+
+
+def _register_module(mod_name: str):  # noqa: ANN202 - the module's register function, or None
+    try:
+        mod = __import__(mod_name, fromlist=["register"])
+    except ModuleNotFoundError as e:
+        if e.name != mod_name:
+            raise
+        return None
+    return getattr(mod, "register", None)
+
+
+def _registrars(command: str | None = None):  # noqa: ANN202 - yields register functions
+    """Register functions for the parser: the one module ``command`` needs (others as help-only stubs), or all."""
     yield _register_train
     yield _register_bench
-    # Each optional subsystem registers its own subcommands.
-    for mod_name in ("clamp.execution.runner", "clamp.analysis.stats", "clamp.analysis.posthoc"):
-        try:
-            mod = __import__(mod_name, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != mod_name:
-                raise
-            continue
-        register = getattr(mod, "register", None)
-        if register is not None:
-            yield register
+    wanted = _COMMANDS[command][0] if command in _COMMANDS else None
+    if command is not None and wanted is None and command not in ("train", "bench") and not command.startswith("-"):
+        wanted = "*"  # an unknown or new subcommand: import every module, as before
+    for mod_name in dict.fromkeys(m for m, _ in _COMMANDS.values()):
+        if wanted in (mod_name, "*"):
+            register = _register_module(mod_name)
+            if register is not None:
+                yield register
+        else:
+            def stubs(sub: argparse._SubParsersAction, mod_name: str = mod_name) -> None:
+                for name, (m, help_text) in _COMMANDS.items():
+                    if m == mod_name:
+                        sub.add_parser(name, help=help_text, add_help=False)
+            yield stubs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clamp", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"clamp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for register in _registrars():
+    command = next((a for a in argv if not a.startswith("-")), None)
+    for register in _registrars(command):
         register(sub)
     args = parser.parse_args(argv)
     from clamp.errors import ConfigError
