@@ -53,3 +53,17 @@ def test_injected_exception_fails_only_its_pack_inline(tmp_path, monkeypatch):
     assert run_study(study(), out=tmp_path, jobs=1, quiet=True, analyse=False) == 1
     st = {a: json.loads((tmp_path / f"faults/runs/{a}/seed0/run.json").read_text())["status"] for a in "abc"}
     assert st == {"a": "failed", "b": "finished", "c": "finished"}
+
+
+def test_broken_statistics_import_is_reported_not_skipped(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    from clamp.execution.runner import finish_study
+
+    s = Study(name="faults", arms=[Arm(name="a", model=MODEL, task=TASK, lr=1e-3, batch_size=16)],
+              seeds=[0], n_sequences=64, eval_every=32, eval_size=16)
+    assert run_study(s, out=tmp_path, jobs=1, quiet=True, analyse=False) == 0
+    monkeypatch.setitem(sys.modules, "clamp.analysis.stats", types.ModuleType("clamp.analysis.stats"))  # no analyse_study
+    assert finish_study(tmp_path / "faults", quiet=True) == 1
+    assert "statistics failed to import" in capsys.readouterr().err

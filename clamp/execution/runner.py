@@ -4,18 +4,22 @@ Why this file exists: it turns a :class:`clamp.study.design.Study` into files un
 ``results/<study>/`` and is the home of ``clamp run``, ``clamp list`` and
 ``clamp report``.
 
-- **Plan.** Each (arm, seed) is keyed by a hash of the resolved arm config and
-  seed (:func:`clamp.study.design.run_hash`).  A run whose ``run.json`` is finished (or
-  diverged) with the same hash is skipped and its files are not touched; one
-  with another hash (the arm was edited) is deleted and rerun; any other resumes
-  from its last checkpoint.  Runs of an arm that start from the same point are
-  packed onto the run axis (``pack=False`` trains each alone).
+- **Plan.** Each (arm, seed) is keyed by a canonical, versioned hash of the resolved
+  arm config and seed (:mod:`clamp.study.keys`; runs recorded under the earlier key are
+  recognised).  A run whose ``run.json`` is finished (or diverged) with the same key is
+  skipped and its files are not touched; any other run with the same key resumes from
+  its last checkpoint.  A run of another configuration is never deleted: it is moved to
+  ``runs/.stale/`` (a finished one only with ``--replace``), and a partial rerun that
+  would leave two configurations under one arm is refused (:mod:`clamp.execution.reconcile`).
+  Runs of an arm that start from the same point are packed onto the run axis
+  (``pack=False`` trains each alone).
 - **Execute.** Packs go to an :class:`Executor`: in-process for one job, a
   spawn-context process pool otherwise (workers receive plain configs, never a
   model: nnsight wrappers cannot be pickled, and threads must not trace).  A
   distributed executor only needs to implement :meth:`Executor.run`.
 - **Isolate.** A pack that raises marks its runs ``failed`` with the traceback;
-  the others go on; the exit status is 1 when any run is not finished.
+  a worker process that dies fails only its own pack and the others go on in a fresh
+  pool; the exit status is 1 when any run is not finished (2 when the disk filled up).
 """
 
 from __future__ import annotations
@@ -455,8 +459,15 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
         return code
     try:
         from clamp.analysis.stats import analyse_study
-    except ImportError:
+    except ModuleNotFoundError as e:
+        if e.name not in ("clamp.analysis.stats", "clamp.analysis"):  # a dependency is missing: say so
+            print(f"clamp: statistics skipped: {e} (install it, then rerun `clamp report {study_dir}`)", file=sys.stderr)
+            code = 1
         analyse_study = None
+    except ImportError as e:  # a broken import inside the statistics package: never skip them silently
+        print(f"clamp: statistics failed to import (results are kept; fix it and rerun `clamp report {study_dir}`): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        analyse_study, code = None, 1
     if analyse_study is not None:
         try:
             analyse_study(study_dir, quiet=quiet)
