@@ -361,7 +361,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet, planned=planned)
         if the_plan.skipped:
-            progress.message(f"{study.name}: {done_before} run(s) already done, skipped (delete their folders to rerun)")
+            progress.message(f"{study.name}: {done_before} run(s) already done with this configuration, skipped "
+                             "(their files are kept; move a run's folder away to train it again)")
         for e in the_plan.stale:
             dest = move_aside(study_dir, e)
             progress.message(f"{study.name}: {e.arm}/seed{e.seed} ({e.status}) was run with another configuration "
