@@ -148,3 +148,19 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("clamp ")
+
+
+def test_python_api_validates_before_writing(tmp_path):
+    from clamp.execution.runner import run_study
+    from clamp.interventions import knockout_heads
+    from clamp.model.transformer import ModelConfig
+    from clamp.study.design import Arm, Study, StudyError
+    from clamp.tasks import FewShotConfig
+
+    m = ModelConfig(n_layers=2, n_heads=2, d_model=8)
+    t = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
+    bad = Study(name="api", arms=[Arm(name="a", model=m, task=t, interventions=[knockout_heads(layer=5, keep=[0])])],
+                seeds=[0], n_sequences=64, eval_every=32, eval_size=16)
+    with pytest.raises(StudyError, match="arm 'a'"):
+        run_study(bad, out=tmp_path / "r", jobs=1, quiet=True, analyse=False)
+    assert not (tmp_path / "r").exists()

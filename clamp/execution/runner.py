@@ -49,7 +49,7 @@ from clamp.execution.provenance import invocation, merge_study_record
 from clamp.execution.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir
 from clamp.study.overrides import apply_overrides, select
 from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
-from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record
+from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record, validate_study
 from clamp.study.keys import KEY_VERSION, run_key
 from clamp.study.validate import check_output_folder
 
@@ -308,7 +308,8 @@ def _label(job: PackJob) -> str:
 def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
               pack: bool = True, quiet: bool = False, executor: Executor | None = None,
-              study_file: str | Path | None = None, analyse: bool = True, replace: bool = False) -> int:
+              study_file: str | Path | None = None, analyse: bool = True, replace: bool = False,
+              validate: bool = True) -> int:
     """Run (or resume) ``study``, then write the summary, statistics and report.
 
     Args:
@@ -323,6 +324,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
         replace: move finished runs of another configuration to ``runs/.stale/`` and train the current one
             (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.reconcile`).
+        validate: check every arm (task, model, interventions) before anything is written, as
+            :func:`clamp.study.design.load_study` does; ``clamp run`` passes False (its study was just loaded).
 
     Returns:
         The exit status: 0 when every selected run finished and the report was written, 1 otherwise.
@@ -330,6 +333,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     Example:
         >>> # status = run_study(load_study("studies/quickstart.py"), out="results")
     """
+    if validate:
+        validate_study(study)
     check_output_folder(out)
     selected = select(study, arms, seeds)
     study_dir = Path(out) / study.name
@@ -508,7 +513,7 @@ def _run_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
                      pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
-                     replace=args.replace)
+                     replace=args.replace, validate=False)
 
 
 def _list_command(args: argparse.Namespace) -> int:
