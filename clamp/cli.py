@@ -8,11 +8,23 @@ whose subcommands live next to the code they drive; each module contributes a
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from clamp.errors import ConfigError
+    from clamp.study.validate import check_device, check_output_folder
+
+    if args.eval_every > args.sequences:
+        raise ConfigError(f"--eval-every {args.eval_every:,} is longer than the run (--sequences {args.sequences:,}); "
+                          f"give --eval-every at most {args.sequences:,}.")
+    check_device(args.device, "--device")
+    if args.metrics:
+        check_output_folder(Path(args.metrics).parent)
     from clamp.model.transformer import ModelConfig
     from clamp.tasks import FewShotConfig, RepeatConfig
     from clamp.training.trainer import TrainConfig, train
@@ -51,20 +63,46 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: __import__("clamp.bench", fromlist=["main"]).main(args.rest))
 
 
-def _registrars():
+# Subcommands registered by other modules, with their one-line help, so that `clamp --help` (and any
+# subcommand) imports only the module it needs: torch, nnsight, pandas and scipy are not imported
+# to print help.  A subcommand missing here still works: every module is then imported.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("clamp.execution.runner", "run (or resume) a study file and write results/<study>/"),
+    "list": ("clamp.execution.runner", "list the study files in studies/"),
+    "report": ("clamp.execution.runner", "rebuild summary, statistics, plots and report.md from stored CSVs (no training)"),
+    "stats": ("clamp.analysis.stats", "recompute phase-change statistics of a study from its stored metrics"),
+    "analyse": ("clamp.analysis.posthoc", "post-hoc full-model analyses of a study's checkpoints"),
+}
+
+
+def _register_module(mod_name: str):  # noqa: ANN202 - the module's register function, or None
+    try:
+        mod = __import__(mod_name, fromlist=["register"])
+    except ModuleNotFoundError as e:
+        if e.name != mod_name:
+            raise
+        return None
+    return getattr(mod, "register", None)
+
+
+def _registrars(command: str | None = None):  # noqa: ANN202 - yields register functions
+    """Register functions for the parser: the one module ``command`` needs (others as help-only stubs), or all."""
     yield _register_train
     yield _register_bench
-    # Each optional subsystem registers its own subcommands.
-    for mod_name in ("clamp.execution.runner", "clamp.analysis.stats", "clamp.analysis.posthoc"):
-        try:
-            mod = __import__(mod_name, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != mod_name:
-                raise
-            continue
-        register = getattr(mod, "register", None)
-        if register is not None:
-            yield register
+    wanted = _COMMANDS[command][0] if command in _COMMANDS else None
+    if command is not None and wanted is None and command not in ("train", "bench") and not command.startswith("-"):
+        wanted = "*"  # an unknown or new subcommand: import every module, as before
+    for mod_name in dict.fromkeys(m for m, _ in _COMMANDS.values()):
+        if wanted in (mod_name, "*"):
+            register = _register_module(mod_name)
+            if register is not None:
+                yield register
+        else:
+            def stubs(sub: argparse._SubParsersAction, mod_name: str = mod_name) -> None:
+                for name, (m, help_text) in _COMMANDS.items():
+                    if m == mod_name:
+                        sub.add_parser(name, help=help_text, add_help=False)
+            yield stubs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="clamp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"clamp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for register in _registrars():
+    command = next((a for a in argv if not a.startswith("-")), None)
+    for register in _registrars(command):
         register(sub)
     args = parser.parse_args(argv)
     from clamp.errors import ConfigError
@@ -85,6 +125,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"clamp: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not the code: say which file and what to do, without a traceback
+        print(f"clamp: error: {environment_message(e)}", file=sys.stderr)
+        return 2
+
+
+def environment_message(e: OSError) -> str:
+    """One sentence for an operating-system error met while reading or writing results."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    what = os.strerror(e.errno) if e.errno else str(e)
+    fix = {errno.ENOSPC: "free some disk space (or use --out on another disk) and rerun the same command: finished "
+                         "runs are kept and interrupted ones resume from their last checkpoint",
+           errno.EDQUOT: "free some of your disk quota and rerun the same command; finished runs are kept",
+           errno.EROFS: "give a writable folder with --out",
+           errno.EACCES: "give a folder you can write to with --out, or change its permissions",
+           errno.EPERM: "give a folder you can write to with --out, or change its permissions",
+           errno.ENOTDIR: "a path component is a file, not a folder; give another --out",
+           errno.ENOENT: "check the path"}.get(e.errno, "check the path and rerun")
+    return f"{what}{where}; {fix}."
+
+
+def _version() -> str:
+    from clamp import __version__
+
+    return __version__
 
 
 if __name__ == "__main__":

@@ -43,8 +43,13 @@ def study_file(tmp_path: Path, arms=(("control", 1e-3), ("fast", 3e-3)), n=128, 
     return p
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def clamp(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+    """``python -m clamp ...`` in ``cwd``, importing this checkout's clamp (not whichever one is installed)."""
+    env = kw.pop("env", {**os.environ, "MPLBACKEND": "Agg"})
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run([sys.executable, "-m", "clamp", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300, **kw)
 
@@ -107,41 +112,25 @@ def test_dry_run_shows_plan_without_training(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sigkill_mid_study_then_rerun_completes(tmp_path):
+    """The runner is SIGKILLed at a known point (CLAMP_FAULT, no timing race), then a rerun resumes."""
     arms = (("a", 1e-3), ("b", 2e-3), ("c", 3e-3))
     study = study_file(tmp_path, arms=arms, n=1600, every=80, ckpt=160)
     d = tmp_path / "res" / "cli"
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.Popen([sys.executable, "-m", "clamp", "run", str(study), "--out", "res", "--jobs", "2", "--quiet", "--no-report"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def status(arm: str, seed: int) -> str | None:
-        try:
-            return json.loads((d / "runs" / arm / f"seed{seed}" / "run.json").read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            return None
-
-    deadline = time.time() + 240
-    killed = False
-    while time.time() < deadline and proc.poll() is None:
-        done = [a for a, _ in arms if status(a, 0) == "finished" and status(a, 1) == "finished"]
-        running = [a for a, _ in arms if status(a, 0) == "running" and any(
-            int(p.stem) > 0 for p in (d / "runs" / a / "seed0" / "checkpoints").glob("*.pt"))]
-        if done and running:
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert killed, f"the study ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+    # --jobs 1 trains in the runner's own process, arm by arm: a finishes, b is killed at 800 sequences
+    r = clamp("run", str(study), "--out", "res", "--jobs", "1", "--quiet", "--no-report", cwd=tmp_path,
+              env={**os.environ, "MPLBACKEND": "Agg", "CLAMP_FAULT": "kill:b:*:800"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    done, interrupted = ["a"], "b"
+    assert json.loads((d / "runs/b/seed0/run.json").read_text())["status"] == "running"
+    assert json.loads((d / "runs/c/seed0/run.json").read_text())["status"] == "pending"
     finished = {a: digest(d / "runs" / a) for a in done}
-    interrupted = running[0]
 
     r = clamp("run", str(study), "--out", "res", "--jobs", "1", "--quiet", "--no-report", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     for a, before in finished.items():
         assert digest(d / "runs" / a) == before, f"finished arm {a} was touched by the rerun"
     rec = json.loads((d / "runs" / interrupted / "seed0" / "run.json").read_text())
-    assert rec["status"] == "finished" and rec["resumed_from"] and rec["resumed_from"] > 0
+    assert rec["status"] == "finished" and rec["resumed_from"] == 640  # the last checkpoint before the kill
     m = pd.read_csv(d / "runs" / interrupted / "seed0" / "metrics.csv")
     assert not m.duplicated(["sequences_seen", "metric"]).any()
     assert m["sequences_seen"].max() == 1600 and sorted(m["sequences_seen"].unique())[:2] == [0, 80]

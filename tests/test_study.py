@@ -37,14 +37,14 @@ def tiny(**kw) -> Study:
 
 
 def test_load_valid_study(tmp_path):
-    p = write(tmp_path, 'STUDY = Study(name="ok", arms=[Arm(name="control", model=model, task=task)], seeds=[0, 1], n_sequences=100)\n')
+    p = write(tmp_path, 'STUDY = Study(name="ok", arms=[Arm(name="control", model=model, task=task)], seeds=[0, 1], n_sequences=100, eval_every=50)\n')
     s = load_study(p)
     assert s.name == "ok" and s.seeds == (0, 1) and s.control == "control"
     assert s.arms[0].origin.endswith(f"{p}:6")
 
 
 def test_defaults_are_sensible():
-    s = Study(name="d", arms=[Arm(name="a")])
+    s = Study(name="d", arms=[Arm(name="a", model=ModelConfig(), task=FewShotConfig())])
     assert s.seeds == (0, 1, 2) and s.control is None and s.phase[0].metric == "train/loss"
     assert s.checkpoint_points(s.arms[0])[0] == 0 and s.checkpoint_points(s.arms[0])[-1] >= s.n_sequences
 
@@ -52,18 +52,22 @@ def test_defaults_are_sensible():
 @pytest.mark.parametrize("body, line, words", [
     ("STUDY = Study(name='x', arms=[Arm(name='a', model=model task=task)])\n", 6, ["syntax error", "Fix"]),
     ("X = 1\n", None, ["no module-level STUDY", "STUDY = Study("]),
-    ("STUDY = Arm(name='a')\n", None, ["STUDY is a Arm", "clamp.study.design.Study"]),
-    ("a = Arm(name='a')\nSTUDY = Study(name='x', arms=[a, a])\n", 7, ["duplicate arm names ['a']"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a')], seeds=[])\n", 6, ["no seeds", "seeds=[0, 1, 2]"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a', lrr=1e-3)])\n", 6, ["Arm has no field 'lrr'", "did you mean 'lr'"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a')], n_sequnces=5)\n", 6, ["Study has no field 'n_sequnces'"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a', lr='fast')])\n", 6, ["Arm.lr expects float", "'fast'"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a', schedule='linear')])\n", 6, ["Arm.schedule", "'constant' or 'cosine'"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a b')])\n", 6, ["not folder-safe"]),
+    ("STUDY = Arm(name='a', model=model, task=task)\n", None, ["STUDY is a Arm", "clamp.study.design.Study"]),
+    ("a = Arm(name='a', model=model, task=task)\nSTUDY = Study(name='x', arms=[a, a])\n", 7, ["duplicate arm names ['a']"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task)], seeds=[])\n", 6, ["no seeds", "seeds=[0, 1, 2]"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task, lrr=1e-3)])\n", 6, ["Arm has no field 'lrr'", "did you mean 'lr'"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task)], n_sequnces=5)\n", 6, ["Study has no field 'n_sequnces'"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task, lr='fast')])\n", 6, ["Arm.lr expects float", "'fast'"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task, schedule='linear')])\n", 6, ["Arm.schedule", "'constant' or 'cosine'"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a b', model=model, task=task)])\n", 6, ["not folder-safe"]),
     ("STUDY = Study(name='x', arms=[])\n", 6, ["no arms"]),
-    ("STUDY = Study(name='x', arms=[Arm(name='a')], control='b')\n", 6, ["control='b' is not an arm"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task)], control='b')\n", 6, ["control='b' is not an arm"]),
     ("import nonexistent_module_xyz\n", 6, ["ModuleNotFoundError"]),
-    ("STUDY = Study('x', [Arm(name='a')])\n", 6, ["keyword arguments"]),
+    ("STUDY = Study('x', [Arm(name='a', model=model, task=task)])\n", 6, ["keyword arguments"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', task=task)])\n", 6, ["Arm 'a' has no model=", "model=clamp.ModelConfig("]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model)])\n", 6, ["Arm 'a' has no task=", "task=clamp.FewShotConfig()"]),
+    ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task)], n_sequences=100)\n", 6,
+     ["eval_every=1,000 is longer than the run", "eval_every <= 100"]),
 ])
 def test_malformed_files_name_file_line_and_fix(tmp_path, body, line, words):
     p = write(tmp_path, body)
@@ -98,7 +102,7 @@ def test_bad_intervention_fails_at_load(tmp_path):
 
 def test_interventions_must_be_interventions():
     with pytest.raises(Exception, match="not an intervention"):
-        Arm(name="a", interventions=["match_clamp"])
+        Arm(name="a", model=ModelConfig(), task=FewShotConfig(), interventions=["match_clamp"])
 
 
 def test_overrides_parse_by_field_type():
@@ -170,7 +174,7 @@ def test_study_record_schema():
 
 
 def test_list_studies_reports_broken_files(tmp_path):
-    write(tmp_path, "STUDY = Study(name='good', arms=[Arm(name='a')])\n", name="good.py")
+    write(tmp_path, "STUDY = Study(name='good', arms=[Arm(name='a', model=model, task=task)])\n", name="good.py")
     write(tmp_path, "STUDY = 3\n", name="bad.py")
     found = dict((p.name, s) for p, s in list_studies(tmp_path))
     assert isinstance(found["good.py"], Study) and isinstance(found["bad.py"], StudyError)

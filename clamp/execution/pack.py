@@ -10,7 +10,8 @@ Checkpoints are per run even when runs are packed: the packed trainer state is
 split along the run axis (every model and Adam tensor has a leading ``R`` axis)
 and merged back on resume, so a run can resume in a different pack.
 
-Divergence: when a run's training loss becomes NaN/inf it is marked ``diverged``
+Divergence: when a run's training loss becomes NaN/inf, or its evaluation loss rises above
+:data:`DIVERGENCE_FACTOR` times its value at the first evaluation, it is marked ``diverged``
 at once (``run.json`` written), its metrics stop being recorded and it stops
 checkpointing, but it keeps riding along on the run axis: runs of a pack do not
 interact (per-run parameters, per-run loss terms, elementwise Adam), so the
@@ -27,6 +28,7 @@ pack-mates go on with the same numbers.
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import resource
@@ -45,6 +47,7 @@ from clamp.model.transformer import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
                            checkpoint_path, csv_text, read_json, truncate_rows)
+from clamp.execution.faults import injector
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
@@ -90,6 +93,23 @@ def _registered_study_modules() -> dict:
     return registered_study_modules()
     # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
     stop_after: dict | None = None
+
+
+DIVERGENCE_FACTOR = 100.0
+
+
+def exploded(loss: float, start: float, factor: float = DIVERGENCE_FACTOR) -> bool:
+    """Whether a finite loss has blown up: more than ``factor`` times its starting value.
+
+    A loss that explodes (to 1e11 at lr 10) without ever becoming NaN is diverged, not finished;
+    a cross-entropy that rises two orders of magnitude above its value at initialisation
+    does not happen in a run that is learning.
+
+    Example:
+        >>> exploded(7.6e11, 1.6), exploded(3.0, 1.6)
+        (True, False)
+    """
+    return start > 0 and loss > factor * start
 
 
 class _StopPack(Exception):
@@ -213,13 +233,18 @@ def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
         return _execute(job, runs, sink, t0)
     except Exception as e:  # noqa: BLE001 - isolate the failure to this pack's runs
         tb = traceback.format_exc()
+        disk_full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
         out = []
         for run in runs:
             if run.diverged_at is None:
-                run.write_json(status="failed", error=f"{type(e).__name__}: {e}", traceback=tb,
-                               timings=_timings(run, t0, job))
+                try:
+                    run.write_json(status="failed", error=f"{type(e).__name__}: {e}", traceback=tb,
+                                   timings=_timings(run, t0, job))
+                except OSError:
+                    # The disk is full (or gone): run.json keeps its last state, which a rerun resumes from.
+                    run.record["status"] = "failed"
             out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record.get("status", "failed"),
-                        "error": f"{type(e).__name__}: {e}"})
+                        "error": f"{type(e).__name__}: {e}", "disk_full": disk_full})
         return out
 
 
@@ -304,6 +329,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             "status": "running", "hash": run.spec.hash, "key_version": KEY_VERSION, "config": job.record,
             "resumed_from": job.resume_from,
             "provenance": dict(prov),
+            **({"initial_loss": run.record["initial_loss"]} if job.resume_from is not None and "initial_loss" in run.record else {}),
             "earlier_attempts": earlier,
             "timings": {**prev_timings, "attempts": attempts},
         }
@@ -334,7 +360,11 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
         run.diverged_at = seen
         run.write_json(status="diverged", diverged_at=seen, error=why, timings=_timings(run, t0, job, finished=True))
 
+    fault = injector(job.arm, [r.spec.seed for r in runs])  # None unless CLAMP_FAULT asks for one (tests)
+
     def on_step(seen: int, losses: Tensor) -> None:
+        if fault is not None:
+            fault(seen)
         for run in live():
             v = float(losses[run.index])
             if not math.isfinite(v):
@@ -357,6 +387,12 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 continue
             rows = [(seen, run.spec.seed, name, _fmt(metrics[name][run.index])) for name in sorted(metrics)]
             append_text(run.metrics, csv_text(rows))
+            if loss is not None:
+                v = float(loss[run.index])
+                start = run.record.setdefault("initial_loss", v)  # the first evaluation's (kept through resumes)
+                if exploded(v, start):
+                    diverge(run, seen, f"evaluation loss {v:.4g} at {seen} sequences seen is more than "
+                                       f"{DIVERGENCE_FACTOR:g}x its starting value {start:.4g} (no NaN, but diverged)")
         if not live():
             raise _StopPack
         values = None if stop is None else metrics.get(stop["metric"])

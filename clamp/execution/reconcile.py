@@ -64,6 +64,11 @@ def _seeds_on_disk(study_dir: Path, arm: str) -> set[int]:
     return out
 
 
+def _short(v: object, width: int = 40) -> str:
+    text = repr(v)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _what_differs(study, arm, rec: dict) -> str:  # noqa: ANN001
     """A short phrase naming the first top-level difference between a stored run and the arm now."""
     from clamp.study.records import arm_record
@@ -78,7 +83,7 @@ def _what_differs(study, arm, rec: dict) -> str:  # noqa: ANN001
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 if k != "device" and a.get(k) != b.get(k):
-                    diffs.append(f"{part}.{k} {a.get(k)!r} -> {b.get(k)!r}")
+                    diffs.append(f"{part}.{k} {_short(a.get(k))} -> {_short(b.get(k))}")
         elif a != b:
             diffs.append(f"{part} changed")
     if not diffs:

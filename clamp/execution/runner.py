@@ -4,18 +4,22 @@ Why this file exists: it turns a :class:`clamp.study.design.Study` into files un
 ``results/<study>/`` and is the home of ``clamp run``, ``clamp list`` and
 ``clamp report``.
 
-- **Plan.** Each (arm, seed) is keyed by a hash of the resolved arm config and
-  seed (:func:`clamp.study.design.run_hash`).  A run whose ``run.json`` is finished (or
-  diverged) with the same hash is skipped and its files are not touched; one
-  with another hash (the arm was edited) is deleted and rerun; any other resumes
-  from its last checkpoint.  Runs of an arm that start from the same point are
-  packed onto the run axis (``pack=False`` trains each alone).
+- **Plan.** Each (arm, seed) is keyed by a canonical, versioned hash of the resolved
+  arm config and seed (:mod:`clamp.study.keys`; runs recorded under the earlier key are
+  recognised).  A run whose ``run.json`` is finished (or diverged) with the same key is
+  skipped and its files are not touched; any other run with the same key resumes from
+  its last checkpoint.  A run of another configuration is never deleted: it is moved to
+  ``runs/.stale/`` (a finished one only with ``--replace``), and a partial rerun that
+  would leave two configurations under one arm is refused (:mod:`clamp.execution.reconcile`).
+  Runs of an arm that start from the same point are packed onto the run axis
+  (``pack=False`` trains each alone).
 - **Execute.** Packs go to an :class:`Executor`: in-process for one job, a
   spawn-context process pool otherwise (workers receive plain configs, never a
   model: nnsight wrappers cannot be pickled, and threads must not trace).  A
   distributed executor only needs to implement :meth:`Executor.run`.
 - **Isolate.** A pack that raises marks its runs ``failed`` with the traceback;
-  the others go on; the exit status is 1 when any run is not finished.
+  a worker process that dies fails only its own pack and the others go on in a fresh
+  pool; the exit status is 1 when any run is not finished (2 when the disk filled up).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
+import errno
 import fcntl
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -44,8 +50,9 @@ from clamp.execution.provenance import invocation, merge_study_record
 from clamp.execution.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir
 from clamp.study.overrides import apply_overrides, select
 from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
-from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record
+from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record, validate_study
 from clamp.study.keys import KEY_VERSION, run_key
+from clamp.study.validate import check_output_folder
 
 EventSink = Callable[[dict], None]
 Outcome = list[dict]
@@ -84,6 +91,7 @@ class InlineExecutor:
 
 
 _worker_queue = None
+_worker_claims = None  # shared array: slot i holds the pid of the worker training pack i (0 when none)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -106,46 +114,103 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_init(queue, threads: int, parent: int, lock_path: str) -> None:  # noqa: ANN001 - a multiprocessing queue
-    global _worker_queue
+def _worker_init(queue, threads: int, parent: int, lock_path: str, claims=None) -> None:  # noqa: ANN001 - multiprocessing objects
+    global _worker_queue, _worker_claims
     _die_with_parent(parent)
     _worker_queue = queue
+    _worker_claims = claims
     torch.set_num_threads(threads)
     # A shared lock on the study folder: a new `clamp run` waits until this worker has gone.
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_SH)
 
 
-def _worker_run(job: PackJob) -> Outcome:
-    return execute_pack(job, _worker_queue.put if _worker_queue is not None else None)
+def _worker_run(job: PackJob, slot: int = -1) -> Outcome:
+    if _worker_claims is not None and slot >= 0:
+        _worker_claims[slot] = os.getpid()  # shared memory: visible to the runner at once, even if we are killed next
+    try:
+        return execute_pack(job, _worker_queue.put if _worker_queue is not None else None)
+    finally:
+        if _worker_claims is not None and slot >= 0:
+            _worker_claims[slot] = 0
+
+
+class WorkerDied(RuntimeError):
+    """The worker process training a pack ended without reporting (killed by a signal, out of memory, a crash)."""
+
+
+def _how_it_died(code: int | None) -> str:
+    if code is None or code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    hint = " (often the out-of-memory killer: try fewer --jobs or a smaller pack)" if -code == signal.SIGKILL else ""
+    return f"killed by {name}{hint}"
 
 
 class ProcessExecutor:
-    """A local pool of ``jobs`` spawned worker processes, ``threads`` torch threads each."""
+    """A local pool of ``jobs`` spawned worker processes, ``threads`` torch threads each.
+
+    A worker that dies (SIGKILL, out of memory, segfault) breaks a
+    :class:`concurrent.futures.ProcessPoolExecutor` and every pack still in it; here only
+    the pack(s) the dead worker was training fail (:class:`WorkerDied`): the others are
+    resubmitted to a fresh pool and go on (a pack that was interrupted restarts from where
+    it started, which gives the same numbers).
+    """
 
     def __init__(self, jobs: int, threads: int = 1, lock_path: str | None = None) -> None:
         self.jobs, self.threads, self.lock_path = jobs, threads, lock_path
 
     def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
+        todo = list(jobs)
+        while todo:
+            todo = yield from self._one_pool(todo, on_event)
+
+    def _one_pool(self, jobs: list[PackJob], on_event: EventSink):  # noqa: ANN202 - a generator returning the packs to retry
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
+        claims = ctx.Array("q", len(jobs), lock=False)
         lock_path = self.lock_path or os.devnull
-        pool = cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(jobs)) or 1, mp_context=ctx,
-                                      initializer=_worker_init, initargs=(queue, self.threads, os.getpid(), lock_path))
-        futures = {pool.submit(_worker_run, job): job for job in jobs}
+        pool = cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(jobs)) or 1, mp_context=ctx, initializer=_worker_init,
+                                      initargs=(queue, self.threads, os.getpid(), lock_path, claims))
+        futures = {pool.submit(_worker_run, job, i): i for i, job in enumerate(jobs)}
         pending = set(futures)
+        done_slots: set[int] = set()
+        procs: dict[int, object] = {}
+        broken = False
         try:
-            while pending:
+            while pending and not broken:
                 done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                procs.update(getattr(pool, "_processes", None) or {})
                 self._drain(queue, on_event)
                 for fut in done:
                     exc = fut.exception()
-                    yield futures[fut], (exc if exc is not None else fut.result())
+                    if isinstance(exc, cf.BrokenExecutor):
+                        broken = True
+                        continue
+                    done_slots.add(futures[fut])
+                    yield jobs[futures[fut]], (exc if exc is not None else fut.result())
             self._drain(queue, on_event)
         finally:
+            in_flight = {i: int(claims[i]) for i in range(len(jobs)) if claims[i] and i not in done_slots}
             for fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+        if not broken:
+            return []
+        self._drain(queue, on_event)
+        codes = {pid: getattr(p, "exitcode", None) for pid, p in procs.items()}
+        dead = {pid for pid, c in codes.items() if c not in (None, 0, -signal.SIGTERM)}
+        culprits = {i for i, pid in in_flight.items() if pid in dead} or set(in_flight)
+        if not culprits:  # nothing tells which pack killed its worker: fail what was left rather than loop
+            culprits = {i for i in range(len(jobs)) if i not in done_slots}
+        for i in sorted(culprits):
+            how = _how_it_died(codes.get(in_flight.get(i, -1)))
+            yield jobs[i], WorkerDied(f"the worker process training this pack died ({how}); "
+                                      "rerun `clamp run` to resume it from its last checkpoint")
+        return [jobs[i] for i in range(len(jobs)) if i not in done_slots and i not in culprits]
 
     @staticmethod
     def _drain(queue, on_event: EventSink) -> None:  # noqa: ANN001
@@ -252,7 +317,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
               seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
               pack: bool = True, quiet: bool = False, executor: Executor | str | None = None,
               study_file: str | Path | None = None, analyse: bool = True, replace: bool = False,
-              executor_options: dict | None = None) -> int:
+              executor_options: dict | None = None, validate: bool = True) -> int:
     """Run (or resume) ``study``, then write the summary, statistics and report.
 
     Args:
@@ -270,6 +335,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
         replace: move finished runs of another configuration to ``runs/.stale/`` and train the current one
             (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.reconcile`).
+        validate: check every arm (task, model, interventions) before anything is written, as
+            :func:`clamp.study.design.load_study` does; ``clamp run`` passes False (its study was just loaded).
 
     Returns:
         The exit status: 0 when every selected run finished and the report was written, 1 otherwise.
@@ -277,6 +344,9 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     Example:
         >>> # status = run_study(load_study("studies/quickstart.py"), out="results")
     """
+    if validate:
+        validate_study(study)
+    check_output_folder(out)
     selected = select(study, arms, seeds)
     study_dir = Path(out) / study.name
     first = plan(study, study_dir, selected, pack=pack, replace=replace)  # reads only: refuse before writing
@@ -313,7 +383,8 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet, planned=planned)
         if the_plan.skipped:
-            progress.message(f"{study.name}: {done_before} run(s) already done, skipped (delete their folders to rerun)")
+            progress.message(f"{study.name}: {done_before} run(s) already done with this configuration, skipped "
+                             "(their files are kept; move a run's folder away to train it again)")
         for e in the_plan.stale:
             dest = move_aside(study_dir, e)
             progress.message(f"{study.name}: {e.arm}/seed{e.seed} ({e.status}) was run with another configuration "
@@ -346,6 +417,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                                 n=j.train["n_sequences"])
             progress.update(ev["job"], ev["seen"], ev.get("n_runs"))
 
+        disk_full = False
         try:
             for job, result in executor.run(the_plan.jobs, on_event):
                 if isinstance(result, BaseException):
@@ -353,13 +425,19 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                     result = _mark_failed(job, result, tb)
                 for o in result:
                     statuses[(o["arm"], o["seed"])] = o["status"]
-                    if o["status"] == "failed":
+                    disk_full = disk_full or bool(o.get("disk_full"))
+                    if o["status"] == "failed" and not o.get("disk_full"):
                         progress.message(f"{job.arm} seed {o['seed']} failed: {o.get('error')}")
                 ended.add(job.job_id)
                 progress.finish_pack(job.job_id, [o["status"] for o in result])
         finally:
             progress.close()
         bad = sorted((a, s, st) for (a, s), st in statuses.items() if st != "finished")
+        if disk_full:
+            print(f"clamp: error: no space left on the device holding {study_dir} while writing results; "
+                  f"{len(bad)} run(s) stopped. Free some space (or use --out on another disk) and rerun the same "
+                  "command: finished runs are kept and the others resume from their last checkpoint.", file=sys.stderr)
+            return 2
         code = 0 if not bad else 1
         code = max(code, finish_study(study_dir, quiet=quiet, analyse=analyse))
         if bad:
@@ -379,8 +457,12 @@ def _mark_failed(job: PackJob, exc: BaseException, tb: str) -> Outcome:
         rec = read_json(path) or {"arm": spec.arm, "seed": spec.seed, "hash": spec.hash}
         if rec.get("status") not in ("finished", "diverged"):
             rec.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tb)
-            atomic_write_json(path, rec)
-        out.append({"arm": spec.arm, "seed": spec.seed, "status": rec["status"], "error": rec.get("error")})
+            try:
+                atomic_write_json(path, rec)
+            except OSError:
+                pass  # a full disk: run.json keeps its last state, which a rerun resumes from
+        out.append({"arm": spec.arm, "seed": spec.seed, "status": rec["status"], "error": rec.get("error"),
+                    "disk_full": isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)})
     return out
 
 
@@ -424,6 +506,7 @@ def _run_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     study = apply_overrides(study, args.set or [])
     if args.dry_run:
+        check_output_folder(args.out)
         selected = select(study, args.arms, args.seeds)
         p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace)
         if p.conflicts:
@@ -443,7 +526,8 @@ def _run_command(args: argparse.Namespace) -> int:
 
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
                      pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
-                     replace=args.replace, executor=args.executor, executor_options=options_from_args(args))
+                     replace=args.replace, executor=args.executor, executor_options=options_from_args(args),
+                     validate=False)
 
 
 def _list_command(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ from clamp.errors import ConfigError
 from clamp.study.fields import check_fields
 from clamp.model.foreign import ModelSpec
 from clamp.study.stopping import StopAfterPhase
+from clamp.study.validate import check_device, check_schedule, require_model_and_task
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig, TaskConfig
 from clamp.training.trainer import TrainConfig
@@ -122,13 +123,13 @@ class Arm:
             None (the default) uses ``Study.n_sequences``, and leaves the arm's run keys unchanged.
 
     Example:
-        >>> Arm(name="control", lr=1e-3).train_config(n_sequences=64, eval_every=32, eval_size=16).lr
+        >>> Arm(name="control", model=ModelConfig(), task=FewShotConfig(), lr=1e-3).train_config(n_sequences=64, eval_every=32, eval_size=16).lr
         0.001
     """
 
     name: str
-    model: ModelConfig | ModelSpec = ModelConfig()  # ModelSpec: a foreign model (clamp.model.foreign)
-    task: TaskConfig = FewShotConfig()
+    model: ModelConfig | ModelSpec | None = None  # required (None is rejected with a message); ModelSpec: a foreign model
+    task: TaskConfig | None = None  # required, likewise
     interventions: tuple[Any, ...] = ()
     lr: float = 1e-5
     batch_size: int = 32
@@ -145,6 +146,7 @@ class Arm:
     def __post_init__(self) -> None:
         if self.origin is None:
             object.__setattr__(self, "origin", _call_site())
+        require_model_and_task(self)
         for name in ("interventions", "betas"):
             v = getattr(self, name)
             if isinstance(v, list):
@@ -217,7 +219,8 @@ class Study:
             (:class:`~clamp.study.stopping.StopAfterPhase`); None (the default) trains every run to its budget.
 
     Example:
-        >>> Study(name="s", arms=[Arm(name="control")], seeds=[0, 1], n_sequences=1000).control
+        >>> Study(name="s", arms=[Arm(name="control", model=ModelConfig(), task=FewShotConfig())], seeds=[0, 1],
+        ...       n_sequences=1000, eval_every=100).control
         'control'
     """
 
@@ -297,6 +300,7 @@ class Study:
                 raise ConfigError(f"Study.heatmap_heads entry {h!r} must look like 'L1H0' (layer 1, head 0).")
         if any(x < 0 for x in self.heatmap_at):
             raise ConfigError("Study.heatmap_at must hold non-negative sequence counts.")
+        check_schedule(self)
 
     def metric_paths(self) -> list[str]:
         """Import paths (``"module:name"``) of the user metric functions."""
@@ -464,10 +468,10 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
                     raise ConfigError(f"Study.heatmap_heads entry {h!r} is outside the model ({model.n_layers} layers x {model.n_heads} heads).")
         except ConfigError as e:
             raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
-    if study.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise StudyError(f"{study.origin or study.name}: Study.device={study.device!r} but no CUDA device is visible; use device='cpu'.")
+    try:
+        check_device(study.device, "Study.device")
+    except ConfigError as e:
+        raise StudyError(f"{study.origin or study.name}: {e}") from None
 
 
 # --- serialisation ----------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def canonical(cfg: Any) -> dict:
         {'n_layers': 1}
     """
     d = dict(cfg.to_dict())
+    if not dataclasses.is_dataclass(cfg):
+        return d  # a user-defined config that is not a dataclass: no defaults to leave out
     for f in dataclasses.fields(cfg):
         if f.name not in d:
             continue

@@ -61,8 +61,10 @@ def _arms(record: dict, arm: str | None, study_dir: Path) -> list[dict]:
         return [a for a in arms if a["name"] == arm]
     plain = [a for a in arms if not a.get("interventions")]
     if not plain:
-        raise ConfigError(f"{study_dir}: every arm has interventions; name the arm to analyse with arm=... "
-                          f"(`clamp analyse {study_dir} --arm NAME`), one of {names}.")
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else ", ".join(names)
+        raise ConfigError(f"{study_dir}: every arm of this study has interventions, so there is no plain arm to "
+                          f"analyse by default. Name the arm to analyse: add --arm followed by {listed} "
+                          f"(for example: clamp analyse {study_dir} --arm {names[0] if names else 'NAME'}).")
     return plain
 
 
