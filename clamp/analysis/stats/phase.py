@@ -13,7 +13,8 @@ crossing, so they can disagree with it (issue 20):
   *smoothed* curve passes the threshold level;
 - ``sigmoid_mid`` / ``sigmoid_onset``: midpoint and tangent-line onset
   (midpoint − 2·scale) of a four-parameter logistic fitted by least squares to
-  the whole curve from several starting midpoints spread over the run (the
+  the curve after its early transient (:func:`transient_end`, found from the
+  curve's shape) from several starting midpoints spread over the run (the
   midpoint may land anywhere, even outside the evaluations);
 - ``changepoint``: the least-squares single change point in the mean (the
   first evaluation of the second segment).
@@ -216,6 +217,30 @@ def plateau(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03
                    duration=float(grid[hi] - grid[lo]), ongoing=not crossing.event)
 
 
+def transient_end(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03) -> float:
+    """Where the early transient ends: the first local minimum of the smoothed speed towards the threshold side.
+
+    Training starts with a quick drop (ln 5 to the ln 2 plateau on the few-shot
+    task) that is not the phase change; the curve's speed towards the threshold
+    side falls after it, then rises again in the phase change.  Found from the
+    curve's shape alone (never from where it crossed the threshold); the first
+    evaluation when the speed has no interior minimum.
+
+    Example:
+        >>> import numpy as np
+        >>> xs = np.arange(0, 101.0)
+        >>> ys = 0.7 + np.exp(-xs / 3) - 0.6 / (1 + np.exp(-(xs - 60) / 3))
+        >>> 10 <= transient_end(xs, ys, PhaseRule(), smooth=0) <= 40
+        True
+    """
+    grid, _, ds = smooth_curve(x, y, smooth=smooth)
+    if grid.size < 3:
+        return float(grid[0]) if grid.size else math.nan
+    v = rule.sign * ds
+    interior = np.flatnonzero((v[1:-1] <= v[:-2]) & (v[1:-1] < v[2:])) + 1
+    return float(grid[interior[0]]) if interior.size and v[0] > v[interior[0]] else float(grid[0])
+
+
 def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03) -> PhaseTime:
     """The point of steepest descent (ascent for ``direction="above"``) of the smoothed curve.
 
@@ -249,7 +274,8 @@ def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth
         lo -= 1
     while hi + 1 < grid.size and going[hi + 1]:
         hi += 1
-    window = np.arange(lo, hi + 1)
+    lo = max(lo, int(np.searchsorted(grid, transient_end(xa, ya, rule, smooth=smooth))))
+    window = np.arange(min(lo, hi), hi + 1)
     i = int(window[np.argmax(rule.sign * ds[window])])
     if i == 0:
         return PhaseTime(estimator="steepest", time=math.nan, event=False,
@@ -404,7 +430,7 @@ def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float
     crossing = crossing_time(x, y, rule, windows=windows)  # same evaluations as (xa, ya)
     thr = PhaseTime(estimator="threshold", time=crossing.time, event=crossing.event, note=crossing.note)
     plat = plateau(xa, ya, rule, smooth=smooth, tol=plateau_tol)
-    sig = fit_sigmoid(xa, ya, rule)
+    sig = fit_sigmoid(xa, ya, rule, start=transient_end(xa, ya, rule, smooth=smooth))
     if thr.event:
         if sig.success:
             mid = PhaseTime(estimator="sigmoid_mid", time=sig.midpoint, event=True)
