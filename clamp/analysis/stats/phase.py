@@ -295,9 +295,9 @@ def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | N
     best one is kept); the midpoint is bounded only to within one run length
     outside the evaluations, the scale is fitted on a log scale.  The fit fails,
     with its reason, when the optimiser does not converge, when it explains
-    less than ``min_r2`` of the variance ("bad fit"), when the fitted curve does
-    not fall (rise) past the threshold ("no drop"), or when its midpoint lies
-    outside the evaluations.
+    less than ``min_r2`` of the variance ("bad fit"), when the fitted change is
+    slower than the whole curve or does not fall (rise) past the threshold ("no
+    drop"), or when its midpoint lies outside the evaluations.
 
     Args:
         x: sequences seen, shape ``[N]``.
@@ -356,6 +356,9 @@ def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | N
     verb = "fall" if rule.direction == "below" else "rise"
     if r2 < min_r2:
         return SigmoidFit(success=False, reason=f"bad fit: R² = {r2:.2f} < {min_r2:g}", **fit)
+    if fit["width"] > span:
+        return SigmoidFit(success=False, reason=f"no drop: the fitted change is slower than the whole curve (10–90 % "
+                          f"width {fit['width']:.3g} > {span:.3g}), a trend, not a phase change", **fit)
     if not (rule.sign * (b - a) > 0 and rule.crossed(b) and not rule.crossed(a)):
         return SigmoidFit(success=False, reason=f"no drop: the fitted curve does not {verb} past {rule.threshold:.3g}",
                           **fit)
