@@ -215,7 +215,11 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         sentences += said if k == 0 else []
         sections.append((rule, said, _robustness(table, stats_df, k)))
     warns = study_warnings(spec, table, stats_df, alpha, correction)
-    md = markdown(spec.name, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
+    title = spec.name
+    if phase is not None:
+        title += (f" (recomputed under {'; '.join(r.describe() for r in spec.rules)}; the study's own statistics "
+                  "are in its stats.md)")
+    md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
 
     dest.mkdir(parents=True, exist_ok=True)
     outputs = [dest / "phase_times.csv", dest / "stats.csv", dest / "stats.md"]
