@@ -315,7 +315,7 @@ def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | N
         >>> f = fit_sigmoid(xs, 0.05 + 0.64 / (1 + np.exp((xs - 40) / 3)), PhaseRule())
         >>> round(f.midpoint, 3), round(f.scale, 3), round(f.r2, 6)
         (40.0, 3.0, 1.0)
-        >>> fit_sigmoid(xs, 0.69 - 0.001 * xs, PhaseRule()).reason
+        >>> fit_sigmoid(xs, 0.5 + 0.19 / (1 + np.exp((xs - 40) / 3)), PhaseRule()).reason  # stops at 0.5
         'no drop: the fitted curve does not fall past 0.277'
     """
     xa, ya = clean_curve(x, y)
