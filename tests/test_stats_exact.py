@@ -15,6 +15,7 @@ def _null_sample(rng: np.random.Generator, n: int, horizon: float) -> tuple[np.n
     return np.minimum(t, horizon), t < horizon
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, horizon", [(3, 1.0), (4, 1.0), (5, 0.7)])
 def test_null_studies_with_censoring_reject_at_most_alpha(n: int, horizon: float):
     rng = np.random.default_rng(0)

@@ -37,13 +37,12 @@ All functions are pure: they copy what they need and never mutate inputs.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.optimize import least_squares
 from scipy.signal import savgol_filter
 from scipy.special import expit
 
@@ -345,14 +344,14 @@ def fit_sigmoid(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, start: float | N
     best: tuple[float, np.ndarray] | None = None
     for mid0 in np.linspace(0.05, 0.95, 7):
         p0 = [start0, end0, mid0, math.log(min(max(1 / 50, du), 1.0))]
-        try:
-            with warnings.catch_warnings(), np.errstate(over="ignore"):
-                warnings.simplefilter("ignore", OptimizeWarning)
-                popt, _ = curve_fit(_logistic, u, ya, p0=p0, bounds=(lo, hi), jac=_logistic_jac, max_nfev=400)
-        except (RuntimeError, ValueError):
-            continue
+        # least_squares returns its last iterate even when it stops at max_nfev, so a fit that runs away
+        # (e.g. towards a midpoint before the first evaluation) is judged below, with its reason.
+        with np.errstate(over="ignore"):
+            res = least_squares(lambda p: _logistic(u, *p) - ya, p0, jac=lambda p: _logistic_jac(u, *p),
+                                bounds=(lo, hi), max_nfev=400)
+        popt = res.x
         sse = float(np.sum((ya - _logistic(u, *popt)) ** 2))
-        if best is None or sse < best[0]:
+        if np.isfinite(sse) and (best is None or sse < best[0]):
             best = (sse, popt)
     if best is None:
         return SigmoidFit(success=False, reason="bad fit: the optimiser did not converge")
