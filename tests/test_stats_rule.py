@@ -111,7 +111,7 @@ def test_windowed_clamp_crossing_is_reported_as_relapse_and_not_as_sooner(tmp_pa
     assert thr["relapsed"].all() and not thr["event"].any() and (thr["time"] == 20_000).all()
     assert (thr["first_crossing"] < 5000).all()
     assert "sooner" not in res.markdown and "20×" not in res.markdown
-    assert "0/3 runs crossed (control 0/3)" in res.markdown
+    assert "0/3 runs crossed, 3 crossed and relapsed (control 0/3)" in res.markdown
     assert any(w.startswith("Relapsed under train/loss < 0.277") and "windowed/seed0 (crossed at" in w
                for w in res.warnings)
     # Outside the windows the arm never crossed at all: no relapse, no phase change.
