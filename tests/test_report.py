@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from clamp.analysis.report import build_report, summary_frame, write_summary
+from clamp.analysis.stats.rule import PhaseRule, crossing_time
 from clamp.execution.store import ATTENTION_HEADER, METRICS_HEADER
 
 MODEL = {"n_layers": 2, "n_heads": 2, "d_model": 8}
@@ -47,6 +48,15 @@ def make_results(root: Path) -> Path:
     (d / "stats.md").write_text("### Phase-change statistics: hand\n\n- clamped: sooner, p = 0.01\n")
     (d / "stats.csv").write_text("arm,p\nclamped,0.01\n")
     return d
+
+
+def test_crossing_on_known_curves():
+    d = pd.DataFrame({"sequences_seen": [0, 10, 20, 30], "metric": "train/loss", "value": [0.7, 0.5, 0.2, 0.1]})
+    x, y = d["sequences_seen"], d["value"]  # the report uses the statistics' one crossing function
+    assert crossing_time(x, y, PhaseRule(threshold=0.277)).time == 20
+    above = crossing_time(x, y, PhaseRule(threshold=0.6, direction="above"))
+    assert above.first == 0 and above.relapsed and not above.event  # crossed at 0, not above 0.6 at the end
+    assert not crossing_time(x, y, PhaseRule(threshold=0.05)).event
 
 
 def test_summary_has_one_row_per_run_with_status(tmp_path):

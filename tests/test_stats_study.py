@@ -10,7 +10,7 @@ import pytest
 
 from clamp.cli import main
 from clamp.errors import ConfigError
-from clamp.analysis.stats import analyse_study, load_study
+from clamp.analysis.stats import compute_statistics, load_study
 
 LN2 = math.log(2)
 X = np.arange(0, 200_001, 2_000)
@@ -62,8 +62,8 @@ def headline_study(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_analyse_study_writes_every_output(headline_study: Path):
-    res = analyse_study(headline_study, quiet=True, n_boot=500)
+def test_compute_statistics_writes_every_output(headline_study: Path):
+    res = compute_statistics(headline_study, quiet=True, n_boot=500)
     for name in ("phase_times.csv", "stats.csv", "stats.md", "plots/stats_phase_times.png",
                  "plots/stats_phase_times.svg", "plots/stats_km.png", "plots/stats_km.svg", "plots/stats_estimators.png"):
         assert (headline_study / name).is_file(), name
@@ -80,7 +80,7 @@ def test_analyse_study_writes_every_output(headline_study: Path):
     prim = stats_df[stats_df.primary].set_index("arm")
     assert set(prim.index) == {"match clamp", "copy clamp"}
     assert prim.loc["copy clamp", "n_arm"] == 4 and prim.loc["copy clamp", "n_excluded"] == 1
-    assert prim.loc["match clamp", "test"] == "log-rank"  # the control has a censored run
+    assert prim.loc["match clamp", "test"].startswith("rank (exact")  # exact even with a censored control run
     assert prim.loc["match clamp", "censored_reference"] == 1
     assert prim.loc["match clamp", "ratio_high"] < 0.3
     np.testing.assert_allclose(prim["p_adjusted"].sort_values(),
@@ -89,26 +89,26 @@ def test_analyse_study_writes_every_output(headline_study: Path):
 
 
 def test_stats_md_has_one_sentence_per_comparison_and_the_warnings(headline_study: Path):
-    md = analyse_study(headline_study, quiet=True, n_boot=500, plots=False).markdown
+    md = compute_statistics(headline_study, quiet=True, n_boot=500, plots=False).markdown
     assert md == (headline_study / "stats.md").read_text()
     assert "- match clamp: phase change" in md and "× sooner than control (95 % CI" in md
-    assert "5/5 runs crossed (control 4/5)" in md and "(log-rank, Holm)" in md
+    assert "5/5 runs crossed (control 4/5)" in md and "(rank (exact" in md
     assert "copy clamp/seed4 (diverged)" in md
     assert "right-censored" in md
 
 
 def test_same_metrics_give_the_same_numbers(headline_study: Path):
-    a = analyse_study(headline_study, quiet=True, n_boot=300, plots=False).stats
-    b = analyse_study(headline_study, quiet=True, n_boot=300, plots=False).stats
+    a = compute_statistics(headline_study, quiet=True, n_boot=300, plots=False).stats
+    b = compute_statistics(headline_study, quiet=True, n_boot=300, plots=False).stats
     pd.testing.assert_frame_equal(a, b)
 
 
 def test_three_seeds_warn_that_alpha_is_unreachable(tmp_path: Path):
     root = write_study(tmp_path / "small", {"control": [150_000, 160_000, 140_000], "match": [20_000, 22_000, 18_000]})
-    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    res = compute_statistics(root, quiet=True, n_boot=200, plots=False)
     row = res.stats[res.stats.primary].iloc[0]
     assert row.min_p == pytest.approx(0.1) and not row.can_reach_alpha
-    assert any("smallest p an exact rank test can reach is 0.1" in w for w in res.warnings)
+    assert any("smallest p the exact test can reach is 0.1" in w for w in res.warnings)
 
 
 def test_factorial_study_writes_factorial_csv(tmp_path: Path):
@@ -117,7 +117,7 @@ def test_factorial_study_writes_factorial_csv(tmp_path: Path):
     factors = {"none": {"A": False, "B": False}, "A": {"A": True, "B": False}, "B": {"A": False, "B": True},
                "A+B": {"A": True, "B": True}}
     root = write_study(tmp_path / "fact", {k: list(v) for k, v in arms.items()}, control="none", factors=factors)
-    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    res = compute_statistics(root, quiet=True, n_boot=200, plots=False)
     fact = pd.read_csv(root / "factorial.csv").set_index("term")
     assert fact.loc["A", "ratio"] == pytest.approx(0.4, rel=0.1)
     assert fact.loc["B", "ratio"] == pytest.approx(0.5, rel=0.1)
@@ -131,12 +131,12 @@ def test_several_rules_and_extra_pairs(tmp_path: Path):
              {"metric": "induction/L1H0", "threshold": 0.5, "direction": "above"}]
     root = write_study(tmp_path / "rules", {"control": [150_000] * 3, "a": [20_000] * 3, "b": [40_000] * 3},
                        phase=rules, comparisons=[["a", "b"]])
-    res = analyse_study(root, quiet=True, n_boot=200)
+    res = compute_statistics(root, quiet=True, n_boot=200)
     assert set(res.phase_times.metric) == {"train/loss", "induction/L1H0"}
     prim = res.stats[res.stats.primary]
     assert list(zip(prim.arm, prim.reference)) == [("a", "control"), ("b", "control"), ("a", "b")]
     assert set(res.stats.metric) == {"train/loss", "induction/L1H0"}
-    assert (root / "plots" / "stats_phase_times__induction-L1H0.png").is_file()
+    assert (root / "plots" / "stats_phase_times__induction-L1H0_gt_0.5.png").is_file()
     assert "- a vs b: phase change" in res.markdown and "- a: phase change" in res.markdown
 
 
@@ -161,7 +161,7 @@ def test_missing_and_running_runs_are_listed_not_compared(tmp_path: Path):
     study = json.loads((root / "study.json").read_text())
     study["seeds"] = [0, 1, 2]
     (root / "study.json").write_text(json.dumps(study))
-    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    res = compute_statistics(root, quiet=True, n_boot=200, plots=False)
     thr = res.phase_times[res.phase_times.estimator == "threshold"].set_index(["arm", "seed"])
     assert thr.loc[("a", 2), "status"] == "missing" and not thr.loc[("a", 2), "included"]
     assert thr.loc[("a", 1), "status"] == "running" and not thr.loc[("a", 1), "included"]
@@ -171,7 +171,7 @@ def test_missing_and_running_runs_are_listed_not_compared(tmp_path: Path):
 def test_one_seed_per_arm_gives_nan_rows_not_an_error(tmp_path: Path):
     # A smoke run (--set seeds=0): both control and copy never cross, a tie that scipy's permutation test refuses.
     root = write_study(tmp_path / "smoke", {"control": [None], "match": [20_000], "copy": [None]})
-    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    res = compute_statistics(root, quiet=True, n_boot=200, plots=False)
     stats_df = pd.read_csv(root / "stats.csv")
     assert len(stats_df) == 2 * 5  # every comparison × estimator still has its row
     assert stats_df[["ratio", "median_arm", "p", "p_adjusted", "p_rank", "p_logrank", "paired_p"]].isna().all().all()
@@ -185,7 +185,7 @@ def test_one_run_arm_is_left_out_of_the_correction_family(tmp_path: Path):
     root = write_study(tmp_path / "mixed", {"control": [150_000, 160_000, 140_000], "match": [20_000, 22_000, 18_000],
                                             "copy": [30_000, 31_000, 29_000]}, statuses={("copy", 1): "running",
                                                                                           ("copy", 2): "diverged"})
-    prim = analyse_study(root, quiet=True, n_boot=200, plots=False).stats.query("primary").set_index("arm")
+    prim = compute_statistics(root, quiet=True, n_boot=200, plots=False).stats.query("primary").set_index("arm")
     assert prim.loc["match", "family_size"] == 1 and prim.loc["match", "p_adjusted"] == pytest.approx(0.1)
     assert prim.loc["copy", "family_size"] == 0 and math.isnan(prim.loc["copy", "p_adjusted"])
 
@@ -193,7 +193,7 @@ def test_one_run_arm_is_left_out_of_the_correction_family(tmp_path: Path):
 def test_factorial_with_one_seed_per_arm_gives_nan_effects(tmp_path: Path):
     factors = {"none": {"A": False}, "A": {"A": True}}
     root = write_study(tmp_path / "fact1", {"none": [150_000], "A": [60_000]}, control="none", factors=factors)
-    res = analyse_study(root, quiet=True, n_boot=200, plots=False)
+    res = compute_statistics(root, quiet=True, n_boot=200, plots=False)
     fact = pd.read_csv(root / "factorial.csv")
     assert fact["term"].tolist() == ["A"] and fact["ratio"].isna().all() and fact["p"].isna().all()
     assert fact["note"].iloc[0].startswith("too few runs (2) to fit")

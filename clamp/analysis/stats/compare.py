@@ -230,9 +230,32 @@ def logrank_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_
     bt, be = as_sample(b_times, b_events)
     if at.size == 0 or bt.size == 0 or not (ae.any() or be.any()):
         return math.nan
+    if _logrank_variance(at, ae, bt, be) == 0:
+        # E.g. every run of both arms crossing at the same evaluation: the statistic is 0/0 (scipy would warn
+        # "invalid value encountered in scalar divide" and return NaN); the test is undefined, say so.
+        return math.nan
     res = stats.logrank(stats.CensoredData(uncensored=at[ae], right=at[~ae]),
                         stats.CensoredData(uncensored=bt[be], right=bt[~be]))
     return float(res.pvalue)
+
+
+def _logrank_variance(at: NDArray[np.float64], ae: NDArray[np.bool_], bt: NDArray[np.float64],
+                      be: NDArray[np.bool_]) -> float:
+    """The log-rank statistic's null variance: the sum over crossing times of n_a n_b d (n − d) / (n² (n − 1)).
+
+    Example:
+        >>> five = np.array([5.0, 5.0])
+        >>> _logrank_variance(five, np.array([True, True]), five, np.array([True, True]))
+        0.0
+    """
+    var = 0.0
+    for t in np.unique(np.concatenate([at[ae], bt[be]])):
+        n_a, n_b = float(np.sum(at >= t)), float(np.sum(bt >= t))
+        n = n_a + n_b
+        d = float(np.sum((at == t) & ae) + np.sum((bt == t) & be))
+        if n > 1:
+            var += n_a * n_b * d * (n - d) / (n * n * (n - 1))
+    return var
 
 
 def _encode(t: NDArray[np.float64], e: NDArray[np.bool_]) -> NDArray[np.float64]:

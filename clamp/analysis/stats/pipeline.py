@@ -97,7 +97,8 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                                     pairs=pairs, n_boot=n_boot, confidence=confidence, seed=seed)
                 d = c.to_dict()
                 d.update(rule_index=k, rule=rule.describe(), metric=rule.metric, estimator=est,
-                         primary=(k == 0 and est == "threshold"), n_excluded=missing)
+                         primary=(k == 0 and est == "threshold"), n_excluded=missing,
+                         relapsed_arm=int(a["relapsed"].sum()), relapsed_reference=int(b["relapsed"].sum()))
                 family.append(d)
             tested = [d for d in family if not too_few_runs(d["n_arm"], d["n_reference"])]
             for d in family:
@@ -117,7 +118,7 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                     d["can_reach_alpha"] = bool(own <= alpha and floor <= alpha)
             rows += family
     lead = ["rule_index", "rule", "metric", "estimator", "primary", "arm", "reference", "n_arm", "n_reference", "crossed_arm",
-            "crossed_reference", "censored_arm", "censored_reference", "n_excluded", "median_arm", "median_reference",
+            "crossed_reference", "censored_arm", "censored_reference", "relapsed_arm", "relapsed_reference", "n_excluded", "median_arm", "median_reference",
             "ratio", "ratio_low", "ratio_high", "ratio_bound", "ratio_bound_kind", "difference", "difference_low",
             "difference_high", "rmst_tau", "rmst_difference", "rmst_low", "rmst_high", "test", "p", "p_adjusted",
             "correction", "significant", "family_size", "min_p", "can_reach_alpha", "p_rank", "rank_method",
@@ -215,7 +216,11 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         sentences += said if k == 0 else []
         sections.append((rule, said, _robustness(table, stats_df, k)))
     warns = study_warnings(spec, table, stats_df, alpha, correction)
-    md = markdown(spec.name, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
+    title = spec.name
+    if phase is not None:
+        title += (f" (recomputed under {'; '.join(r.describe() for r in spec.rules)}; the study's own statistics "
+                  "are in its stats.md)")
+    md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
 
     dest.mkdir(parents=True, exist_ok=True)
     outputs = [dest / "phase_times.csv", dest / "stats.csv", dest / "stats.md"]
@@ -242,8 +247,9 @@ def _robustness(table: pd.DataFrame, stats_df: pd.DataFrame, k: int) -> list[str
     sel = stats_df[stats_df["rule_index"] == k]
     for (arm, ref), g in sel.groupby(["arm", "reference"], sort=False):
         head = g[g["estimator"] == "threshold"]
-        if head.empty or too_few_runs(int(head["n_arm"].iloc[0]), int(head["n_reference"].iloc[0])):
-            continue
+        if head.empty or too_few_runs(int(head["n_arm"].iloc[0]), int(head["n_reference"].iloc[0])) \
+                or int(head["crossed_arm"].iloc[0] + head["crossed_reference"].iloc[0]) == 0:
+            continue  # nothing to re-time
         failures = {}
         for est in g["estimator"]:
             runs = table[(table["rule_index"] == k) & (table["estimator"] == est) & table["arm"].isin([arm, ref])

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from clamp.analysis.stats.phase import PhaseRule
+from clamp.analysis.stats.rule import PhaseRule
 from clamp.analysis.stats.survival import km_curve, km_median
 
 _MARK = {"sigmoid_mid": "o", "sigmoid_onset": "v", "steepest": "s", "changepoint": "D"}
@@ -172,7 +172,7 @@ def plot_estimator_agreement(phase_times: pd.DataFrame, rule: PhaseRule, arms: S
 def save(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg``; returns the paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]  # names may hold dots (0.277)
     fig.savefig(paths[0], dpi=130)
     fig.savefig(paths[1])
     return paths

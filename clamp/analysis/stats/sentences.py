@@ -96,7 +96,10 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", 
             effect = "median time ratio undefined (neither median reached)"
     corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}.get(correction, correction)
     p = fmt_p(float(row["p_adjusted"]))
-    crossed = f"{row['crossed_arm']}/{row['n_arm']} runs crossed ({ref} {row['crossed_reference']}/{row['n_reference']})"
+    rel_a, rel_b = int(row.get("relapsed_arm", 0) or 0), int(row.get("relapsed_reference", 0) or 0)
+    rel = lambda n: f", {n} crossed and relapsed" if n else ""  # noqa: E731
+    crossed = (f"{row['crossed_arm']}/{row['n_arm']} runs crossed{rel(rel_a)} "
+               f"({ref} {row['crossed_reference']}/{row['n_reference']}{rel(rel_b)})")
     floor = ""
     if "can_reach_alpha" in row and not bool(row["can_reach_alpha"]):
         floor = f"; this design cannot reach significance (smallest possible p {float(row['min_p']):.2g})"
