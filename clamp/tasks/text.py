@@ -11,8 +11,9 @@ data.  Tokens are bytes (vocabulary 256) by default, or a small BPE trained once
 with the ``tokenizers`` library and cached under ``~/.cache/clamp/tokenizers/``.
 
 Evaluation sets: ``train`` (fixed windows of the training split), ``heldout``
-(the last ``heldout_frac`` of the corpus), and ``repeat`` (random tokens
-followed by their repeat, Olsson's probe for prefix-matching heads).
+(the last ``heldout_frac`` of the corpus), and ``repeat`` (tokens drawn
+i.i.d. from the corpus's token frequencies, then repeated: Olsson's probe for
+prefix-matching heads).
 """
 
 from __future__ import annotations
@@ -219,7 +220,10 @@ class TextTask(TaskBase):
         T = self.cfg.n_ctx
         if evaluator == "repeat":
             half = T // 2
-            first = torch.randint(self.cfg.vocab, (n, half), generator=gen)
+            # random tokens drawn i.i.d. from the corpus's own token frequencies (tokens that never
+            # occur in it would have untrained embeddings), then repeated
+            data = self.splits[0]
+            first = data[torch.randint(len(data), (n, half), generator=gen)]
             tokens = torch.cat([first, first, first[:, : T - 2 * half]], dim=1)
             targets = torch.full_like(tokens, IGNORE)
             targets[:, :-1] = tokens[:, 1:]
