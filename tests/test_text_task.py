@@ -58,8 +58,17 @@ def test_repeat_probe_and_metrics(corpus):
     m = task.eval_metrics(EvalView("repeat", b, logits, {0: perfect}))
     assert m["prefix_match/L0H0"].item() == 1.0 and m["prefix_match/max"].item() == 1.0
     tr = task.sample_runs(3, [torch.Generator().manual_seed(0)])
-    m = task.eval_metrics(EvalView("train", tr, torch.zeros(1, 3, 16, 256), {}))
-    assert abs(m["icl/score"].item()) < 1e-5 and "token_loss/15" in m
+    m = task.eval_metrics(EvalView("heldout", tr, torch.zeros(1, 3, 16, 256), {}))
+    assert abs(m["icl/score"].item()) < 1e-5 and abs(m["icl/score_band"].item()) < 1e-5 and "token_loss/15" in m
+
+
+def test_repeat_frac_doubles_training_windows_only(corpus):
+    task = TextConfig(path=str(corpus), n_ctx=16, corpus_bytes=50_000, repeat_frac=1.0).build()
+    b = task.sample(4, torch.Generator().manual_seed(0))
+    assert torch.equal(b.tokens[..., :8], b.tokens[..., 8:16])
+    h = task.sample(4, torch.Generator().manual_seed(0), "heldout")
+    assert not torch.equal(h.tokens[..., :8], h.tokens[..., 8:16])
+    assert "repeat_frac" not in TextConfig(path=str(corpus), corpus_bytes=50_000).to_dict()
 
 
 def test_bpe_tokenizer_cached(corpus, tmp_path, monkeypatch):

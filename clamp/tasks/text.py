@@ -49,6 +49,10 @@ class TextConfig:
         n_ctx: tokens per sequence (the model predicts each next token).
         tokenizer: ``"byte"`` (256 tokens) or ``"bpe"`` (``bpe_vocab`` tokens, needs ``tokenizers``).
         heldout_frac: the last fraction of the corpus, used only for the ``heldout`` evaluation set.
+        repeat_frac: this fraction of *training* sequences (and of the ``train`` evaluation set) have
+            their first half repeated as their second half: a denser induction signal than natural text
+            gives, so that short runs reach the phase change.  Not in Olsson et al.; 0 is pure text.
+            The ICL score and per-token losses are always measured on the ``heldout`` set (pure text).
         corpus_sha256: filled by ``to_dict()``; when given, the corpus read must have this hash.
 
     Example:
@@ -63,6 +67,7 @@ class TextConfig:
     tokenizer: Literal["byte", "bpe"] = "byte"
     bpe_vocab: int = 512
     heldout_frac: float = 0.05
+    repeat_frac: float = 0.0
     corpus_sha256: str | None = None
 
     def __post_init__(self) -> None:
@@ -74,6 +79,8 @@ class TextConfig:
             raise ConfigError(f"TextConfig.tokenizer={self.tokenizer!r} is unknown; choose 'byte' or 'bpe'.")
         if self.tokenizer == "bpe" and not 257 <= self.bpe_vocab <= 65_536:
             raise ConfigError(f"TextConfig.bpe_vocab={self.bpe_vocab} must be in [257, 65536].")
+        if not 0.0 <= self.repeat_frac <= 1.0:
+            raise ConfigError(f"TextConfig.repeat_frac={self.repeat_frac} must be in [0, 1].")
         if not 0.0 < self.heldout_frac < 0.5:
             raise ConfigError(f"TextConfig.heldout_frac={self.heldout_frac} must be in (0, 0.5).")
         if self.path is not None and not Path(self.path).exists():
@@ -96,6 +103,8 @@ class TextConfig:
         d["corpus_sha256"] = self.sha256()
         if self.tokenizer == "byte":
             del d["bpe_vocab"]
+        if self.repeat_frac == 0.0:
+            del d["repeat_frac"]
         return d
 
     def default_phase_rule(self):
@@ -235,23 +244,30 @@ class TextTask(TaskBase):
         data = self.splits[0 if evaluator == "train" else 1]
         start = torch.randint(len(data) - T - 1, (n,), generator=gen)
         window = data[start[:, None] + torch.arange(T + 1)]  # (n, T+1)
+        if evaluator == "train" and self.cfg.repeat_frac > 0:
+            rep = torch.rand(n, generator=gen) < self.cfg.repeat_frac
+            half = T // 2
+            doubled = torch.cat([window[:, :half], window[:, : T + 1 - half]], dim=1)  # (n, T+1)
+            window = torch.where(rep[:, None], doubled, window)
         return Batch(window[None, :, :T].contiguous(), window[None, :, 1:].contiguous())
 
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
-        """Loss/acc per set; on ``train``: ``token_loss/{p}``, ``icl/score`` (Olsson's late-minus-early loss,
-        positions from :func:`clamp.training.olsson.icl_positions`); on ``repeat``: ``prefix_match/L{l}H{h}``,
+        """Loss/acc per set; on ``heldout`` (pure text): ``token_loss/{p}``, ``icl/score`` (Olsson's late-minus-early loss,
+        positions from :func:`clamp.training.olsson.icl_positions`), ``icl/score_band`` (the same over bands of
+        ``n_ctx // 16`` positions: less noisy); on ``repeat``: ``prefix_match/L{l}H{h}``,
         ``prefix_match/max``, ``copying/L{l}H{h}`` and ``repeat/second_loss``."""
-        from clamp.training.olsson import (copying_scores, icl_positions, icl_score, induction_targets,
+        from clamp.training.olsson import (copying_scores, icl_positions, icl_score, icl_score_band, induction_targets,
                                            per_token_loss, prefix_matching)
 
         out = standard_metrics(view)
-        if view.evaluator == "train":
+        if view.evaluator == "heldout":
             tl = per_token_loss(view.logits, view.batch.targets)
             for p in self.LOSS_POSITIONS:
                 if p < tl.shape[1]:
                     out[f"token_loss/{p}"] = tl[:, p]
             early, late = icl_positions(self.cfg.n_ctx)
             out["icl/score"] = icl_score(tl, early, late)
+            out["icl/score_band"] = icl_score_band(tl, early, late, max(1, self.cfg.n_ctx // 16))
         elif view.evaluator == "repeat":
             rows = view.batch.meta["second_rows"]
             R = view.logits.shape[0]
