@@ -49,9 +49,10 @@ class TextConfig:
         n_ctx: tokens per sequence (the model predicts each next token).
         tokenizer: ``"byte"`` (256 tokens) or ``"bpe"`` (``bpe_vocab`` tokens, needs ``tokenizers``).
         heldout_frac: the last fraction of the corpus, used only for the ``heldout`` evaluation set.
-        repeat_frac: this fraction of *training* sequences (and of the ``train`` evaluation set) have
-            their first half repeated as their second half: a denser induction signal than natural text
-            gives, so that short runs reach the phase change.  Not in Olsson et al.; 0 is pure text.
+        repeat_frac: in this fraction of *training* sequences (and of the ``train`` evaluation set) a
+            segment of random length (``n_ctx // 8`` to ``n_ctx // 2``) at a random offset is repeated right
+            after itself: a denser induction signal than natural text gives, so that short runs reach the
+            phase change.  Not in Olsson et al.; 0 is pure text.
             The ICL score and per-token losses are always measured on the ``heldout`` set (pure text).
         corpus_sha256: filled by ``to_dict()``; when given, the corpus read must have this hash.
 
@@ -245,10 +246,15 @@ class TextTask(TaskBase):
         start = torch.randint(len(data) - T - 1, (n,), generator=gen)
         window = data[start[:, None] + torch.arange(T + 1)]  # (n, T+1)
         if evaluator == "train" and self.cfg.repeat_frac > 0:
+            # a segment of random length at a random offset is repeated right after itself, so that
+            # no fixed-offset (positional) head can exploit the repeats
             rep = torch.rand(n, generator=gen) < self.cfg.repeat_frac
-            half = T // 2
-            doubled = torch.cat([window[:, :half], window[:, : T + 1 - half]], dim=1)  # (n, T+1)
-            window = torch.where(rep[:, None], doubled, window)
+            seg = torch.randint(max(2, T // 8), T // 2 + 1, (n,), generator=gen)
+            start = (torch.rand(n, generator=gen) * (T + 2 - 2 * seg)).long()  # uniform in [0, T + 1 - 2 seg]
+            pos = torch.arange(T + 1)
+            rel = pos[None, :] - (start + seg)[:, None]
+            copy = rep[:, None] & (rel >= 0) & (rel < seg[:, None])
+            window = torch.where(copy, window.gather(1, (pos[None, :] - seg[:, None]).clamp_min(0)), window)
         return Batch(window[None, :, :T].contiguous(), window[None, :, 1:].contiguous())
 
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
