@@ -2,6 +2,11 @@
 
 Byte-level language modelling of the Python standard library's own sources
 (``TextConfig``: no download; the corpus hash is recorded in ``study.json``).
+To make a laptop-length run carry more induction signal than natural text does,
+half of the training windows repeat a segment of random length at a random
+offset (``repeat_frac=0.5``; not in Olsson et al.; ``--set`` it to 0 for pure
+text).  The ICL score (``icl/score``, ``icl/score_band``) is measured on
+held-out pure text.
 
 - ``two_layer`` (control): a 2-layer attention-only model; expected to form a
   prefix-matching (induction) head in layer 1, with the ICL score (loss at a
@@ -28,17 +33,17 @@ import torch
 
 from clamp import Arm, ModelConfig, PhaseRule, Study, TextConfig, prev_token_pattern_clamp
 
-N_CTX = 128
-text = TextConfig(n_ctx=N_CTX)
+text = TextConfig(n_ctx=64, repeat_frac=0.5)
 one = ModelConfig(n_layers=1, n_heads=4, d_model=64)
 two = ModelConfig(n_layers=2, n_heads=4, d_model=64)
 smeared = ModelConfig(n_layers=1, n_heads=4, d_model=64, smear_keys=True)
 
 
 def icl_knockout(view) -> dict:
-    """ICL score with the last layer's best prefix-matching head knocked out (its output zeroed), per run.
+    """ICL score on the evaluation batch with the last layer's best prefix-matching head knocked out, per run.
 
-    Also ``icl_knockout/head``: which head was knocked out.  The knock-out acts on the plain model
+    ``icl_knockout/score`` (head output zeroed), ``icl_knockout/base`` (the same batch, nothing knocked
+    out: compare the two) and ``icl_knockout/head`` (which head).  The knock-out acts on the plain model
     (training-time interventions of the arm are not applied in this extra forward).
     """
     from clamp.training.olsson import icl_positions, icl_score, induction_targets, per_token_loss, prefix_matching
@@ -68,6 +73,7 @@ def icl_knockout(view) -> dict:
         handle.remove()
     early, late = icl_positions(T)
     return {"icl_knockout/score": icl_score(per_token_loss(logits, batch.targets), early, late),
+            "icl_knockout/base": icl_score(per_token_loss(view.logits, batch.targets), early, late),
             "icl_knockout/head": head.float()}
 
 
@@ -84,11 +90,11 @@ STUDY = Study(
     ],
     control="two_layer",
     seeds=[0, 1, 2],
-    n_sequences=40_000,
+    n_sequences=24_000,
     eval_every=2_000,
     eval_size=256,
     metrics=[icl_knockout],
     phase=[PhaseRule(metric="prefix_match/max", threshold=0.3, direction="above"),
-           PhaseRule(metric="icl/score", threshold=-0.5, direction="below")],
+           PhaseRule(metric="icl/score_band", threshold=-0.3, direction="below")],
     heatmap_heads=["L0H0"],
 )
