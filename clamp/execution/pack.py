@@ -69,6 +69,7 @@ class PackJob:
     resume_from: int | None = None
     record: dict = field(default_factory=dict)  # the arm's study.json record, copied into run.json
     metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
+    study_file: str | None = None  # loaded in a worker when the task or a metric is defined in it
 
 
 class _StopPack(Exception):
@@ -215,7 +216,29 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
     return t
 
 
+def _import_study_objects(job: PackJob) -> None:
+    """Make the job's user task and metrics importable here: load the study file if they live in it.
+
+    A study file's module exists only in the process that loaded it; a worker process loads
+    the file again (under the same module name) when a name does not resolve.
+    """
+    from clamp.errors import ConfigError
+    from clamp.importpath import resolve
+
+    names = list(job.metrics) + ([job.task["kind"]] if ":" in str(job.task.get("kind", "")) else [])
+    try:
+        for name in names:
+            resolve(name)
+    except ConfigError:
+        if not job.study_file:
+            raise
+        from clamp.study.design import load_study
+
+        load_study(job.study_file)
+
+
 def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> list[dict]:
+    _import_study_objects(job)
     model_cfg = ModelConfig.from_dict(job.model)
     task_cfg = task_from_dict(job.task)
     train_cfg = TrainConfig.from_dict(job.train)
