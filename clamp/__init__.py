@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "ModelSpec": "clamp.model.foreign", "hf_gpt2": "clamp.model.foreign", "hf_llama": "clamp.model.foreign",
     "Adapter": "clamp.model.adapters", "attention": "clamp.model.adapters",
     "FewShotConfig": "clamp.tasks", "RepeatConfig": "clamp.tasks", "Batch": "clamp.tasks",
-    "TextConfig": "clamp.tasks", "MarkovConfig": "clamp.tasks", "TaskBase": "clamp.tasks", "UserTaskConfig": "clamp.tasks", "EvalView": "clamp.tasks",
+    "TextConfig": "clamp.tasks", "MarkovConfig": "clamp.tasks", "BurstyConfig": "clamp.tasks", "TaskBase": "clamp.tasks", "UserTaskConfig": "clamp.tasks", "EvalView": "clamp.tasks",
     # interventions: kinds, windows and constructors
     "Window": "clamp.interventions", "Intervention": "clamp.interventions", "Clamp": "clamp.interventions",
     "PatternClamp": "clamp.interventions", "FunctionClamp": "clamp.interventions", "Knockout": "clamp.interventions",

@@ -179,3 +179,20 @@ def test_user_task_and_metric_in_worker_processes_and_resume(helper, tmp_path):
     longer = dataclasses.replace(study, n_sequences=256)
     assert run_study(longer, out=tmp_path, jobs=1, quiet=True, analyse=False) == 0  # finished: skipped, same file
     assert (tmp_path / "u" / "runs" / "user" / "seed0" / "metrics.csv").read_text() == first
+
+
+@pytest.mark.slow
+def test_study_file_task_and_metric_in_worker_processes(tmp_path):
+    """A task and a metric defined in the study file itself, trained in spawned workers (--jobs 2)."""
+    src = (Path(__file__).parent.parent / "studies" / "custom_task_metric.py").read_text()
+    src = src.replace("n_sequences=8_000", "n_sequences=256").replace("eval_every=250", "eval_every=128")
+    src = src.replace('arms=[Arm(name="control"', 'arms=[Arm(name="other", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), '
+                      'task=NextParity(length=6), lr=1e-3), Arm(name="control"')
+    f = tmp_path / "studies" / "custom.py"
+    f.parent.mkdir()
+    f.write_text(src)
+    study = load_study(f)
+    assert run_study(study, out=tmp_path / "res", jobs=2, quiet=True, analyse=False, study_file=f) == 0
+    for arm in ("control", "other"):
+        m = pd.read_csv(tmp_path / "res" / "custom_task_metric" / "runs" / arm / "seed0" / "metrics.csv")
+        assert "prev_token_max" in set(m.metric)

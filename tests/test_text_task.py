@@ -58,8 +58,31 @@ def test_repeat_probe_and_metrics(corpus):
     m = task.eval_metrics(EvalView("repeat", b, logits, {0: perfect}))
     assert m["prefix_match/L0H0"].item() == 1.0 and m["prefix_match/max"].item() == 1.0
     tr = task.sample_runs(3, [torch.Generator().manual_seed(0)])
-    m = task.eval_metrics(EvalView("train", tr, torch.zeros(1, 3, 16, 256), {}))
-    assert abs(m["icl/score"].item()) < 1e-5 and "token_loss/15" in m
+    m = task.eval_metrics(EvalView("heldout", tr, torch.zeros(1, 3, 16, 256), {}))
+    assert abs(m["icl/score"].item()) < 1e-5 and abs(m["icl/score_band"].item()) < 1e-5 and "token_loss/15" in m
+
+
+def test_repeat_frac_doubles_training_windows_only(corpus):
+    kw = dict(path=str(corpus), n_ctx=16, corpus_bytes=50_000)
+    task, plain = TextConfig(**kw, repeat_frac=1.0).build(), TextConfig(**kw).build()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    b, o = task.sample(50, g()), plain.sample(50, g())  # the same windows before the copy
+    offsets = set()
+    for s in range(50):
+        t, orig = torch.cat([b.tokens[0, s], b.targets[0, s, -1:]]), torch.cat([o.tokens[0, s], o.targets[0, s, -1:]])
+        changed = (t != orig).nonzero()[:, 0]
+        if len(changed) == 0:
+            continue
+        lo, hi = int(changed[0]), int(changed[-1])
+        L = [L for L in range(2, 9) if lo >= L and torch.equal(t[lo : hi + 1], orig[lo - L : hi + 1 - L])]
+        assert L, s  # the changed block copies the L tokens before it
+        L = L[0]
+        offsets.add(lo - L)
+    assert len(offsets) > 3  # the repeat sits at varying offsets
+    assert torch.equal(b.targets[0, :, :-1], b.tokens[0, :, 1:])
+    h = task.sample(4, g(), "heldout")
+    assert torch.equal(h.tokens, plain.sample(4, g(), "heldout").tokens)  # held-out text is never doubled
+    assert "repeat_frac" not in TextConfig(path=str(corpus), corpus_bytes=50_000).to_dict()
 
 
 def test_bpe_tokenizer_cached(corpus, tmp_path, monkeypatch):

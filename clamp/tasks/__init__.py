@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from clamp.errors import ConfigError
 from clamp.tasks.base import IGNORE, Batch, EvalView, Task, TaskBase, TaskConfig, UserTaskConfig, standard_metrics
+from clamp.tasks.bursty import BurstyConfig, BurstyTask
 from clamp.tasks.fewshot import FewShotConfig, FewShotTask
 from clamp.tasks.markov import MarkovConfig, MarkovTask
 from clamp.tasks.repeat import RepeatConfig, RepeatTask
 from clamp.tasks.text import TextConfig, TextTask
 
 #: built-in task configs by their ``kind``; a config from elsewhere has an import path as its kind.
-TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig, "text": TextConfig, "markov": MarkovConfig}
+TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig, "text": TextConfig, "markov": MarkovConfig, "bursty": BurstyConfig}
 
 
 def task_from_dict(d: dict) -> TaskConfig:
@@ -46,4 +47,4 @@ def task_from_dict(d: dict) -> TaskConfig:
 
 __all__ = ["IGNORE", "Batch", "EvalView", "Task", "TaskBase", "TaskConfig", "UserTaskConfig", "standard_metrics",
            "FewShotConfig", "FewShotTask", "RepeatConfig", "RepeatTask",
-           "TextConfig", "TextTask", "MarkovConfig", "MarkovTask", "TASK_KINDS", "task_from_dict"]
+           "TextConfig", "TextTask", "MarkovConfig", "MarkovTask", "BurstyConfig", "BurstyTask", "TASK_KINDS", "task_from_dict"]

@@ -11,8 +11,9 @@ data.  Tokens are bytes (vocabulary 256) by default, or a small BPE trained once
 with the ``tokenizers`` library and cached under ``~/.cache/clamp/tokenizers/``.
 
 Evaluation sets: ``train`` (fixed windows of the training split), ``heldout``
-(the last ``heldout_frac`` of the corpus), and ``repeat`` (random tokens
-followed by their repeat, Olsson's probe for prefix-matching heads).
+(the last ``heldout_frac`` of the corpus), and ``repeat`` (tokens drawn
+i.i.d. from the corpus's token frequencies, then repeated: Olsson's probe for
+prefix-matching heads).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class TextConfig:
         n_ctx: tokens per sequence (the model predicts each next token).
         tokenizer: ``"byte"`` (256 tokens) or ``"bpe"`` (``bpe_vocab`` tokens, needs ``tokenizers``).
         heldout_frac: the last fraction of the corpus, used only for the ``heldout`` evaluation set.
+        repeat_frac: in this fraction of *training* sequences (and of the ``train`` evaluation set) a
+            segment of random length (``n_ctx // 8`` to ``n_ctx // 2``) at a random offset is repeated right
+            after itself: a denser induction signal than natural text gives, so that short runs reach the
+            phase change.  Not in Olsson et al.; 0 is pure text.
+            The ICL score and per-token losses are always measured on the ``heldout`` set (pure text).
         corpus_sha256: filled by ``to_dict()``; when given, the corpus read must have this hash.
 
     Example:
@@ -62,6 +68,7 @@ class TextConfig:
     tokenizer: Literal["byte", "bpe"] = "byte"
     bpe_vocab: int = 512
     heldout_frac: float = 0.05
+    repeat_frac: float = 0.0
     corpus_sha256: str | None = None
 
     def __post_init__(self) -> None:
@@ -73,6 +80,8 @@ class TextConfig:
             raise ConfigError(f"TextConfig.tokenizer={self.tokenizer!r} is unknown; choose 'byte' or 'bpe'.")
         if self.tokenizer == "bpe" and not 257 <= self.bpe_vocab <= 65_536:
             raise ConfigError(f"TextConfig.bpe_vocab={self.bpe_vocab} must be in [257, 65536].")
+        if not 0.0 <= self.repeat_frac <= 1.0:
+            raise ConfigError(f"TextConfig.repeat_frac={self.repeat_frac} must be in [0, 1].")
         if not 0.0 < self.heldout_frac < 0.5:
             raise ConfigError(f"TextConfig.heldout_frac={self.heldout_frac} must be in (0, 0.5).")
         if self.path is not None and not Path(self.path).exists():
@@ -95,6 +104,8 @@ class TextConfig:
         d["corpus_sha256"] = self.sha256()
         if self.tokenizer == "byte":
             del d["bpe_vocab"]
+        if self.repeat_frac == 0.0:
+            del d["repeat_frac"]
         return d
 
     def default_phase_rule(self):
@@ -219,7 +230,10 @@ class TextTask(TaskBase):
         T = self.cfg.n_ctx
         if evaluator == "repeat":
             half = T // 2
-            first = torch.randint(self.cfg.vocab, (n, half), generator=gen)
+            # random tokens drawn i.i.d. from the corpus's own token frequencies (tokens that never
+            # occur in it would have untrained embeddings), then repeated
+            data = self.splits[0]
+            first = data[torch.randint(len(data), (n, half), generator=gen)]
             tokens = torch.cat([first, first, first[:, : T - 2 * half]], dim=1)
             targets = torch.full_like(tokens, IGNORE)
             targets[:, :-1] = tokens[:, 1:]
@@ -231,23 +245,35 @@ class TextTask(TaskBase):
         data = self.splits[0 if evaluator == "train" else 1]
         start = torch.randint(len(data) - T - 1, (n,), generator=gen)
         window = data[start[:, None] + torch.arange(T + 1)]  # (n, T+1)
+        if evaluator == "train" and self.cfg.repeat_frac > 0:
+            # a segment of random length at a random offset is repeated right after itself, so that
+            # no fixed-offset (positional) head can exploit the repeats
+            rep = torch.rand(n, generator=gen) < self.cfg.repeat_frac
+            seg = torch.randint(max(2, T // 8), T // 2 + 1, (n,), generator=gen)
+            start = (torch.rand(n, generator=gen) * (T + 2 - 2 * seg)).long()  # uniform in [0, T + 1 - 2 seg]
+            pos = torch.arange(T + 1)
+            rel = pos[None, :] - (start + seg)[:, None]
+            copy = rep[:, None] & (rel >= 0) & (rel < seg[:, None])
+            window = torch.where(copy, window.gather(1, (pos[None, :] - seg[:, None]).clamp_min(0)), window)
         return Batch(window[None, :, :T].contiguous(), window[None, :, 1:].contiguous())
 
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
-        """Loss/acc per set; on ``train``: ``token_loss/{p}``, ``icl/score`` (Olsson's late-minus-early loss,
-        positions from :func:`clamp.training.olsson.icl_positions`); on ``repeat``: ``prefix_match/L{l}H{h}``,
+        """Loss/acc per set; on ``heldout`` (pure text): ``token_loss/{p}``, ``icl/score`` (Olsson's late-minus-early loss,
+        positions from :func:`clamp.training.olsson.icl_positions`), ``icl/score_band`` (the same over bands of
+        ``n_ctx // 16`` positions: less noisy); on ``repeat``: ``prefix_match/L{l}H{h}``,
         ``prefix_match/max``, ``copying/L{l}H{h}`` and ``repeat/second_loss``."""
-        from clamp.training.olsson import (copying_scores, icl_positions, icl_score, induction_targets,
+        from clamp.training.olsson import (copying_scores, icl_positions, icl_score, icl_score_band, induction_targets,
                                            per_token_loss, prefix_matching)
 
         out = standard_metrics(view)
-        if view.evaluator == "train":
+        if view.evaluator == "heldout":
             tl = per_token_loss(view.logits, view.batch.targets)
             for p in self.LOSS_POSITIONS:
                 if p < tl.shape[1]:
                     out[f"token_loss/{p}"] = tl[:, p]
             early, late = icl_positions(self.cfg.n_ctx)
             out["icl/score"] = icl_score(tl, early, late)
+            out["icl/score_band"] = icl_score_band(tl, early, late, max(1, self.cfg.n_ctx // 16))
         elif view.evaluator == "repeat":
             rows = view.batch.meta["second_rows"]
             R = view.logits.shape[0]

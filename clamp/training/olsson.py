@@ -65,6 +65,19 @@ def icl_score(token_loss: Tensor, early: int, late: int) -> Tensor:
     return token_loss[:, late] - token_loss[:, early]
 
 
+def icl_score_band(token_loss: Tensor, early: int, late: int, width: int) -> Tensor:
+    """A less noisy ICL score: mean loss over ``width`` positions ending at ``late`` minus over ``width`` starting at ``early``.
+
+    Example:
+        >>> icl_score_band(torch.tensor([[4.0, 3.0, 2.0, 1.0]]), 0, 3, 2)
+        tensor([-2.])
+    """
+    T = token_loss.shape[1]
+    lo = token_loss[:, early : min(early + width, T)].nanmean(1)
+    hi = token_loss[:, max(late - width + 1, 0) : late + 1].nanmean(1)
+    return hi - lo
+
+
 def induction_targets(tokens: Tensor) -> Tensor:
     """Where an induction head should attend: ``[.., T, T]`` bool, True at ``(i, j)`` when ``j <= i``,
     ``j >= 1`` and ``tokens[j - 1] == tokens[i]`` with ``j - 1 < i`` (the token after an earlier occurrence).
