@@ -135,8 +135,8 @@ class SlurmExecutor:
         params.update(self.extra)
         try:
             ex.update_parameters(**params)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"Slurm options rejected by submitit: {e}. Fix the --slurm-* flags or executor_options.") from e
+        except (ValueError, TypeError, NameError) as e:  # submitit raises NameError for unknown parameters
+            raise ConfigError(f"Slurm options rejected by submitit: {e}\nFix the --slurm-* flags or executor_options.") from e
         return ex
 
     def run(self, jobs: Sequence[PackJob], on_event) -> Iterator[tuple[PackJob, Any]]:  # noqa: ANN001
