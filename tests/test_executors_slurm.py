@@ -93,3 +93,38 @@ def test_preempted_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     rec = json.loads((tmp_path / "slurm/tiny/runs/control/seed0/run.json").read_text())
     assert rec["timings"]["attempts"] == 2 and rec["resumed_from"] >= 512
     assert tables(tmp_path / "slurm/tiny") == tables(tmp_path / "local/tiny")
+
+
+
+class KillFirst(SlurmExecutor):
+    """SIGKILLs the first task once it is training (a node crash, an OOM kill)."""
+
+    killed: list[int] = []
+
+    def run(self, jobs, on_event):
+        def kill_then_forward(ev):
+            if not self.killed and ev["seen"] >= 64:
+                controller = self.submitted[ev["job"]]._process.pid
+                children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+                for pid in children:
+                    os.kill(int(pid), signal.SIGKILL)
+                self.killed.extend(int(p) for p in children)
+            on_event(ev)
+
+        yield from super().run(jobs, kill_then_forward)
+
+
+@pytest.mark.slow
+def test_killed_task_marks_its_runs_failed_and_the_others_finish(tmp_path):
+    s = study(2048)
+    ex = KillFirst(folder=tmp_path / "tiny/.submitit", jobs=1, cluster="local", time_min=10, poll=0.2)
+    ex.killed = []
+    assert run_study(s, out=tmp_path, quiet=True, analyse=False, executor=ex) == 1
+    assert ex.killed, "the test must kill a task mid-pack"
+    status = {arm: [json.loads((tmp_path / f"tiny/runs/{arm}/seed{seed}/run.json").read_text()) for seed in (0, 1)]
+              for arm in ("control", "other")}
+    assert [r["status"] for r in status["control"]] == ["failed", "failed"]
+    assert status["control"][0]["error"]  # submitit's reason, e.g. the task's exit status
+    assert [r["status"] for r in status["other"]] == ["finished", "finished"]
+    # a rerun resumes the lost pack from its last checkpoint
+    assert run_study(s, out=tmp_path, jobs=1, quiet=True, analyse=False) == 0

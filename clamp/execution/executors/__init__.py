@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slurm-time", type=int, metavar="MIN", help="Slurm: time limit per job in minutes (default 240); "
                    "a job that reaches it is requeued and resumes from its runs' last checkpoint")
     g.add_argument("--slurm-mem-gb", type=float, metavar="GB", help="Slurm: memory per job")
-    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"),
+    g.add_argument("--slurm-cluster", choices=("slurm", "local"),
                    help="submitit cluster (default: slurm when sbatch is found; local runs the array on this machine)")
     g.add_argument("--slurm-opt", action="append", metavar="KEY=VALUE",
                    help="Slurm: any other submitit parameter, e.g. slurm_account=lab or slurm_qos=high (repeatable)")
