@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slurm-time", type=int, metavar="MIN", help="Slurm: time limit per job in minutes (default 240); "
                    "a job that reaches it is requeued and resumes from its runs' last checkpoint")
     g.add_argument("--slurm-mem-gb", type=float, metavar="GB", help="Slurm: memory per job")
-    g.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"),
+    g.add_argument("--slurm-cluster", choices=("slurm", "local"),
                    help="submitit cluster (default: slurm when sbatch is found; local runs the array on this machine)")
     g.add_argument("--slurm-opt", action="append", metavar="KEY=VALUE",
                    help="Slurm: any other submitit parameter, e.g. slurm_account=lab or slurm_qos=high (repeatable)")
@@ -81,27 +81,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The ``options`` for :func:`make_executor` from parsed ``clamp run`` arguments; rejects misplaced flags."""
-    ray = {"address": args.address, "object_store_mb": args.ray_object_store_mb, "max_retries": args.ray_retries}
-    slurm = {"partition": args.slurm_partition, "time_min": args.slurm_time, "mem_gb": args.slurm_mem_gb,
-             "cluster": args.slurm_cluster}
+    given = {
+        "ray": {"--address": ("address", args.address), "--ray-object-store-mb": ("object_store_mb", args.ray_object_store_mb),
+                "--ray-retries": ("max_retries", args.ray_retries)},
+        "slurm": {"--slurm-partition": ("partition", args.slurm_partition), "--slurm-time": ("time_min", args.slurm_time),
+                  "--slurm-mem-gb": ("mem_gb", args.slurm_mem_gb), "--slurm-cluster": ("cluster", args.slurm_cluster),
+                  "--slurm-opt": ("extra", _slurm_extra(args.slurm_opt))},
+    }
+    misplaced = sorted(flag for engine, flags in given.items() if engine != args.executor
+                       for flag, (_, value) in flags.items() if value is not None)
+    if args.gpus is not None and args.executor == "local":
+        misplaced.append("--gpus")
+    if misplaced:
+        raise ConfigError(f"{', '.join(misplaced)} do(es) not apply to --executor {args.executor}; "
+                          "drop them or choose the executor they belong to (--executor ray or slurm).")
+    out = {key: value for key, value in given.get(args.executor, {}).values() if value is not None}
+    if args.gpus is not None:
+        out["gpus"] = args.gpus
+    return out
+
+
+def _slurm_extra(items: list[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
     extra = {}
-    for item in args.slurm_opt or ():
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--slurm-opt {item!r}: expected KEY=VALUE, e.g. slurm_account=lab.")
         extra[key] = _parse(value)
-    mine = {"ray": ray, "slurm": {**slurm, **({"extra": extra} if extra else {})}}.get(args.executor, {})
-    others = {k: v for name, opts in (("ray", ray), ("slurm", {**slurm, "extra": extra or None}))
-              if name != args.executor for k, v in opts.items() if v is not None}
-    if others:
-        flags = ", ".join(sorted(others))
-        raise ConfigError(f"options {flags} do not apply to --executor {args.executor}; drop them or pick the executor they belong to.")
-    out = {k: v for k, v in mine.items() if v is not None}
-    if args.gpus is not None:
-        if args.executor == "local":
-            raise ConfigError("--gpus applies to --executor ray or slurm; the local executor uses Study.device.")
-        out["gpus"] = args.gpus
-    return out
+    return extra
 
 
 def _parse(value: str) -> Any:

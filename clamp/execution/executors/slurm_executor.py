@@ -102,8 +102,8 @@ class SlurmExecutor:
         time_min: time limit per task in minutes (a task past it is requeued and resumes).
         gpus: GPUs per task (default: 1 for a study on ``cuda``, else 0).
         mem_gb: memory per task.
-        cluster: submitit's cluster: ``"slurm"`` (default when ``sbatch`` is found), ``"local"``
-            (this machine; for trying a study out and for tests) or ``"debug"`` (in this process).
+        cluster: submitit's cluster: ``"slurm"`` (default when ``sbatch`` is found) or ``"local"``
+            (the same array as processes on this machine; for trying a study out, and for tests).
         extra: any other submitit parameters, e.g. ``{"slurm_account": "lab", "slurm_qos": "high"}``.
         poll: seconds between checks of the array.
 
@@ -114,8 +114,8 @@ class SlurmExecutor:
     def __init__(self, *, folder: str | Path, jobs: int = 1, threads: int = 1, partition: str | None = None,
                  time_min: int | None = None, gpus: float | None = None, mem_gb: float | None = None,
                  cluster: str | None = None, extra: dict[str, Any] | None = None, poll: float = 1.0) -> None:
-        if cluster not in (None, "slurm", "local", "debug"):
-            raise ConfigError(f"SlurmExecutor: cluster={cluster!r} is unknown; choose 'slurm', 'local' or 'debug'.")
+        if cluster not in (None, "slurm", "local"):
+            raise ConfigError(f"SlurmExecutor: cluster={cluster!r} is unknown; choose 'slurm' or 'local'.")
         self.folder, self.jobs, self.threads = Path(folder), jobs, threads
         self.partition, self.time_min, self.gpus, self.mem_gb = partition, time_min or 240, gpus, mem_gb
         self.cluster, self.extra, self.poll = cluster, dict(extra or {}), poll
@@ -135,8 +135,8 @@ class SlurmExecutor:
         params.update(self.extra)
         try:
             ex.update_parameters(**params)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"Slurm options rejected by submitit: {e}. Fix the --slurm-* flags or executor_options.") from e
+        except (ValueError, TypeError, NameError) as e:  # submitit raises NameError for unknown parameters
+            raise ConfigError(f"Slurm options rejected by submitit: {e}\nFix the --slurm-* flags or executor_options.") from e
         return ex
 
     def run(self, jobs: Sequence[PackJob], on_event) -> Iterator[tuple[PackJob, Any]]:  # noqa: ANN001
