@@ -86,14 +86,14 @@ class PackJob:
     study_modules: dict = field(default_factory=lambda: _registered_study_modules())
     metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
     study_file: str | None = None  # loaded in a worker when the task or a metric is defined in it
+    # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
+    stop_after: dict | None = None
 
 
 def _registered_study_modules() -> dict:
     from clamp.study.modules import registered_study_modules
 
     return registered_study_modules()
-    # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
-    stop_after: dict | None = None
 
 
 DIVERGENCE_FACTOR = 100.0
