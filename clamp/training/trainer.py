@@ -241,7 +241,7 @@ class Trainer:
             raise ConfigError("Trainer needs at least one seed.")
         self._settings_depth = 0
         with self.torch_settings(train_cfg.flush_denormal):
-            self._build(model_cfg, task_cfg, train_cfg, seeds, intervener_factory)
+            self._build(model_cfg, task_cfg, train_cfg, seeds, intervener_factory, metrics)
 
     @contextlib.contextmanager
     def torch_settings(self, flush_denormal: bool | None = None) -> Iterator[None]:
@@ -265,7 +265,8 @@ class Trainer:
             self._settings_depth = 0
 
     def _build(self, model_cfg: ModelConfig, task_cfg: TaskConfig, train_cfg: TrainConfig,
-               seeds: Sequence[int | RunSeeds], intervener_factory: Callable[[Transformer], Intervener] | None) -> None:
+               seeds: Sequence[int | RunSeeds], intervener_factory: Callable[[Transformer], Intervener] | None,
+               metrics: Sequence[Callable[[EvalView], Any]] = ()) -> None:
         self.task = task_cfg.build()
         self.task_cfg = task_cfg
         self.metrics = tuple(metrics)
