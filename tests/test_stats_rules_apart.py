@@ -78,6 +78,9 @@ def test_clamp_stats_phase_writes_its_own_folder_and_leaves_the_study_untouched(
     assert res.outputs[0].parent.name == "stats_loss-second_repeat_gt_1.5"
     assert main(["stats", str(root), "--phase", "loss/second_repeat=1"]) == 2
     assert "METRIC<THRESHOLD" in capsys.readouterr().err
+    assert main(["stats", str(root), "--phase", "loss/second_repaet<1"]) == 2  # a typo names what was recorded
+    assert "recorded metrics are ['loss/second_repeat', 'train/loss']" in capsys.readouterr().err
+    assert not (root / "stats_loss-second_repaet_lt_1").exists()
 
 
 def test_the_default_rule_on_the_repeat_task_is_a_warning_naming_the_tasks_rule(tmp_path: Path, capsys):

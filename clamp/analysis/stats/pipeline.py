@@ -43,7 +43,7 @@ from clamp.analysis.stats.compare import CORRECTIONS, Correction, adjust_pvalues
 from clamp.analysis.stats.factorial import Effect, additivity, factorial_effects, not_estimable
 from clamp.analysis.stats.phase import ESTIMATORS
 from clamp.analysis.stats.rule import PhaseRule
-from clamp.analysis.stats.runs import StudySpec, load_runs, load_study, phase_table
+from clamp.analysis.stats.runs import StudySpec, load_runs, load_study, phase_table, recorded_metrics
 from clamp.analysis.stats.sentences import comparison_sentence, fmt_p, markdown, robustness_sentence
 
 
@@ -197,6 +197,11 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
     if phase is not None:
         rules = [r if isinstance(r, PhaseRule) else PhaseRule.parse(r) for r in phase]
         spec = spec.with_rules(rules)
+        known = recorded_metrics(root)
+        for r in rules:
+            if known and r.metric not in known:
+                raise ConfigError(f"phase rule {r.describe()!r}: no run recorded metric {r.metric!r}; "
+                                  f"recorded metrics are {known}.")
         dest = root / ("stats_" + "__".join(r.slug() for r in rules))
     if out is not None:
         dest = Path(out)

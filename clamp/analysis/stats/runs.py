@@ -168,6 +168,14 @@ def _read_metrics(path: Path, seed: int, wanted: set[str]) -> pd.DataFrame | Non
     return df
 
 
+def recorded_metrics(study_dir: str | Path) -> list[str]:
+    """The metric names found in the study's metrics files (sorted), e.g. to check a rule given on the command line."""
+    names: set[str] = set()
+    for path in sorted(Path(study_dir).glob("runs/*/seed*/metrics.csv")):
+        names |= set(pd.read_csv(path, usecols=["metric"], dtype={"metric": str})["metric"].dropna())
+    return sorted(names)
+
+
 def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
     """Every run of the study: the expected arm × seed grid plus any extra seeds found on disk.
 
