@@ -49,6 +49,12 @@ def _read_one(path: Path, arm: str, seed: int, wanted: set[str] | None) -> pd.Da
                          "value": pd.to_numeric(df["value"], errors="coerce")})
 
 
+def read_run_metrics(path: str | Path, seed: int, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+    """One run's ``metrics.csv``: columns ``seed, sequences_seen, metric, value`` (``metrics``: keep only these)."""
+    df = _read_one(Path(path), "", seed, set(metrics) if metrics is not None else None)
+    return df.drop(columns=["arm"]).reset_index(drop=True)
+
+
 def read_metrics(study_dir: str | Path, *, metrics: Iterable[str] | None = None,
                  arms: Iterable[str] | None = None) -> pd.DataFrame:
     """Every run's ``metrics.csv`` of a results folder, as one tidy frame.

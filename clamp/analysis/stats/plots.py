@@ -24,10 +24,9 @@ _MARK = {"sigmoid_mid": "o", "sigmoid_onset": "v", "steepest": "s", "changepoint
 
 
 def _colours(arms: Sequence[str]) -> dict[str, tuple]:
-    from matplotlib import colormaps
+    from clamp.analysis.figures import arm_colours  # the same colour per arm as every other figure
 
-    cmap = colormaps["tab10"]
-    return {a: cmap(i % 10) for i, a in enumerate(arms)}
+    return arm_colours(arms)
 
 
 def _plain_log(ax, which: str) -> None:
@@ -170,9 +169,7 @@ def plot_estimator_agreement(phase_times: pd.DataFrame, rule: PhaseRule, arms: S
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; returns the paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]  # names may hold dots (0.277)
-    fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
-    return paths
+    """Write ``stem.png`` and ``stem.svg`` (the analysis side's one saver); returns the paths."""
+    from clamp.analysis.figures import save_figure
+
+    return save_figure(fig, stem)

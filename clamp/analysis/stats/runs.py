@@ -153,19 +153,10 @@ class RunRecord:
 
 
 def _read_metrics(path: Path, seed: int, wanted: set[str]) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path, dtype={"run": str, "metric": str})
-    missing = {"sequences_seen", "metric", "value"} - set(df.columns)
-    if missing:
-        raise ConfigError(f"{path} lacks columns {sorted(missing)}; expected sequences_seen,run,metric,value.")
-    df = df[df["metric"].isin(wanted)].copy()
-    # A value that does not parse (e.g. a stray "nan" written as text) becomes NaN and is skipped later.
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    df["sequences_seen"] = pd.to_numeric(df["sequences_seen"], errors="coerce")
-    if "run" in df.columns and df["run"].nunique() > 1:
-        df = df[df["run"] == str(seed)]
-    return df
+    """One run's metrics (the analysis side's one reader, :mod:`clamp.analysis.results`), or None without a file."""
+    from clamp.analysis.results import read_run_metrics
+
+    return read_run_metrics(path, seed, wanted) if path.is_file() else None
 
 
 def recorded_metrics(study_dir: str | Path) -> list[str]:
