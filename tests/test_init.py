@@ -139,3 +139,14 @@ def test_the_flagship_studies_use_the_authors_scheme():
         for arm in load_study(root / name).arms:
             assert arm.model.init == "singh2024" and arm.task.streams == "independent", (name, arm.name)
             assert arm.model.resolve(arm.task.build().dims()) == FLAGSHIP.resolve(FewShotConfig().build().dims())
+
+
+@pytest.mark.parametrize("kw", [dict(attn_only=False, positions="learned"), dict(layernorm=False, positions="none")])
+def test_every_architecture_option_has_a_rule(kw):
+    cfg = ModelConfig(n_layers=1, n_heads=2, d_model=8, init="singh2024", **kw)
+    model = Transformer(cfg.resolve(FewShotConfig(n_classes=10, d_in=8).build().dims()), [0])
+    names = dict(model.named_parameters())
+    if "pos_embed" in names:
+        assert names["pos_embed"].abs().max() <= 0.04 and names["pos_embed"].abs().max() > 0
+    if "blocks.0.mlp_in.bias" in names:
+        assert torch.equal(names["blocks.0.mlp_in.bias"], torch.zeros_like(names["blocks.0.mlp_in.bias"]))
