@@ -108,6 +108,8 @@ def singh2024_rules(model: "Transformer") -> dict[str, Rule]:
         elif isinstance(module, RunLayerNorm):
             rules[f"{prefix}.weight"] = lambda shape, gen: torch.ones(shape)
             rules[f"{prefix}.bias"] = lambda shape, gen: torch.zeros(shape)
+        if getattr(module, "smear", None) is not None:  # smeared keys start as plain keys, as under "torch"
+            rules[f"{prefix}.smear"] = lambda shape, gen: torch.zeros(shape)
     return rules
 
 
