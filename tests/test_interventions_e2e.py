@@ -1,5 +1,5 @@
-"""Acceptance test of issue 13: a study file in a temporary folder with a custom nnsight intervention
-(and, where the task protocol and ``Study(metrics=...)`` exist, a custom task and a custom metric), run
+"""Acceptance test of issue 13: a study file in a temporary folder with a custom nnsight intervention and a
+custom intervention kind (and, where the task protocol and ``Study(metrics=...)`` exist, a custom task and a custom metric), run
 with ``--jobs 2`` (worker processes), killed mid-run, resumed, and read back from ``metrics.csv`` and
 ``phase_times.csv``; the resumed results equal an uninterrupted run's (up to float rounding).
 
@@ -44,6 +44,25 @@ def sharpen(model, ctx, power=4.0):
 
 SHARPEN = clamp.NnsightIntervention(name="sharpen", fn=sharpen, site="blocks.1.attn.hook_pattern",
                                     windows=[clamp.Window(start=0, stop={stop})])
+
+
+from dataclasses import dataclass
+from clamp.interventions.effects import Compiled, Op
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlipSign(clamp.Intervention):
+    """A user kind: negate one layer's attention output."""
+    layer: int
+
+    def check(self, probe):
+        return [] if 0 <= self.layer < probe.cfg.n_layers else [f"layer={{self.layer}} is out of range"]
+
+    def compile(self, model, task):
+        return Compiled([Op(f"blocks.{{self.layer}}.hook_attn_out", lambda x, ctx: -x)])
+
+
+FLIP = FlipSign(layer=0, windows=[(0, {stop})])
 '''
 
 BUILTIN_TASK = '''
@@ -102,7 +121,7 @@ STUDY = '''
 STUDY = clamp.Study(
     name="e2e", seeds=[0, 1], n_sequences={n}, eval_every={every}, eval_size=32, checkpoint_every={ckpt},
     arms=[clamp.Arm(name="control", model=MODEL, task=TASK, lr=3e-3, batch_size=16),
-          clamp.Arm(name="sharp", model=MODEL, task=TASK, lr=3e-3, batch_size=16, interventions=[SHARPEN])],
+          clamp.Arm(name="sharp", model=MODEL, task=TASK, lr=3e-3, batch_size=16, interventions=[SHARPEN, FLIP])],
     **EXTRA,
 )
 '''
@@ -163,16 +182,18 @@ def test_custom_intervention_study_with_two_workers_killed_and_resumed(tmp_path)
     assert all(status(f) == "finished" for f in runs)
     sharp_rec = json.loads((runs[2] / "run.json").read_text())
     assert sharp_rec["resumed_from"] and sharp_rec["resumed_from"] > 0  # it resumed from a checkpoint, not from 0
-    kinds = [iv["kind"] for iv in sharp_rec["config"]["interventions"]]
-    assert kinds == ["nnsight"] and sharp_rec["config"]["interventions"][0]["fn"].startswith("clamp_study_e2e_study_")
+    kinds = [iv["kind"] for iv in sharp_rec["config"]["interventions"]]  # a built-in kind, and a user kind by import path
+    assert kinds[0] == "nnsight" and sharp_rec["config"]["interventions"][0]["fn"].startswith("clamp_study_e2e_study_")
+    assert kinds[1].startswith("clamp_study_e2e_study_") and kinds[1].endswith(":FlipSign")
 
     # the custom metric (or, without the task protocol, the custom intervention's firing record) in metrics.csv
     metric = "l1h0_peak" if USER_TASKS else "fired/sharpen"
     for folder in (runs if USER_TASKS else runs[2:]):
         values = [(int(r["sequences_seen"]), float(r["value"])) for r in rows(folder / "metrics.csv") if r["metric"] == metric]
         assert [s for s, _ in values] == sorted({s for s, _ in values}) and values[-1][0] == N  # once per evaluation
-    fired = [(int(r["sequences_seen"]), float(r["value"])) for r in rows(runs[2] / "metrics.csv") if r["metric"] == "fired/sharpen"]
-    assert all(v > 0 for s, v in fired if s < STOP) and all(v == 0 for s, v in fired if s > STOP + EVERY)
+    for name in ("sharpen", "flipsign"):  # both custom interventions acted in their window, and only there
+        fired = [(int(r["sequences_seen"]), float(r["value"])) for r in rows(runs[2] / "metrics.csv") if r["metric"] == f"fired/{name}"]
+        assert all(v > 0 for s, v in fired if s < STOP) and all(v == 0 for s, v in fired if s > STOP + EVERY), name
 
     # ... and in phase_times.csv, one row per run for the rule on it (or the default rule)
     phase = rows(res / "e2e" / "phase_times.csv")

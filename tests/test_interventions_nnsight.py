@@ -217,3 +217,17 @@ def test_study_file_functions_resolve_by_a_stable_module_name(tmp_path):
     from clamp.interventions.effects import load_function
 
     assert load_function(nn.fn).__name__ == "sharpen" and name in sys.modules
+
+
+def test_study_module_name_is_the_same_in_every_clone(tmp_path):
+    """Run keys of arms with study-file functions hold the module name: cloning or moving the project keeps it."""
+    from clamp.study.modules import study_module_name
+
+    names = []
+    for clone in ("a", "b"):
+        (tmp_path / clone / ".git").mkdir(parents=True)
+        (tmp_path / clone / "studies").mkdir()
+        names.append(study_module_name(tmp_path / clone / "studies" / "s.py"))
+    assert names[0] == names[1]
+    assert study_module_name(tmp_path / "a" / "other" / "s.py") != names[0]  # same stem elsewhere: no collision
+    assert study_module_name(tmp_path / "x.py") != study_module_name(tmp_path / "y" / "x.py")  # outside a checkout

@@ -78,15 +78,4 @@ def test_only_builtins_set_a_kind_string_and_local_classes_are_refused():
         Local().to_dict()
 
 
-@pytest.mark.slow
-def test_user_kind_trains_in_spawned_workers(tmp_path):
-    from clamp.execution.runner import run_study
-    from clamp.study import load_study
-
-    study = load_study(write(tmp_path))
-    assert run_study(study, out=tmp_path / "res", jobs=2, pack=False, quiet=True, analyse=False) == 0  # 2 spawned workers
-    for seed in (0, 1):
-        run = tmp_path / "res" / "userkind" / "runs" / "flip" / f"seed{seed}"
-        assert json.loads((run / "run.json").read_text())["status"] == "finished"
-        fired = [line.split(",")[-1].strip() for line in (run / "metrics.csv").read_text().splitlines() if ",fired/flipsign," in line]
-        assert fired == ["1.0", "2.0", "0.0"]  # evals at 0, 32, 64; window [0, 32): 2 steps + the eval at 0
+# Training in spawned worker processes (and on resume) with a user kind: tests/test_interventions_e2e.py.

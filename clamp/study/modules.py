@@ -5,8 +5,10 @@ results refer to by import path (a user intervention kind, an nnsight
 intervention, a ``FunctionClamp`` function): ``"clamp_study_<stem>_<hash>:sharpen"``.
 For that path to resolve later -- in a spawned worker process, on resume, when
 rebuilding interventions from ``study.json`` -- the file is imported under a name
-derived from its resolved path (the same file always gets the same name, two
-files with the same stem never collide) and stays in ``sys.modules``.  This
+derived from its path (relative to its git checkout, so a clone or a moved
+project gives the same name and the same run keys; the same file always gets the
+same name, two files with the same stem in one checkout never collide) and
+stays in ``sys.modules``.  This
 process remembers which file each such module came from
 (:func:`registered_study_modules`); a worker receives that map with its job and
 imports the files again by path (:func:`import_study_modules`) before rebuilding
@@ -26,8 +28,21 @@ PREFIX = "clamp_study_"
 _FILES: dict[str, str] = {}  # module name -> resolved path of the study file
 
 
+def _anchor(p: Path) -> str:
+    """What names a study file: its path relative to the root of the git checkout holding it (the same in
+    every clone, so moving or cloning the project keeps run keys), else its absolute path."""
+    for parent in p.parents:
+        if (parent / ".git").exists():
+            return p.relative_to(parent).as_posix()
+    return str(p)
+
+
 def study_module_name(path: str | Path) -> str:
-    """The stable module name of a study file: ``clamp_study_<stem>_<8 hex of its resolved path>``.
+    """The stable module name of a study file: ``clamp_study_<stem>_<8 hex>``.
+
+    The hex digits hash the file's path relative to its git checkout (absolute outside one), so
+    the same file always gets the same name, in any clone, and two study files with the same
+    stem do not collide.
 
     Example:
         >>> study_module_name("/tmp/x/my-study.py").startswith("clamp_study_my_study_")
@@ -35,7 +50,7 @@ def study_module_name(path: str | Path) -> str:
     """
     p = Path(path).resolve()
     stem = re.sub(r"[^0-9A-Za-z_]", "_", p.stem)
-    return f"{PREFIX}{stem}_{hashlib.sha1(str(p).encode()).hexdigest()[:8]}"
+    return f"{PREFIX}{stem}_{hashlib.sha1(_anchor(p).encode()).hexdigest()[:8]}"
 
 
 def import_study_module(path: str | Path) -> types.ModuleType:
