@@ -41,7 +41,7 @@ STUDY = Study(
     eval_every=2_000,  # 500 evaluations over 1e6 sequences; the checkpoints carry the analyses
     eval_size=512,
     checkpoint_every=25_000,
-    dense=[Dense(start=100_000, stop=500_000, checkpoint_every=12_500)],
+    dense=[Dense(start=400_000, stop=800_000, checkpoint_every=12_500)],  # around the phase change (≈6.2e5 with this init)
     control=None,
     heatmap_heads=["L0H0", "L1H0", "L1H1", "L1H2"],
     heatmap_at=[0, 100_000, 300_000, 1_000_000],
