@@ -10,7 +10,13 @@ so every node runs the same code as the driver and computes the same numbers.
 
 A worker that dies (killed, out of memory, node lost) is retried by Ray up to
 ``max_retries`` times from the files the pack started with; after that the
-runner marks the pack's runs ``failed`` with the error.  Nothing is lost silently.
+runner marks the pack's runs ``failed`` with the error.  Nothing is lost silently,
+but a pack's files come back only when it ends: a retry, or a rerun after the
+driver itself was stopped, starts the pack again from where it started (keep packs
+to tens of minutes, or use Slurm with a shared file system for very long runs).
+
+``jobs`` sizes a local instance only; on a cluster, the CPUs it offers decide how
+many packs train at once.
 """
 
 from __future__ import annotations
@@ -119,10 +125,11 @@ class RayExecutor:
         try:
             queue = Queue(actor_options={"num_cpus": 0})
             refs = {}
+            remote = ray.remote(_ray_pack)
             for job in jobs:
                 gpus = self.gpus if self.gpus is not None else (1 if str(job.train.get("device", "cpu")).startswith("cuda") else 0)
-                task = ray.remote(_ray_pack).options(num_cpus=self.threads, num_gpus=gpus, max_retries=self.max_retries,
-                                                     retry_exceptions=False, name=f"clamp-pack-{job.arm}-{job.job_id}")
+                task = remote.options(num_cpus=self.threads, num_gpus=gpus, max_retries=self.max_retries,
+                                      retry_exceptions=False, name=f"clamp-pack-{job.arm}-{job.job_id}")
                 refs[task.remote(job, files_to_send(job), queue, self.threads)] = job
             pending = list(refs)
             while pending:
