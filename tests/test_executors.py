@@ -56,7 +56,9 @@ def test_make_executor_names_and_errors(tmp_path):
 ])
 def test_misplaced_executor_flags_fail_before_training(tmp_path, capsys, args, words):
     f = tmp_path / "s.py"
-    f.write_text("from clamp import Arm, Study\nSTUDY = Study(name='s', arms=[Arm(name='control')], n_sequences=64)\n")
+    f.write_text("from clamp import Arm, FewShotConfig, ModelConfig, Study\n"
+                 "STUDY = Study(name='s', arms=[Arm(name='control', model=ModelConfig(n_layers=1, n_heads=1, d_model=8),\n"
+                 "              task=FewShotConfig(n_classes=10, d_in=8))], n_sequences=64, eval_every=32, eval_size=16)\n")
     assert main(["run", str(f), "--out", str(tmp_path / "res"), *args]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "res/s/runs").exists()

@@ -87,10 +87,10 @@ def page_problems(browser: Browser, study_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     from clamp.analysis.report import build_report
-    from clamp.analysis.stats import analyse_study
+    from clamp.analysis.stats import compute_statistics
 
     d = make_results(tmp_path_factory.mktemp("browser"))
-    analyse_study(d, quiet=True, n_boot=200)
+    compute_statistics(d, quiet=True, n_boot=200)
     build_report(d)
     return d
 

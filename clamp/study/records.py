@@ -28,7 +28,8 @@ def arm_record(study: Study, arm: Arm) -> dict:
         "description": arm.description,
         "factors": dict(arm.factors),
         "model": model.to_dict(),
-        "init": model.init,  # shown even at its default (to_dict leaves it out there, to keep run keys)
+        # shown even at its default (to_dict leaves it out there, to keep run keys); a foreign model has none
+        "init": getattr(model, "init", None),
         "task": arm.task.to_dict(),
         "train": study.train_config(arm).to_dict(),
         "interventions": [i.to_dict() for i in arm.interventions],
