@@ -332,8 +332,14 @@ def window_words(windows: Sequence[dict] | None) -> str:
     """
     if not windows:
         return "whole training"
-    parts = [f"{int(w.get('start') or 0):,}–" + (f"{int(w['stop']):,}" if w.get("stop") is not None else "end of training")
-             for w in windows]
+    def end(v: object, none: str) -> str:  # a number, None, or a trigger's dict (clamp.When)
+        if isinstance(v, dict):
+            from clamp.interventions.when import When
+
+            return f"[{When.from_dict(v).describe()}]"
+        return none if v is None else f"{int(v):,}"
+
+    parts = [end(w.get("start") or 0, "0") + "–" + end(w.get("stop"), "end of training") for w in windows]
     return "sequences " + " and ".join(parts)
 
 

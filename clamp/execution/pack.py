@@ -47,6 +47,7 @@ from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
+from clamp.interventions.triggers import record_triggers, restore_triggers
 
 CHECKPOINT_FORMAT = 1
 Sink = Callable[[dict], None]
@@ -81,14 +82,14 @@ class PackJob:
     # by path first, so what they define (interventions, functions, kinds) is found by import path.
     study_modules: dict = field(default_factory=lambda: _registered_study_modules())
     metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
+    # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
+    stop_after: dict | None = None
 
 
 def _registered_study_modules() -> dict:
     from clamp.study.modules import registered_study_modules
 
     return registered_study_modules()
-    # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
-    stop_after: dict | None = None
 
 
 class _StopPack(Exception):
@@ -309,6 +310,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     if job.resume_from is not None:
         states = [load_checkpoint(checkpoint_path(r.folder, job.resume_from)) for r in runs]
         trainer.load_state_dict(merge_states(states))
+        restore_triggers(trainer, runs, job.resume_from)  # triggered windows: state rebuilt from metrics.csv
         if trainer.seen != job.resume_from:
             raise RuntimeError(f"checkpoint at {job.resume_from} holds step {trainer.step}; the study's batch size changed?")
     for run in runs:
@@ -354,6 +356,8 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 continue
             rows = [(seen, run.spec.seed, name, _fmt(metrics[name][run.index])) for name in sorted(metrics)]
             append_text(run.metrics, csv_text(rows))
+            if record_triggers(trainer, run, metrics, seen):
+                run.write_json()
         if not live():
             raise _StopPack
         values = None if stop is None else metrics.get(stop["metric"])
@@ -424,6 +428,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 break
             trainer = build(keep)
             trainer.load_state_dict(merge_states([parts[r.index] for r in keep]))
+            restore_triggers(trainer, keep, seen)
             for i, run in enumerate(keep):
                 run.index = i
             members = keep

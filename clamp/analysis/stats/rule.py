@@ -236,6 +236,8 @@ def arm_windows(arm: dict) -> list[Window]:
     out: list[Window] = []
     for iv in arm.get("interventions") or []:
         for w in (iv.get("windows") or []) if isinstance(iv, dict) else []:
+            if isinstance(w.get("start"), dict) or isinstance(w.get("stop"), dict):
+                continue  # a triggered window opens per run (clamp.When): not known from study.json
             start, stop = float(w.get("start") or 0), w.get("stop")
             if start <= 0 and stop is None:
                 continue
