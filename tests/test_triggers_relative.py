@@ -65,3 +65,10 @@ def test_relative_row_is_pure():
     row = {"time": 50.0, "event": True, "included": True, "note": "x"}
     out = relative_row(row, 20.0, "ko:start")
     assert row == {"time": 50.0, "event": True, "included": True, "note": "x"} and out["time"] == 30.0
+
+
+def test_first_crossing_on_the_relative_clock():
+    rule = PhaseRule(relative_to="ko:start", persist="end")
+    t = phase_table([_run(0, [0.7, 0.1, 0.7, 0.7, 0.7, 0.7], [0, 1, 1, 1, 1, 1])], (rule,))
+    thr = t[t.estimator == "threshold"].iloc[0]
+    assert thr["relapsed"] and not thr["event"] and thr["time"] == 400 and thr["first_crossing"] == 0

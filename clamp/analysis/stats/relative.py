@@ -87,6 +87,8 @@ def relative_row(row: dict, t_ref: float, relative_to: str) -> dict:
     """
     out = dict(row)
     out["reference_time"] = t_ref
+    if "first_crossing" in row:  # on the same clock as the time
+        out["first_crossing"] = float(row["first_crossing"]) - t_ref if math.isfinite(t_ref) else math.nan
     t = float(row.get("time", math.nan))
     if not math.isfinite(t_ref):
         out.update(time=math.nan, included=False, reference="never happened",

@@ -150,17 +150,27 @@ def plot_heatmap(ranked: pd.DataFrame, prefix: str, control: str) -> Any:
     from matplotlib.figure import Figure
 
     val, sig, layers, H = heatmap_cells(ranked)
+    bound = {"at least": "≥", "at most": "≤"}
+    marks: dict[tuple[int, int | None], str] = {}
+    for r in ranked.itertuples():  # a ratio that is only a bound (a median not reached) is shown as one
+        m, ml = _HEAD.fullmatch(str(r.component)), _LAYER.fullmatch(str(r.component))
+        kind = bound.get(r.ratio_bound_kind, "") if not np.isfinite(float(r.ratio)) else ""
+        if m:
+            marks[(int(m.group(1)), int(m.group(2)))] = kind
+        elif ml:
+            marks[(int(ml.group(1)), None)] = kind
     fig = Figure(figsize=(1.0 + 0.8 * max(H, 2), 1.2 + 0.7 * max(len(layers), 1)), layout="constrained")
     ax = fig.subplots()
     lim = max(1.0, float(np.nanmax(np.abs(val))) if np.isfinite(val).any() else 1.0)
     im = ax.imshow(val, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     for i in range(val.shape[0]):
         for j in range(val.shape[1]):
-            txt = "n/a" if not np.isfinite(val[i, j]) else f"×{2 ** val[i, j]:.2g}" + ("*" if sig[i, j] else "")
+            kind = marks.get((layers[i], j), marks.get((layers[i], None), ""))
+            txt = "n/a" if not np.isfinite(val[i, j]) else f"{kind}×{2 ** val[i, j]:.2g}" + ("*" if sig[i, j] else "")
             ax.text(j, i, txt, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(H), [f"H{h}" for h in range(H)])
     ax.set_yticks(range(len(layers)), [f"L{l}" for l in layers])
-    ax.set_title(f"scan {prefix}: phase-change time vs {control}", fontsize=9)
+    ax.set_title(f"scan {prefix}: phase-change time vs {control} (≥: a median not reached)", fontsize=9)
     fig.colorbar(im, ax=ax, label="log2(time ratio)")
     return fig
 
