@@ -170,7 +170,7 @@ def plot_heatmap(ranked: pd.DataFrame, prefix: str, control: str) -> Any:
             ax.text(j, i, txt, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(H), [f"H{h}" for h in range(H)])
     ax.set_yticks(range(len(layers)), [f"L{l}" for l in layers])
-    ax.set_title(f"scan {prefix}: phase-change time vs {control} (≥: a median not reached)", fontsize=9)
+    ax.set_title(f"scan {prefix}: phase-change time vs {control}\n(≥: a median not reached; *: significant)", fontsize=8)
     fig.colorbar(im, ax=ax, label="log2(time ratio)")
     return fig
 
