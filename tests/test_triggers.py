@@ -121,6 +121,8 @@ def test_unknown_metric_rejected_before_training_listing_metrics():
     msg = str(e.value)
     assert "'train/los'" in msg and "did you mean 'train/loss'" in msg and "prev_token/L1H1" in msg and "clock" in msg
     validate_study(_study(_ko(start=When("clock", ">", 0.1))))  # a user metric is known
+    with pytest.raises(StudyError, match="'fired/ko'"):  # computed after the triggers are checked: never seen
+        validate_study(_study(_ko(start=When("fired/ko", ">", 0))))
 
 
 def test_recorded_in_run_json_and_resume_is_exact(tmp_path, monkeypatch):

@@ -5,9 +5,11 @@ arm would silently train as its control -- the worst kind of wrong result.  The
 names an arm records depend on its task, its model (one ``prev_token/L{l}H{h}``
 per head), the study's user metrics and its interventions, so they are taken
 from one evaluation of a fresh one-run model with tiny evaluation sets (cheap
-for the models here), plus the rows only written later (``train_batch/loss``,
-``fired/<name>``, ``trigger/...``).  Torch is imported only when an arm has a
-trigger.
+for the models here), plus ``train_batch/loss`` (absent at the evaluation at
+0).  The firing and trigger rows are not offered: they are computed after the
+triggers are checked.  A held-out metric evaluated only every
+``heldout_eval_every`` triggers only at the evaluations that have it.  Torch is
+imported only when an arm has a trigger.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def check_trigger_metrics(model_cfg: Any, task_cfg: Any, interventions: Sequence
              for end in ("start", "stop") if isinstance(getattr(w, end), When)]
     if not whens:
         return
-    names = recorded_metrics(model_cfg, task_cfg, interventions, metrics, batch_size)
+    # fired/..., interventions/fired and trigger/... rows are computed after the triggers are checked at an
+    # evaluation, so a trigger on them would never see them: not offered
+    names = [n for n in recorded_metrics(model_cfg, task_cfg, interventions, metrics, batch_size)
+             if not n.startswith(("fired/", "trigger/")) and n != "interventions/fired"]
     bad = []
     for iv_name, end, when in whens:
         if when.metric not in names:
