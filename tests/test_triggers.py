@@ -155,3 +155,24 @@ def test_recorded_in_run_json_and_resume_is_exact(tmp_path, monkeypatch):
         # opens after the delay: the evaluation at start + 32 is its first edit, then 2 steps per evaluation
         assert fired[start] == 0 and fired[start + 32] == 1 and fired[start + 64] >= 2
         assert (fired[fired.index > stop] == 0).all()  # released at the stop event: no edit after it
+
+
+def test_pack_regrouped_after_a_run_stops_keeps_the_others_trigger_state(tmp_path):
+    """A run stopping after its phase change rebuilds the pack; the remaining run's trigger state survives."""
+    from clamp.analysis.stats.rule import PhaseRule
+    from clamp.study.stopping import StopAfterPhase
+
+    iv = _ko(start=When("clock", ">", 0.1, delay=32))  # seed 1 detects at 64, seed 0 at 128 (opens at 160)
+    phase = [PhaseRule(metric="clock", threshold=0.2, direction="above")]  # seed 1 crosses at 128, seed 0 at 224
+    ref = _study(iv, phase=phase)
+    cut = _study(iv, phase=phase, stop_after_phase=StopAfterPhase(margin=0))  # seed 1 stops at 128: regroup
+    assert run_study(ref, out=tmp_path / "ref", jobs=1, quiet=True, analyse=False) == 0
+    assert run_study(cut, out=tmp_path / "cut", jobs=1, quiet=True, analyse=False) == 0
+    rd = Path("trig/runs/closed_loop/seed0")
+    assert json.loads((tmp_path / "cut/trig/runs/closed_loop/seed1/run.json").read_text())["stopped_early"]["at"] == 128
+    a = pd.read_csv(tmp_path / "ref" / rd / "metrics.csv")
+    b = pd.read_csv(tmp_path / "cut" / rd / "metrics.csv")
+    assert b.sequences_seen.max() == 224  # seed 0 stops too, after its own crossing
+    pd.testing.assert_frame_equal(a[a.sequences_seen <= 224].reset_index(drop=True), b, atol=1e-6, rtol=1e-5)
+    fired = b[b.metric == "fired/ko"].set_index("sequences_seen")["value"]
+    assert fired[128] == 0 and fired[160] == 1 and fired[192] == 3
