@@ -41,7 +41,9 @@ _EXPORTS: dict[str, str] = {
     "FewShotConfig": "clamp.tasks", "RepeatConfig": "clamp.tasks", "Batch": "clamp.tasks",
     "TextConfig": "clamp.tasks", "MarkovConfig": "clamp.tasks", "BurstyConfig": "clamp.tasks", "TaskBase": "clamp.tasks", "UserTaskConfig": "clamp.tasks", "EvalView": "clamp.tasks",
     # interventions: kinds, windows and constructors
-    "Window": "clamp.interventions", "Intervention": "clamp.interventions", "Clamp": "clamp.interventions",
+    "Window": "clamp.interventions", "When": "clamp.interventions.when", "scan": "clamp.study.scan", "scan_heads": "clamp.study.scan",
+    "scan_layers": "clamp.study.scan", "scan_subcircuits": "clamp.study.scan",
+    "LN2": "clamp.analysis.stats.rule", "Intervention": "clamp.interventions", "Clamp": "clamp.interventions",
     "PatternClamp": "clamp.interventions", "FunctionClamp": "clamp.interventions", "Knockout": "clamp.interventions",
     "IdealLayer1": "clamp.interventions", "PerfectCopy": "clamp.interventions",
     "PreservingAblation": "clamp.interventions", "GraftOutput": "clamp.interventions",

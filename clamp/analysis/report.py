@@ -32,6 +32,7 @@ import pandas as pd
 
 from clamp.analysis.figures import arm_colours, arm_styles, save_figure, sequences_axis
 from clamp.analysis.results import read_metrics
+from clamp.analysis.trigger_marks import mark_triggers
 from clamp.analysis.stats.rule import LN2, PhaseRule, arm_windows, crossing_time
 from clamp.execution.store import atomic_write_text, read_json, run_dir
 
@@ -203,6 +204,7 @@ def curves_figure(df: pd.DataFrame, arms: Sequence[str], metric: str, title: str
             _band(ax, _wide(df, arm, metric), styles[arm], arm)
         for y, ls, label in reference_lines(study, metric):
             ax.axhline(y, color="0.3", ls=ls, lw=1, label=label, zorder=1)
+        mark_triggers(ax, df, group, styles)  # where each run's triggered window opened/closed
         if len(panels) > 1:
             ax.set_title(f"{group[1]} vs {group[0]}", fontsize=9)
         sequences_axis(ax)
@@ -332,8 +334,14 @@ def window_words(windows: Sequence[dict] | None) -> str:
     """
     if not windows:
         return "whole training"
-    parts = [f"{int(w.get('start') or 0):,}–" + (f"{int(w['stop']):,}" if w.get("stop") is not None else "end of training")
-             for w in windows]
+    def end(v: object, none: str) -> str:  # a number, None, or a trigger's dict (clamp.When)
+        if isinstance(v, dict):
+            from clamp.interventions.when import When
+
+            return f"[{When.from_dict(v).describe()}]"
+        return none if v is None else f"{int(v):,}"
+
+    parts = [end(w.get("start") or 0, "0") + "–" + end(w.get("stop"), "end of training") for w in windows]
     return "sequences " + " and ".join(parts)
 
 

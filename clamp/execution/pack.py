@@ -51,6 +51,7 @@ from clamp.execution.faults import injector
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
+from clamp.interventions.triggers import record_triggers, restore_triggers
 
 CHECKPOINT_FORMAT = 1
 Sink = Callable[[dict], None]
@@ -359,6 +360,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     if job.resume_from is not None:
         states = [load_checkpoint(checkpoint_path(r.folder, job.resume_from)) for r in runs]
         trainer.load_state_dict(merge_states(states))
+        restore_triggers(trainer, runs, job.resume_from)  # triggered windows: state rebuilt from metrics.csv
         if trainer.seen != job.resume_from:
             raise RuntimeError(f"checkpoint at {job.resume_from} holds step {trainer.step}; the study's batch size changed?")
     # A resume from the checkpoint at 0 evaluates at 0 again (trainer.step == 0 below): keep no row of 0 then.
@@ -410,6 +412,8 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 continue
             rows = [(seen, run.spec.seed, name, _fmt(metrics[name][run.index])) for name in sorted(metrics)]
             append_text(run.metrics, csv_text(rows))
+            if record_triggers(trainer, run, metrics, seen):
+                run.write_json()
             if loss is not None:
                 v = float(loss[run.index])
                 start = run.record.setdefault("initial_loss", v)  # the first evaluation's (kept through resumes)
@@ -486,6 +490,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 break
             trainer = build(keep)
             trainer.load_state_dict(merge_states([parts[r.index] for r in keep]))
+            restore_triggers(trainer, keep, seen)
             for i, run in enumerate(keep):
                 run.index = i
             members = keep

@@ -69,9 +69,9 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
 
     def factory(model: Any) -> Any:
         validate_interventions(ivs, model.cfg, task, None, probe_changes=False)
-        from clamp.interventions.apply import Applier  # imports nnsight when it is the backend
+        from clamp.interventions.triggers import applier_class  # the applier; nnsight only when it is the backend
 
-        return Applier(model, ivs, task, backend)
+        return applier_class(ivs)(model, ivs, task, backend)
 
     return factory
 

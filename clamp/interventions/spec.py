@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from clamp.errors import ConfigError
+from clamp.interventions.when import When, is_triggered
 
 if TYPE_CHECKING:  # torch-side types, imported only by type checkers
     from clamp.interventions.checks import Probe
@@ -58,14 +59,23 @@ class Window:
         True
     """
 
-    start: int = 0
-    stop: int | None = None
+    start: "int | When" = 0
+    stop: "int | When | None" = None
+
+    def __post_init__(self) -> None:  # a start/stop may be an event (clamp.When): see clamp.interventions.when
+        object.__setattr__(self, "start", When.coerce(self.start))
+        object.__setattr__(self, "stop", When.coerce(self.stop))
+        if isinstance(self.stop, When) and self.stop.duration is not None:
+            raise ConfigError("Window(stop=When(..., duration=...)): duration belongs to a start event; drop it.")
 
     def contains(self, seen: int) -> bool:
+        if is_triggered(self):
+            raise ConfigError("a triggered window (start/stop=When(...)) is open per run; apply it through "
+                              "clamp.interventions.triggers.TriggeredApplier (make_intervener does).")
         return self.start <= seen and (self.stop is None or seen < self.stop)
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "stop": self.stop}
+        return {"start": _end_dict(self.start), "stop": _end_dict(self.stop)}
 
     @classmethod
     def coerce(cls, w: "Window | dict | Sequence[int | None]") -> "Window":
@@ -80,6 +90,10 @@ class Window:
         if isinstance(w, (list, tuple)) and len(w) == 2:
             return cls(start=w[0], stop=w[1])
         raise ConfigError(f"cannot read a window from {w!r}; give Window(start=..., stop=...), a dict or a (start, stop) pair.")
+
+
+def _end_dict(v: "int | When | None") -> "int | dict | None":
+    return v.to_dict() if isinstance(v, When) else v
 
 
 # --------------------------------------------------------------------------- import paths

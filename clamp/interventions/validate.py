@@ -13,13 +13,15 @@ found is reported in one :class:`ConfigError` naming the intervention and the fi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import torch
 
 from clamp.errors import ConfigError
 from clamp.interventions.checks import Probe
-from clamp.interventions.spec import Intervention, intervention_from_dict
+from clamp.interventions.spec import Intervention, Window, intervention_from_dict
+from clamp.interventions.when import is_triggered
 from clamp.model.transformer import ModelConfig
 
 
@@ -27,6 +29,8 @@ def _check_windows(iv: Intervention, n_sequences: int | None, errs: list[str]) -
     if not iv.windows:
         errs.append("windows is empty, so it never applies; give at least one Window (Window() = always)")
     for w in iv.windows:
+        if is_triggered(w):  # an event window (clamp.When): checked by clamp.interventions.triggers
+            continue
         if not isinstance(w.start, int) or w.start < 0:
             errs.append(f"window start={w.start} must be a non-negative integer (sequences seen)")
         elif w.stop is not None and (not isinstance(w.stop, int) or w.start >= w.stop):
@@ -51,6 +55,8 @@ def check_changes(iv: Intervention, probe: Probe) -> str | None:
     """
     from clamp.interventions.apply import Applier  # imports nnsight only for an nnsight intervention
 
+    if any(is_triggered(w) for w in iv.windows):  # probe it as if its event had fired at 0
+        iv = dataclasses.replace(iv, windows=(Window(),))
     seen = min(w.start for w in iv.windows)
     iv = iv.for_probe()
     try:

@@ -462,6 +462,8 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
             study.train_config(arm)
             if arm.interventions:
                 mod.validate_interventions(list(arm.interventions), model, task, study.budget(arm))
+                from clamp.interventions.trigger_checks import check_arm_triggers  # clamp.When on known metrics
+                check_arm_triggers(study, arm)
             for h in study.heatmap_heads:
                 layer, head = map(int, h[1:].split("H"))
                 if layer >= model.n_layers or head >= model.n_heads:

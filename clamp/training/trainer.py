@@ -395,6 +395,9 @@ class Trainer:
         self._batch_loss_sum = torch.zeros(self.n_runs)
         self._batch_loss_n = 0
         if self.intervener is not None:
+            observe = getattr(self.intervener, "observe", None)  # triggered windows (clamp.interventions.triggers)
+            if observe is not None:
+                out.update(observe(self.seen, out))
             out.update(self.intervener.firing_metrics())
         return {k: v.detach().float().cpu() for k, v in out.items()}
 

@@ -228,6 +228,11 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
     md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
 
     dest.mkdir(parents=True, exist_ok=True)
+    from clamp.analysis.stats.scan import scan_reports  # scans (clamp.scan): ranking over the scan, heatmap
+
+    scan_md, scan_files = scan_reports(dest, table, spec, n_boot=n_boot, confidence=confidence, alpha=alpha,
+                                       seed=seed, plots=plots)
+    md += scan_md
     outputs = [dest / "phase_times.csv", dest / "stats.csv", dest / "stats.md"]
     table.to_csv(outputs[0], index=False)
     stats_df.to_csv(outputs[1], index=False)
@@ -237,6 +242,7 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         fact.to_csv(outputs[-1], index=False)
     if plots:
         outputs += _write_plots(dest / "plots", table, spec)
+    outputs += scan_files
     for w in task_rule_warnings(spec):
         print(f"clamp: warning: {w}", file=sys.stderr)
     if not quiet:

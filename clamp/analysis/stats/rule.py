@@ -81,6 +81,7 @@ class PhaseRule:
     direction: Direction = "below"
     persist: int | Literal["end"] = 0
     outside_windows: bool = False
+    relative_to: str | None = None  # time from a per-run event: see clamp.analysis.stats.relative
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric.strip():
@@ -97,6 +98,10 @@ class PhaseRule:
         if not isinstance(self.outside_windows, bool):
             raise ConfigError(f"PhaseRule.outside_windows={self.outside_windows!r} must be True or False.")
         object.__setattr__(self, "threshold", float(self.threshold))
+        if self.relative_to is not None:
+            from clamp.analysis.stats.relative import reference_rule
+
+            reference_rule(self.relative_to)  # a ConfigError naming the two accepted forms
 
     def crossed(self, y: ArrayLike) -> NDArray[np.bool_] | bool:
         """Whether value(s) ``y`` are strictly past the threshold (NaN never is)."""
@@ -118,6 +123,8 @@ class PhaseRule:
             out += f", lasting {self.persist} sequences"
         if self.outside_windows:
             out += ", outside intervention windows"
+        if self.relative_to:
+            out += f", timed from {self.relative_to}"
         return out
 
     def slug(self) -> str:
@@ -131,7 +138,8 @@ class PhaseRule:
             f"{self.threshold:.3g}"
         if self.persist:
             s += f"_{self.persist}" if self.persist == "end" else f"_p{self.persist}"
-        return s + ("_outside" if self.outside_windows else "")
+        s += "_outside" if self.outside_windows else ""
+        return s + (f"_from-{re.sub(r'[^A-Za-z0-9_.]+', '-', self.relative_to).strip('-')}" if self.relative_to else "")
 
     def to_dict(self) -> dict:
         """JSON form; ``persist`` and ``outside_windows`` only when set (older study.json files stay identical)."""
@@ -140,6 +148,8 @@ class PhaseRule:
             d["persist"] = self.persist
         if self.outside_windows:
             d["outside_windows"] = True
+        if self.relative_to:
+            d["relative_to"] = self.relative_to
         return d
 
     @classmethod
@@ -236,6 +246,8 @@ def arm_windows(arm: dict) -> list[Window]:
     out: list[Window] = []
     for iv in arm.get("interventions") or []:
         for w in (iv.get("windows") or []) if isinstance(iv, dict) else []:
+            if isinstance(w.get("start"), dict) or isinstance(w.get("stop"), dict):
+                continue  # a triggered window opens per run (clamp.When): not known from study.json
             start, stop = float(w.get("start") or 0), w.get("stop")
             if start <= 0 and stop is None:
                 continue

@@ -174,7 +174,9 @@ def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
     ``run.json`` gets ``unknown``.
     """
     root = Path(study_dir) / "runs"
-    wanted = {r.metric for r in spec.rules}
+    from clamp.analysis.stats.relative import reference_metrics
+
+    wanted = {r.metric for r in spec.rules} | reference_metrics(spec.rules)
     records = []
     for arm in spec.arms:
         seeds = set(spec.seeds)
@@ -240,13 +242,20 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
                      "plateau_start": p.start, "plateau_end": p.end, "plateau_duration": p.duration,
                      "plateau_ongoing": p.ongoing, "sigmoid_midpoint": s.midpoint, "sigmoid_onset": s.onset,
                      "sigmoid_width": s.width, "sigmoid_r2": s.r2}
+            these = []
             for t in est.times:
                 note = t.note
                 if run.status != "finished":
                     note = "; ".join(filter(None, [f"excluded: run {run.status}", note]))
-                rows.append({**base, **extra, "estimator": t.estimator, "time": t.time, "event": t.event,
-                             "included": run.status == "finished" and math.isfinite(t.time), "note": note})
-    df = pd.DataFrame(rows, columns=list(PHASE_COLUMNS))
+                these.append({**base, **extra, "estimator": t.estimator, "time": t.time, "event": t.event,
+                              "included": run.status == "finished" and math.isfinite(t.time), "note": note})
+            if rule.relative_to:  # timed from a per-run event (clamp.analysis.stats.relative)
+                from clamp.analysis.stats.relative import retime
+
+                these = retime(these, run.metrics, rule)
+            rows += these
+    relative = any(r.relative_to for r in rules)
+    df = pd.DataFrame(rows, columns=list(PHASE_COLUMNS) + (["reference_time", "reference"] if relative else []))
     df["censored"] = ~df["event"].astype(bool) & df["time"].notna()
     df["event"] = df["event"].astype(bool)
     df["included"] = df["included"].astype(bool)
