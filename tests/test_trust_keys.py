@@ -102,9 +102,10 @@ def test_reference_quickstart_folder_reruns_nothing(tmp_path):
     shutil.copytree(REF, tmp_path / "quickstart")
     before = digest(tmp_path / "quickstart" / "runs")
     study = load_study(ROOT / "studies" / "quickstart.py")
-    p = plan(study, tmp_path / "quickstart", select(study, None, None))
+    # the reference folder has seeds 0-2 (the quickstart has 5 seeds since)
+    p = plan(study, tmp_path / "quickstart", select(study, None, [0, 1, 2]))
     assert len(p.skipped) == 6 and not p.jobs and not p.stale and not p.conflicts
-    assert run(study, tmp_path) == 0
+    assert run(study, tmp_path, seeds=[0, 1, 2]) == 0
     assert digest(tmp_path / "quickstart" / "runs") == before
     history = json.loads((tmp_path / "quickstart" / "study.json").read_text())
     assert len(history["invocations"]) == 2  # the reference run's, kept, and this one
@@ -168,3 +169,20 @@ def test_unfinished_run_of_another_configuration_is_moved_aside_not_deleted(tmp_
     moved = list((tmp_path / "tiny/runs/.stale/control").glob("seed0-*/run.json"))
     assert len(moved) == 1 and json.loads(moved[0].read_text())["status"] == "failed"
     assert json.loads(rec_path.read_text())["status"] == "finished"
+
+
+LEGACY = ROOT / "tests" / "data" / "legacy_v1"
+
+
+def test_folder_written_before_key_v2_reruns_nothing(tmp_path):
+    """A results folder written by clamp 9f9b852 (keys v1, study.json schema 1): every finished run is kept."""
+    shutil.copytree(LEGACY / "results", tmp_path / "out")
+    runs = tmp_path / "out" / "tiny_legacy" / "runs"
+    before = digest(runs)
+    study = load_study(LEGACY / "tiny_legacy.py")
+    p = plan(study, tmp_path / "out" / "tiny_legacy", select(study, None, None))
+    assert len(p.skipped) == 4 and not p.jobs and not p.stale and not p.conflicts
+    assert run(study, tmp_path / "out") == 0
+    assert digest(runs) == before  # not a byte of a finished run touched
+    history = json.loads((tmp_path / "out" / "tiny_legacy" / "study.json").read_text())
+    assert len(history["invocations"]) == 2  # the legacy study.json becomes the first entry
