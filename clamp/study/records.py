@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 def arm_record(study: Study, arm: Arm) -> dict:
     """The resolved arm as written to ``study.json`` (without its hash)."""
-    task = arm.task.build()
-    model = arm.model.resolve(task.dims())
+    from clamp.study.design import _task_dims  # the config's sizes: no task is built (and no torch imported)
+
+    model = arm.model.resolve(_task_dims(arm.task))
     return {
         "name": arm.name,
         "description": arm.description,
