@@ -153,3 +153,11 @@ def test_run_keys_unchanged_by_the_move():
         for arm, hashes in arms.items():
             for seed, h in hashes.items():
                 assert got[arm][seed] == h, (name, arm, seed)
+
+
+def test_unknown_field_exits_2_without_torch(tmp_path):
+    p = tmp_path / "typo.py"
+    p.write_text(HEADER + "STUDY = clamp.Study(name='x', seeds=[0], arms=[clamp.Arm(name='a', model=model, task=task, lrr=1e-3)])\n")
+    code, text, heavy = run_cli(["run", str(p)])
+    assert code == 2 and "'lrr'" in text and "Traceback" not in text, text
+    assert heavy == set(), heavy
