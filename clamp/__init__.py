@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "PhaseRule": "clamp.study.design", "StopAfterPhase": "clamp.study.stopping", "load_study": "clamp.study.design", "StudyError": "clamp.study.design",
     "ConfigError": "clamp.errors",
     # model and tasks
-    "ModelConfig": "clamp.model.transformer",
+    "ModelConfig": "clamp.model.config",
     # foreign models (clamp.model.foreign): a factory's module, Hugging Face presets, architecture adapters
     "ModelSpec": "clamp.model.foreign", "hf_gpt2": "clamp.model.foreign", "hf_llama": "clamp.model.foreign",
     "Adapter": "clamp.model.adapters", "attention": "clamp.model.adapters",

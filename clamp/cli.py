@@ -67,9 +67,9 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
 # subcommand) imports only the module it needs: torch, nnsight, pandas and scipy are not imported
 # to print help.  A subcommand missing here still works: every module is then imported.
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("clamp.execution.runner", "run (or resume) a study file and write results/<study>/"),
-    "list": ("clamp.execution.runner", "list the study files in studies/"),
-    "report": ("clamp.execution.runner", "rebuild summary, statistics, plots and report.md from stored CSVs (no training)"),
+    "run": ("clamp.execution.commands", "run (or resume) a study file and write results/<study>/"),
+    "list": ("clamp.execution.commands", "list the study files in studies/"),
+    "report": ("clamp.execution.commands", "rebuild summary, statistics, plots and report.md from stored CSVs (no training)"),
     "stats": ("clamp.analysis.stats", "recompute phase-change statistics of a study from its stored metrics"),
     "analyse": ("clamp.analysis.posthoc", "post-hoc full-model analyses of a study's checkpoints"),
 }

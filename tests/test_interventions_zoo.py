@@ -135,7 +135,7 @@ def test_a_noop_in_a_study_file_is_refused_when_it_loads(tmp_path):
             interventions=[clamp.PatternClamp(layer=1, heads=(0,), pattern="induction", positions=(0, 1))])])
     '''))
     with pytest.raises(StudyError, match=r"positions \(0, 1\) contain no query row of an induction pattern"):
-        load_study(path)
+        load_study(path, probe=True)  # the probe checks (clamp run and --dry-run run them before training)
 
 
 def doers(ckpt: str) -> dict[str, object]:

@@ -51,7 +51,9 @@ from clamp.execution.provenance import invocation, merge_study_record
 from clamp.execution.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir
 from clamp.study.overrides import apply_overrides, select
 from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
-from clamp.study.design import Study, StudyError, arm_record, list_studies, load_study, study_record, validate_study
+from clamp.study.design import (
+    Study, StudyError, arm_record, list_studies, load_study, probe_study, study_record, validate_study,
+)
 from clamp.study.keys import KEY_VERSION, run_key
 from clamp.study.validate import check_output_folder
 
@@ -511,9 +513,10 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
 
 # --- command line -----------------------------------------------------------------------------
 
-def _run_command(args: argparse.Namespace) -> int:
-    study = load_study(args.study)
-    study = apply_overrides(study, args.set or [])
+def run_loaded(args: argparse.Namespace, study: Study) -> int:
+    """``clamp run`` after the study was loaded and overridden (static checks, without torch, in
+    :mod:`clamp.execution.commands`): the probe checks, then the dry run or the run itself."""
+    probe_study(study, args.study)  # the probe checks (imports torch), before anything is written or trained
     if args.dry_run:
         check_output_folder(args.out)
         selected = select(study, args.arms, args.seeds)
@@ -539,24 +542,6 @@ def _run_command(args: argparse.Namespace) -> int:
                      validate=False)
 
 
-def _list_command(args: argparse.Namespace) -> int:
-    found = list_studies(args.dir)
-    if not found:
-        print(f"no study files in {args.dir}/")
-        return 0
-    code = 0
-    for path, study in found:
-        if isinstance(study, StudyError):
-            print(f"{path}: ERROR {study}")
-            code = 1
-            continue
-        arms = ", ".join(a.name for a in study.arms)
-        first = study.description.strip().splitlines()[0] if study.description.strip() else ""
-        print(f"{path}  {study.name}: arms [{arms}], seeds {list(study.seeds)}, {study.n_sequences:,} sequences"
-              + (f"\n    {first}" if first else ""))
-    return code
-
-
 def _report_command(args: argparse.Namespace) -> int:
     study_dir = Path(args.study_dir)
     if not (study_dir / "study.json").is_file():
@@ -567,36 +552,15 @@ def _report_command(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    from clamp.execution.commands import run_command
+
+    return run_command(args)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``run``, ``list`` and ``report`` to the ``clamp`` command line."""
-    p = sub.add_parser("run", help="run (or resume) a study file and write results/<study>/",
-                       description="Train every arm x seed of a study; rerunning skips finished runs and resumes interrupted ones.")
-    p.add_argument("study", help="a study file, e.g. studies/quickstart.py")
-    p.add_argument("--arms", nargs="+", metavar="ARM", help="run only these arms")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="run only these seeds (of the study's)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="override a field: arms.control.lr=3e-5, arms.*.model.d_model=16, n_sequences=20000, seeds=0,1,2")
-    p.add_argument("--out", default="results", metavar="DIR", help="parent folder of results/<study>/ (default: results)")
-    p.add_argument("--jobs", type=int, metavar="N", help="packs trained at once in worker processes (default: min(cores, packs))")
-    p.add_argument("--threads", type=int, metavar="N", help="torch threads per job (default: 1)")
-    p.add_argument("--no-pack", action="store_true", help="train each seed alone instead of packing an arm's seeds on the run axis")
-    p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")
-    p.add_argument("--no-report", action="store_true",
-                   help="skip statistics, plots and report.md (summary.csv is still written; build them later with `clamp report`)")
-    p.add_argument("--replace", action="store_true",
-                   help="finished runs of another configuration are moved to runs/.stale/ (never deleted) and the "
-                        "current configuration is trained; without it, clamp run refuses to touch them")
-    p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
-    from clamp.execution.executors import add_arguments
+    """Add ``run``, ``list`` and ``report`` (defined in :mod:`clamp.execution.commands`, torch-free)."""
+    from clamp.execution.commands import register as register_commands
 
-    add_arguments(p)
-    p.set_defaults(func=_run_command)
+    register_commands(sub)
 
-    p = sub.add_parser("list", help="list the study files in studies/")
-    p.add_argument("--dir", default="studies", help="folder of study files (default: studies)")
-    p.set_defaults(func=_list_command)
-
-    p = sub.add_parser("report", help="rebuild summary, statistics, plots and report.md from stored CSVs (no training)")
-    p.add_argument("study_dir", help="a results folder, e.g. results/quickstart")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_report_command)

@@ -22,22 +22,8 @@ from clamp.errors import ConfigError
 from clamp.interventions.checks import Probe
 from clamp.interventions.spec import Intervention, Window, intervention_from_dict
 from clamp.interventions.when import is_triggered
-from clamp.model.transformer import ModelConfig
-
-
-def _check_windows(iv: Intervention, n_sequences: int | None, errs: list[str]) -> None:
-    if not iv.windows:
-        errs.append("windows is empty, so it never applies; give at least one Window (Window() = always)")
-    for w in iv.windows:
-        if is_triggered(w):  # an event window (clamp.When): checked by clamp.interventions.triggers
-            continue
-        if not isinstance(w.start, int) or w.start < 0:
-            errs.append(f"window start={w.start} must be a non-negative integer (sequences seen)")
-        elif w.stop is not None and (not isinstance(w.stop, int) or w.start >= w.stop):
-            errs.append(f"window start={w.start} >= stop={w.stop}; the window is empty: make stop > start (or None for 'to the end')")
-        elif n_sequences is not None and w.start >= n_sequences:
-            errs.append(f"window starts at {w.start} sequences, at or after the run ends ({n_sequences}); "
-                        "start it earlier or lengthen TrainConfig.n_sequences")
+from clamp.interventions.static import check_name, check_windows
+from clamp.model.config import ModelConfig
 
 
 def edited_sites(iv: Intervention, probe: Probe) -> list[str]:
@@ -111,12 +97,8 @@ def validate_interventions(interventions: Sequence[Intervention | dict], model_c
         if not isinstance(iv, Intervention):
             problems.append(f"{iv!r} is not an Intervention; build one from clamp.interventions")
             continue
-        if iv.name in seen_names:
-            errs.append("another intervention of this arm has the same name; give each a unique name=")
-        if not iv.name or any(c.isspace() for c in iv.name) or "/" in iv.name:
-            errs.append("name must be non-empty, without spaces or '/' (it becomes a metric name)")
-        seen_names.add(iv.name)
-        _check_windows(iv, n_sequences, errs)
+        check_name(iv, seen_names, errs)
+        check_windows(iv, n_sequences, errs)
         try:
             errs += iv.check(probe)
         except Exception as e:  # noqa: BLE001 - a user kind's check failing is reported like a problem

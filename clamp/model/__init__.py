@@ -14,6 +14,14 @@ Modules: :mod:`.transformer` (config, blocks, hook points), :mod:`.shortattn`
 :mod:`.native` (C kernels built on first use, torch fallback).
 """
 
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig  # torch-free; Transformer (torch) is imported on first use
+
+
+def __getattr__(name: str):
+    if name == "Transformer":
+        from clamp.model.transformer import Transformer
+
+        return Transformer
+    raise AttributeError(f"module 'clamp.model' has no attribute {name!r}")
 
 __all__ = ["ModelConfig", "Transformer"]

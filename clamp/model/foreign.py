@@ -144,6 +144,8 @@ class ModelSpec:
     def _info(self) -> dict:
         key = self.key()
         if key not in _INFO:
+            from clamp.model.foreign_module import ForeignModel
+
             model = ForeignModel(self, [0])
             _INFO[key] = {"n_layers": model.n_layers, "n_heads": model.n_heads, "d_model": model.d_model,
                           "why_no_pattern": model.why_no_pattern}
@@ -195,7 +197,7 @@ def model_from_dict(d: dict) -> Any:
     """A :class:`ModelSpec` or :class:`~clamp.model.transformer.ModelConfig` from its ``to_dict()``."""
     if d.get("kind") == "foreign":
         return ModelSpec.from_dict(d)
-    from clamp.model.transformer import ModelConfig
+    from clamp.model.config import ModelConfig
 
     return ModelConfig.from_dict(d)
 
@@ -207,12 +209,21 @@ def is_foreign(cfg: Any) -> bool:
 def build_model(cfg: Any, seeds: Sequence[int]) -> Any:
     """The model for a resolved config: the packed built-in Transformer, or a one-run :class:`ForeignModel`."""
     if isinstance(cfg, ModelSpec):
+        from clamp.model.foreign_module import ForeignModel
+
         return ForeignModel(cfg, seeds)
     from clamp.model.transformer import Transformer
 
     return Transformer(cfg, seeds)
 
 
-from clamp.model.foreign_module import ForeignModel  # noqa: E402  (the torch side)
+def __getattr__(name: str) -> Any:
+    """``ForeignModel`` (the torch side, :mod:`clamp.model.foreign_module`) is imported on first use: a study
+    is loaded and checked without torch."""
+    if name == "ForeignModel":
+        from clamp.model.foreign_module import ForeignModel
+
+        return ForeignModel
+    raise AttributeError(f"module 'clamp.model.foreign' has no attribute {name!r}")
 
 __all__ = ["ModelSpec", "ForeignModel", "hf_gpt2", "hf_llama", "model_from_dict", "build_model", "is_foreign"]

@@ -47,8 +47,7 @@ from clamp.errors import ConfigError
 if TYPE_CHECKING:
     from clamp.model.transformer import Transformer
 
-Init = Literal["torch", "singh2024"]  # the type of ModelConfig.init
-INIT_SCHEMES: tuple[str, ...] = get_args(Init)
+from clamp.model.config import INIT_SCHEMES, Init  # noqa: E402,F401 - defined with ModelConfig (torch-free)
 
 EMBED_STD = 0.02  # the authors' emb_init_scale: the scale of a standard normal truncated at ±2
 TRUNC = 2.0  # truncation, in units of the underlying normal's scale

@@ -11,7 +11,7 @@ can, and the fix, before any training starts.
 Example study file (``studies/lr_sweep.py``)::
 
     from clamp.study.design import Arm, Study
-    from clamp.model.transformer import ModelConfig
+    from clamp.model.config import ModelConfig
     from clamp.tasks import FewShotConfig
 
     model = ModelConfig(n_layers=2, n_heads=2, d_model=16)
@@ -38,7 +38,7 @@ import traceback
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from clamp.analysis.stats.rule import PhaseRule  # its one home: the rule is shared with the statistics
 from clamp.errors import ConfigError
@@ -46,9 +46,10 @@ from clamp.study.fields import check_fields
 from clamp.model.foreign import ModelSpec
 from clamp.study.stopping import StopAfterPhase
 from clamp.study.validate import check_device, check_schedule, require_model_and_task
-from clamp.model.transformer import ModelConfig
-from clamp.tasks import FewShotConfig, TaskConfig
-from clamp.training.trainer import TrainConfig
+from clamp.model.config import ModelConfig
+from clamp.tasks import FewShotConfig
+from clamp.tasks.protocol import TaskConfig
+from clamp.training.config import TrainConfig
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
@@ -394,8 +395,14 @@ def _unknown_kwarg_fix(exc: TypeError) -> str | None:
     return f"{cls_name} has no field {bad!r}; {hint}valid fields are {valid}."
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, *, probe: bool = False) -> Study:
     """Import a study file and return its validated ``STUDY``.
+
+    Loading runs the static checks only (every config, hook names, heads, windows; see
+    :func:`validate_study`) and imports neither torch nor nnsight, so a rejected file and
+    ``clamp list`` answer in about a second.  ``clamp run`` and ``--dry-run`` then run the
+    probe checks (each intervention applied to a probe batch) before any training; pass
+    ``probe=True`` to run them here.
 
     The file is imported with :mod:`importlib` under a stable module name derived
     from its path (:func:`clamp.study.modules.study_module_name`) and stays in
@@ -404,6 +411,8 @@ def load_study(path: str | Path) -> Study:
 
     Args:
         path: a ``.py`` file exposing a module-level ``STUDY = Study(...)``.
+
+        probe: also run the probe checks (imports torch).
 
     Returns:
         The study, with every arm validated (see :func:`validate_study`).
@@ -444,12 +453,33 @@ def load_study(path: str | Path) -> Study:
             f"{path}: STUDY is a {type(study).__name__}, not a clamp.study.design.Study. "
             "Fix: `from clamp.study.design import Study, Arm` and set `STUDY = Study(...)`."
         )
-    validate_study(study, path=path)
+    validate_study(study, path=path, probe=probe)
     return study
 
 
-def validate_study(study: Study, path: str | Path | None = None) -> None:
+def _check_heatmap_heads(study: Study, model: Any) -> None:
+    for h in study.heatmap_heads:
+        layer, head = map(int, h[1:].split("H"))
+        if layer >= model.n_layers or head >= model.n_heads:
+            raise ConfigError(f"Study.heatmap_heads entry {h!r} is outside the model ({model.n_layers} layers x {model.n_heads} heads).")
+
+
+def _task_dims(task: Any) -> dict[str, int]:
+    """The task's sizes from its config when it can say them without torch, else from the built task."""
+    dims = getattr(task, "dims", None)
+    return dims() if callable(dims) else task.build().dims()
+
+
+def validate_study(study: Study, path: str | Path | None = None, *, probe: bool = True) -> None:
     """Check that every arm can be built: task, resolved model, train config, interventions.
+
+    Two parts.  The static part needs no torch: every config, the model resolved against the
+    task's sizes, the train config, each intervention's name, windows, hook name, heads and layer
+    (:mod:`clamp.interventions.static`), the heat-map heads and the device.  The probe part
+    (``probe=True``, imports torch; nnsight only for an nnsight intervention) builds each arm's
+    task and a probe model, runs every kind's own ``check()`` and applies each intervention alone
+    to a probe batch, rejecting one that changes nothing.  :func:`load_study` runs the static
+    part; ``clamp run`` and ``--dry-run`` run both before any training.
 
     Raises :class:`StudyError` naming the arm (and its line in the study file) before any training.
     """
@@ -457,23 +487,44 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
     for arm in study.arms:
         where = arm.origin or (str(path) if path else study.name)
         try:
-            task = arm.task.build()
-            model = arm.model.resolve(task.dims())
+            model = arm.model.resolve(_task_dims(arm.task))
             study.train_config(arm)
-            if arm.interventions:
-                mod.validate_interventions(list(arm.interventions), model, task, study.budget(arm))
-                from clamp.interventions.trigger_checks import check_arm_triggers  # clamp.When on known metrics
-                check_arm_triggers(study, arm)
-            for h in study.heatmap_heads:
-                layer, head = map(int, h[1:].split("H"))
-                if layer >= model.n_layers or head >= model.n_heads:
-                    raise ConfigError(f"Study.heatmap_heads entry {h!r} is outside the model ({model.n_layers} layers x {model.n_heads} heads).")
+            if arm.interventions and mod is not None:
+                from clamp.interventions.static import check_static
+
+                check_static(list(arm.interventions), model, study.budget(arm))
+            if isinstance(model, ModelConfig):  # a foreign model's sizes are known once it is built (the probe)
+                _check_heatmap_heads(study, model)
         except ConfigError as e:
             raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
     try:
         check_device(study.device, "Study.device")
     except ConfigError as e:
         raise StudyError(f"{study.origin or study.name}: {e}") from None
+    if probe:
+        probe_study(study, path)
+
+
+def probe_study(study: Study, path: str | Path | None = None) -> None:
+    """The probe part of :func:`validate_study`: build each arm's task and check its interventions on a probe model.
+
+    Imports torch (and nnsight only when an intervention needs it).  Raises :class:`StudyError`
+    naming the arm before any training.
+    """
+    mod = _interventions_module()
+    for arm in study.arms:
+        where = arm.origin or (str(path) if path else study.name)
+        try:
+            task = arm.task.build()
+            model = arm.model.resolve(task.dims())
+            if arm.interventions:
+                mod.validate_interventions(list(arm.interventions), model, task, study.budget(arm))
+                from clamp.interventions.trigger_checks import check_arm_triggers  # clamp.When on known metrics
+
+                check_arm_triggers(study, arm)
+            _check_heatmap_heads(study, model)
+        except ConfigError as e:
+            raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
 
 
 # --- serialisation ----------------------------------------------------------------------------
@@ -491,8 +542,8 @@ def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | Stu
     return out
 
 
-__all__ = ["Arm", "Dense", "PhaseRule", "StopAfterPhase", "Study", "StudyError", "arm_record", "list_studies", "load_study", "run_hash",
-           "study_record", "validate_study"]
+__all__ = ["Arm", "Dense", "PhaseRule", "StopAfterPhase", "Study", "StudyError", "arm_record", "list_studies", "load_study", "probe_study",
+           "run_hash", "study_record", "validate_study"]
 
 
 from clamp.study.records import arm_record, run_hash, study_record  # noqa: E402  (re-exported)

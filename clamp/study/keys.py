@@ -99,7 +99,9 @@ def run_key(study: Study, arm: Arm, seed: int) -> str:
     Example:
         >>> # run_key(study, study.arm("control"), 0) -> '3f0c...' (16 hex digits)
     """
-    model = arm.model.resolve(arm.task.build().dims())
+    from clamp.study.design import _task_dims  # the config's sizes: no task is built (and no torch imported)
+
+    model = arm.model.resolve(_task_dims(arm.task))
     return _digest(description(model=model, task=arm.task, train=study.train_config(arm),
                                interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
                                extra_evals=study.extra_eval_points(arm), seed=seed,
@@ -142,9 +144,9 @@ def key_from_record(record: dict) -> str | None:
         return None
     try:
         from clamp.interventions import intervention_from_dict
-        from clamp.model.transformer import ModelConfig
+        from clamp.model.config import ModelConfig
         from clamp.tasks import task_from_dict
-        from clamp.training.trainer import TrainConfig
+        from clamp.training.config import TrainConfig
 
         sched = cfg.get("schedule", {})
         return _digest(description(

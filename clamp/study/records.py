@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from clamp.study.keys import KEY_VERSION
 
-from clamp.training.trainer import LN2
+from clamp.analysis.stats.rule import LN2
 
 if TYPE_CHECKING:
     from clamp.study.design import Arm, Study
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 def arm_record(study: Study, arm: Arm) -> dict:
     """The resolved arm as written to ``study.json`` (without its hash)."""
-    task = arm.task.build()
-    model = arm.model.resolve(task.dims())
+    from clamp.study.design import _task_dims  # the config's sizes: no task is built (and no torch imported)
+
+    model = arm.model.resolve(_task_dims(arm.task))
     return {
         "name": arm.name,
         "description": arm.description,

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from clamp.errors import ConfigError
-from clamp.tasks.base import IGNORE, Batch, EvalView, Task, TaskBase, TaskConfig, UserTaskConfig, standard_metrics
-from clamp.tasks.bursty import BurstyConfig, BurstyTask
-from clamp.tasks.fewshot import FewShotConfig, FewShotTask
-from clamp.tasks.markov import MarkovConfig, MarkovTask
-from clamp.tasks.repeat import RepeatConfig, RepeatTask
-from clamp.tasks.text import TextConfig, TextTask
+from clamp.tasks.bursty_config import BurstyConfig
+from clamp.tasks.fewshot_config import FewShotConfig
+from clamp.tasks.markov_config import MarkovConfig
+from clamp.tasks.repeat_config import RepeatConfig
+from clamp.tasks.text_config import TextConfig
+from clamp.tasks.protocol import TaskConfig
+
+# The configs above are torch-free (a study is loaded and checked without torch); the tasks and the
+# protocol in clamp.tasks.base import torch, so they are imported on first use.
+_LAZY = {"IGNORE": "base", "Batch": "base", "EvalView": "base", "Task": "base", "TaskBase": "base",
+         "UserTaskConfig": "base", "standard_metrics": "base",
+         "BurstyTask": "bursty", "FewShotTask": "fewshot", "MarkovTask": "markov", "RepeatTask": "repeat",
+         "TextTask": "text"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"clamp.tasks.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clamp.tasks' has no attribute {name!r}")
 
 #: built-in task configs by their ``kind``; a config from elsewhere has an import path as its kind.
 TASK_KINDS: dict[str, type] = {"fewshot": FewShotConfig, "repeat": RepeatConfig, "text": TextConfig, "markov": MarkovConfig, "bursty": BurstyConfig}

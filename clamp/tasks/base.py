@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.protocol import TaskConfig  # noqa: F401 - torch-free home (a study's Arm.task is typed with it)
 
 if TYPE_CHECKING:
     from clamp.study.design import PhaseRule
@@ -69,15 +70,6 @@ class EvalView:
     patterns: dict[int, Tensor]
     seen: int = 0
     model: Any = None
-
-
-@runtime_checkable
-class TaskConfig(Protocol):
-    """A task's configuration: frozen, JSON-serialisable, builds the task."""
-
-    def build(self) -> "Task": ...
-
-    def to_dict(self) -> dict: ...
 
 
 @runtime_checkable

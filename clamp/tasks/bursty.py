@@ -34,57 +34,11 @@ from torch import Tensor
 
 from clamp.errors import ConfigError
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
+from clamp.tasks.bursty_config import BurstyConfig  # noqa: F401 - the config's home is torch-free
 
 EVALUATORS = ("train", "in_context", "swapped", "in_weights")
 
 
-@dataclass(frozen=True, kw_only=True)
-class BurstyConfig:
-    """Parameters of the bursty classification task (Reddy 2023's notation in brackets).
-
-    Example:
-        >>> BurstyConfig(n_classes=64, d_in=16).build().dims()
-        {'d_in': 16, 'd_vocab': 32, 'd_out': 32, 'n_ctx': 17}
-    """
-
-    kind: Literal["bursty"] = "bursty"
-    n_classes: int = 512  # [K]
-    n_labels: int = 32  # [L]
-    n_pairs: int = 8  # [N]
-    burst: int = 4  # [B] copies of each class in a bursty context
-    burstiness: float = 0.9  # [p_B]
-    zipf: float = 0.0  # [alpha]
-    noise: float = 0.1  # [epsilon]
-    d_in: int = 64  # [D]
-    n_novel_classes: int = 128
-    vectors_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_labels < 2 or self.n_classes < self.n_labels:
-            raise ConfigError(f"BurstyConfig: need n_labels >= 2 and n_classes >= n_labels (got {self.n_classes}, {self.n_labels}).")
-        if self.n_pairs < 1 or self.burst < 1 or self.n_pairs % self.burst:
-            raise ConfigError(f"BurstyConfig.n_pairs={self.n_pairs} must be a positive multiple of burst={self.burst}.")
-        if self.n_pairs // self.burst > self.n_labels:
-            raise ConfigError("BurstyConfig: a bursty context's classes (n_pairs / burst) must not outnumber the labels.")
-        if not 0.0 <= self.burstiness <= 1.0:
-            raise ConfigError(f"BurstyConfig.burstiness={self.burstiness} must be in [0, 1].")
-        if self.zipf < 0 or self.noise < 0 or self.d_in < 1:
-            raise ConfigError("BurstyConfig: zipf and noise must be >= 0 and d_in positive.")
-        if self.n_novel_classes < self.n_pairs // self.burst:
-            raise ConfigError(f"BurstyConfig.n_novel_classes={self.n_novel_classes} is fewer than n_pairs / burst.")
-
-    def build(self) -> "BurstyTask":
-        return BurstyTask(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def default_phase_rule(self):
-        """In-context learning emerges: accuracy on novel classes above halfway from chance to 1."""
-        from clamp.study.design import PhaseRule
-
-        chance = self.burst / self.n_pairs  # picking one of the context's labels at random
-        return PhaseRule(metric="in_context/acc", threshold=(1 + chance) / 2, direction="above")
 
 
 class BurstyTask(TaskBase):

@@ -28,41 +28,9 @@ from torch import Tensor
 
 from clamp.errors import ConfigError
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
+from clamp.tasks.markov_config import MarkovConfig  # noqa: F401 - the config's home is torch-free
 
 
-@dataclass(frozen=True, kw_only=True)
-class MarkovConfig:
-    """Parameters of the Markov-chain task.
-
-    Example:
-        >>> MarkovConfig(n_states=3, n_ctx=32).build().dims()
-        {'d_in': 0, 'd_vocab': 3, 'd_out': 3, 'n_ctx': 32}
-    """
-
-    kind: Literal["markov"] = "markov"
-    n_states: int = 3
-    n_ctx: int = 64
-    alpha: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.n_states < 2:
-            raise ConfigError(f"MarkovConfig.n_states={self.n_states}: need at least 2 states.")
-        if self.n_ctx < 4:
-            raise ConfigError(f"MarkovConfig.n_ctx={self.n_ctx}: need at least 4 positions.")
-        if not self.alpha > 0:
-            raise ConfigError(f"MarkovConfig.alpha={self.alpha} must be positive (the Dirichlet concentration).")
-
-    def build(self) -> "MarkovTask":
-        return MarkovTask(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def default_phase_rule(self):
-        """Halfway from the unigram to the bigram reference loss (``markov/bigram_progress`` above 0.5)."""
-        from clamp.study.design import PhaseRule
-
-        return PhaseRule(metric="markov/bigram_progress", threshold=0.5, direction="above")
 
 
 def reference_predictions(tokens: Tensor, n_states: int, alpha: float) -> tuple[Tensor, Tensor]:

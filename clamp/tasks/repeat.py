@@ -27,62 +27,9 @@ from torch import Tensor
 from clamp.errors import ConfigError
 from clamp.training.metrics import prefix_matching_score
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
+from clamp.tasks.repeat_config import RepeatConfig  # noqa: F401 - the config's home is torch-free
 
 
-@dataclass(frozen=True, kw_only=True)
-class RepeatConfig:
-    """Parameters of the repeated-token task.
-
-    Args:
-        vocab: number of tokens.
-        half: segment length (the maximum one when ``min_half`` is set).
-        min_half: if set, each sequence's segment length is uniform in ``[min_half, half]``.
-        max_prefix: each sequence starts with a uniform ``[0, max_prefix]`` fresh random tokens.
-
-    Example:
-        >>> RepeatConfig(vocab=16, half=4).build().dims()["n_ctx"]
-        8
-        >>> RepeatConfig(vocab=16, half=6, min_half=3, max_prefix=4).build().dims()["n_ctx"]
-        16
-    """
-
-    kind: Literal["repeat"] = "repeat"
-    vocab: int = 64
-    half: int = 10
-    min_half: int | None = None
-    max_prefix: int = 0
-
-    def __post_init__(self) -> None:
-        if self.vocab < 2:
-            raise ConfigError(f"RepeatConfig.vocab={self.vocab}: need at least 2 tokens.")
-        if self.half < 2:
-            raise ConfigError(f"RepeatConfig.half={self.half}: need at least 2 tokens per repeat.")
-        if self.min_half is not None and not 2 <= self.min_half <= self.half:
-            raise ConfigError(f"RepeatConfig.min_half={self.min_half} must be between 2 and half={self.half}, or None.")
-        if self.max_prefix < 0:
-            raise ConfigError(f"RepeatConfig.max_prefix={self.max_prefix} must be >= 0.")
-
-    @property
-    def legacy(self) -> bool:
-        """True for the fixed layout (the repeat always at position ``half``)."""
-        return self.max_prefix == 0 and self.min_half in (None, self.half)
-
-    def build(self) -> "RepeatTask":
-        return RepeatTask(self)
-
-    def default_phase_rule(self) -> "PhaseRule":  # noqa: F821 - the rule that fits this task's metrics
-        from clamp.analysis.stats.rule import PhaseRule, THRESHOLD  # noqa: F401
-
-        return PhaseRule(metric="loss/second_repeat", threshold=THRESHOLD)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        # Options added later are left out at their default, so earlier run keys do not change.
-        if d["min_half"] is None:
-            del d["min_half"]
-        if d["max_prefix"] == 0:
-            del d["max_prefix"]
-        return d
 
 
 class RepeatTask(TaskBase):
@@ -141,10 +88,8 @@ class RepeatTask(TaskBase):
         return out
 
     def default_phase_rule(self):
-        """``loss/second_repeat`` below half of chance (``0.5 ln vocab``): the copy is predicted in context."""
-        from clamp.study.design import PhaseRule
-
-        return PhaseRule(metric="loss/second_repeat", threshold=0.5 * math.log(self.cfg.vocab), direction="below")
+        """The config's rule (one definition: :meth:`RepeatConfig.default_phase_rule`)."""
+        return self.cfg.default_phase_rule()
 
     def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor], model=None) -> dict[str, Tensor]:
         """Loss on each repeat (``loss/first_repeat``, ``loss/second_repeat``) and ``prefix_match/L{l}H{h}``.

@@ -1,0 +1,91 @@
+"""The ``run``, ``list`` and ``report`` commands: parsed and checked before torch is imported.
+
+Why this file exists: ``clamp list`` and a rejected study file must answer in about a second, and
+:mod:`clamp.execution.runner` imports torch (the packs it plans are torch objects).  The commands
+are parsed here, the study is loaded and its overrides applied with the static checks only
+(:func:`clamp.study.design.load_study`, torch-free), and the runner is imported only once the study
+passed them: it runs the probe checks (:func:`clamp.study.design.probe_study`) before the dry run
+or any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clamp.errors import ConfigError  # noqa: F401 - raised by the commands' callees
+from clamp.study.design import StudyError, list_studies, load_study
+from clamp.study.overrides import apply_overrides
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``clamp run``: the static checks here (no torch), then the runner's probe checks and the run."""
+    study = load_study(args.study)
+    study = apply_overrides(study, args.set or [])
+    from clamp.execution.runner import run_loaded
+
+    return run_loaded(args, study)
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    found = list_studies(args.dir)
+    if not found:
+        print(f"no study files in {args.dir}/")
+        return 0
+    print(f"studies in {args.dir}/ (static checks only: configs, hook names, heads, windows; "
+          "`clamp run FILE --dry-run` also runs each intervention on a probe batch)")
+    code = 0
+    for path, study in found:
+        if isinstance(study, StudyError):
+            print(f"{path}: ERROR {study}")
+            code = 1
+            continue
+        arms = ", ".join(a.name for a in study.arms)
+        first = study.description.strip().splitlines()[0] if study.description.strip() else ""
+        print(f"{path}  {study.name}: arms [{arms}], seeds {list(study.seeds)}, {study.n_sequences:,} sequences"
+              + (f"\n    {first}" if first else ""))
+    return code
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from clamp.execution.runner import _report_command as report
+
+    return report(args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``list`` and ``report`` to the ``clamp`` command line."""
+    p = sub.add_parser("run", help="run (or resume) a study file and write results/<study>/",
+                       description="Train every arm x seed of a study; rerunning skips finished runs and resumes interrupted ones.")
+    p.add_argument("study", help="a study file, e.g. studies/quickstart.py")
+    p.add_argument("--arms", nargs="+", metavar="ARM", help="run only these arms")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="run only these seeds (of the study's)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a field: arms.control.lr=3e-5, arms.*.model.d_model=16, n_sequences=20000, seeds=0,1,2")
+    p.add_argument("--out", default="results", metavar="DIR", help="parent folder of results/<study>/ (default: results)")
+    p.add_argument("--jobs", type=int, metavar="N", help="packs trained at once in worker processes (default: min(cores, packs))")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads per job (default: 1)")
+    p.add_argument("--no-pack", action="store_true", help="train each seed alone instead of packing an arm's seeds on the run axis")
+    p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip statistics, plots and report.md (summary.csv is still written; build them later with `clamp report`)")
+    p.add_argument("--replace", action="store_true",
+                   help="finished runs of another configuration are moved to runs/.stale/ (never deleted) and the "
+                        "current configuration is trained; without it, clamp run refuses to touch them")
+    p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
+    from clamp.execution.executors import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=run_command)
+
+    p = sub.add_parser("list", help="list the study files in studies/")
+    p.add_argument("--dir", default="studies", help="folder of study files (default: studies)")
+    p.set_defaults(func=_list_command)
+
+    p = sub.add_parser("report", help="rebuild summary, statistics, plots and report.md from stored CSVs (no training)")
+    p.add_argument("study_dir", help="a results folder, e.g. results/quickstart")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_report_command)
+
+
+__all__ = ["register", "run_command"]
