@@ -464,6 +464,10 @@ def validate_study(study: Study, path: str | Path | None = None) -> None:
                 mod.validate_interventions(list(arm.interventions), model, task, study.budget(arm))
                 from clamp.interventions.trigger_checks import check_arm_triggers  # clamp.When on known metrics
                 check_arm_triggers(study, arm)
+                from clamp.interventions.donors import check_donors  # per-seed graft donors exist for every seed
+                donor_errs = check_donors(arm.interventions, study.seeds)
+                if donor_errs:
+                    raise ConfigError("missing graft donors:\n" + "\n".join(f"  - {e}" for e in donor_errs))
             for h in study.heatmap_heads:
                 layer, head = map(int, h[1:].split("H"))
                 if layer >= model.n_layers or head >= model.n_heads:
