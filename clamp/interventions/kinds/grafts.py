@@ -51,7 +51,11 @@ class _DonorSource:
             self._check_source(probe, errs)
             return
         path = self._any_donor_path()
-        if path is None:
+        arm_dir = self.donor.path(0).parent.parent.parent
+        seeds = sorted(int(p.name[4:]) for p in arm_dir.glob("seed*") if p.name[4:].isdigit()) if arm_dir.is_dir() else []
+        if path is None and seeds:
+            errs.append(self.donor.problem(seeds[0]) or "")  # names the checkpoints the donor runs do have
+        elif path is None:
             errs.append(f"no run of donor arm {self.donor.arm!r} in {self.donor.results} has a checkpoint at "
                         f"{self.donor.at} ({self.donor.path(0).parent.parent.parent}/seed*/checkpoints/"
                         f"{self.donor.at:012d}.pt); run the donor study first, or fix Donor(results=, arm=, at=)")
