@@ -239,3 +239,15 @@ def test_bad_donor_settings_are_refused(kw, fragment):
     with pytest.raises(ConfigError, match=None) as e:
         GraftParams(layer=0, **kw)
     assert fragment in str(e.value)
+
+
+def test_checkpoint_grafts_still_validate(results):
+    # the file-based source is unchanged: a valid checkpoint graft passes validation, a missing file is named
+    from clamp.interventions.validate import validate_interventions
+
+    cfg, task = MODEL.resolve(TASK.build().dims()), TASK.build()
+    ck = str(file_of(results, 1))
+    validate_interventions([GraftOutput(site=SITE, checkpoint=ck), GraftParams(layer=1, checkpoint=ck)], cfg, task, 64)
+    validate_interventions([GraftParams(layer=0, donor=donor(results))], cfg, task, 64)
+    with pytest.raises(ConfigError, match="does not exist"):
+        validate_interventions([GraftParams(layer=1, checkpoint=ck + ".missing")], cfg, task, 64)

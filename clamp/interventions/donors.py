@@ -57,6 +57,9 @@ class Donor:
 
         return run_dir(self.results, self.arm, int(seed))
 
+    def arm_folder(self) -> Path:
+        return self.run_folder(0).parent
+
     def path(self, seed: int) -> Path:
         """The donor checkpoint of the run with ``seed``."""
         from clamp.execution.store import checkpoint_path

@@ -48,22 +48,22 @@ class _DonorSource:
         from clamp.interventions.checks import check_checkpoint
 
         if self.donor is None:
-            self._check_source(probe, errs)
+            check_checkpoint(self.checkpoint, self.checkpoint_run, probe, errs)
             return
         path = self._any_donor_path()
-        arm_dir = self.donor.path(0).parent.parent.parent
+        arm_dir = self.donor.arm_folder()
         seeds = sorted(int(p.name[4:]) for p in arm_dir.glob("seed*") if p.name[4:].isdigit()) if arm_dir.is_dir() else []
         if path is None and seeds:
             errs.append(self.donor.problem(seeds[0]) or "")  # names the checkpoints the donor runs do have
         elif path is None:
             errs.append(f"no run of donor arm {self.donor.arm!r} in {self.donor.results} has a checkpoint at "
-                        f"{self.donor.at} ({self.donor.path(0).parent.parent.parent}/seed*/checkpoints/"
+                        f"{self.donor.at} ({self.donor.arm_folder()}/seed*/checkpoints/"
                         f"{self.donor.at:012d}.pt); run the donor study first, or fix Donor(results=, arm=, at=)")
         else:
             check_checkpoint(str(path), None, probe, errs)
 
     def _any_donor_path(self) -> Any:
-        arm_dir = self.donor.path(0).parent.parent.parent
+        arm_dir = self.donor.arm_folder()
         for p in sorted(arm_dir.glob(f"seed*/checkpoints/{self.donor.at:012d}.pt")) if arm_dir.is_dir() else ():
             return p
         return None
