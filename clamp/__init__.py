@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "PatternClamp": "clamp.interventions", "FunctionClamp": "clamp.interventions", "Knockout": "clamp.interventions",
     "IdealLayer1": "clamp.interventions", "PerfectCopy": "clamp.interventions",
     "PreservingAblation": "clamp.interventions", "GraftOutput": "clamp.interventions",
-    "GraftParams": "clamp.interventions", "NnsightIntervention": "clamp.interventions",
+    "GraftParams": "clamp.interventions", "NnsightIntervention": "clamp.interventions", "Donor": "clamp.interventions.donors",
     "knockout_heads": "clamp.interventions", "match_clamp": "clamp.interventions",
     "perfect_copy": "clamp.interventions", "ideal_layer1": "clamp.interventions",
     "prev_token_pattern_clamp": "clamp.interventions", "uniform_pattern_clamp": "clamp.interventions",

@@ -323,6 +323,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     train_cfg = TrainConfig.from_dict(job.train)
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
     from clamp.importpath import resolve
+    from clamp.interventions.donors import grafts_record
 
     def build(members: list[_Run]) -> Trainer:
         return Trainer(model_cfg, task_cfg, train_cfg, [RunSeeds.from_seed(r.spec.seed) for r in members],
@@ -357,6 +358,9 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             "earlier_attempts": earlier,
             "timings": {**prev_timings, "attempts": attempts},
         }
+        grafts = grafts_record(job.interventions, run.spec.seed)  # per-seed donors used (absent when none)
+        if grafts:
+            run.record["grafts"] = grafts
     if job.resume_from is not None:
         states = [load_checkpoint(checkpoint_path(r.folder, job.resume_from)) for r in runs]
         trainer.load_state_dict(merge_states(states))

@@ -522,6 +522,11 @@ def probe_study(study: Study, path: str | Path | None = None) -> None:
                 from clamp.interventions.trigger_checks import check_arm_triggers  # clamp.When on known metrics
 
                 check_arm_triggers(study, arm)
+                from clamp.interventions.donors import check_donors  # per-seed graft donors exist for every seed
+
+                donor_errs = check_donors(arm.interventions, study.seeds)
+                if donor_errs:
+                    raise ConfigError("missing graft donors:\n" + "\n".join(f"  - {e}" for e in donor_errs))
             _check_heatmap_heads(study, model)
         except ConfigError as e:
             raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
