@@ -117,12 +117,12 @@ def test_head_knockout_equals_zeroing_the_output_projection_input(spec, proj, si
 def test_pattern_clamp_on_fused_attention_is_rejected_before_training():
     sdpa = clamp.hf_gpt2(n_layer=2, n_head=2, n_embd=16, attn_implementation="sdpa")
     study = Study(name="s", arms=[Arm(name="a", model=sdpa, task=FEWSHOT, interventions=[prev_token_pattern_clamp(layer=0, head=0)])],
-                  seeds=[0], n_sequences=64)
+                  seeds=[0], n_sequences=64, eval_every=32)
     with pytest.raises(StudyError, match="eager") as e:
         validate_study(study)
     assert "sdpa" in str(e.value) and "prev_token_L0H0" in str(e.value)
     # without a pattern-level intervention the fused model trains (no head metrics: no pattern exists)
-    ok = Study(name="s", arms=[Arm(name="a", model=sdpa, task=FEWSHOT, lr=1e-3)], seeds=[0], n_sequences=64)
+    ok = Study(name="s", arms=[Arm(name="a", model=sdpa, task=FEWSHOT, lr=1e-3)], seeds=[0], n_sequences=64, eval_every=32)
     validate_study(ok)
     t = Trainer(sdpa, FEWSHOT, TrainConfig(n_sequences=32, batch_size=16, eval_size=16), seeds=[0])
     t.run(32)

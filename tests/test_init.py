@@ -103,8 +103,8 @@ def test_init_field_is_left_out_of_the_dict_at_its_default():
 
 def test_a_parameter_without_a_rule_is_an_error():
     model = _flagship()
-    model.blocks[0].attn.smear = nn.Parameter(torch.empty(1, 8))
-    with pytest.raises(ConfigError, match="blocks.0.attn.smear"):
+    model.blocks[0].attn.extra = nn.Parameter(torch.empty(1, 8))  # a parameter no rule knows
+    with pytest.raises(ConfigError, match="blocks.0.attn.extra"):
         init_schemes.init_run(model, 0, 0)
 
 

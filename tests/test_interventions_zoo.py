@@ -110,7 +110,7 @@ def test_a_noop_module_edit_is_refused_when_its_study_loads(tmp_path):
                                             method="zero")])])
     '''))
     with pytest.raises(StudyError, match="unchanged"):
-        load_study(path)
+        load_study(path, probe=True)
 
 
 @pytest.mark.parametrize("kind", sorted(set(builtin_kinds()) - FOREIGN_ONLY))

@@ -137,20 +137,20 @@ def test_builtin_metrics_unchanged(tiny_model_cfg, tiny_task_cfg, tiny_train_cfg
 
 
 def test_default_phase_rule_comes_from_the_task(helper):
-    fs = Study(name="a", arms=[Arm(name="x")], seeds=[0], n_sequences=64)
+    fs = Study(name="a", arms=[Arm(name="x", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), task=FewShotConfig(n_classes=10, d_in=8))], seeds=[0], n_sequences=64, eval_every=32)
     assert fs.phase == (PhaseRule(),)
-    rep = Study(name="b", arms=[Arm(name="x", task=RepeatConfig(vocab=16, half=4))], seeds=[0], n_sequences=64)
+    rep = Study(name="b", arms=[Arm(name="x", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), task=RepeatConfig(vocab=16, half=4))], seeds=[0], n_sequences=64, eval_every=32)
     assert rep.phase[0].metric == "loss/second_repeat" and rep.phase[0].direction == "below"
-    user = Study(name="c", arms=[Arm(name="x", task=helper.CopyPrev())], seeds=[0], n_sequences=64)
+    user = Study(name="c", arms=[Arm(name="x", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), task=helper.CopyPrev())], seeds=[0], n_sequences=64, eval_every=32)
     assert user.phase == (PhaseRule(metric="train/acc", threshold=0.9, direction="above"),)
-    given = Study(name="d", arms=[Arm(name="x", task=helper.CopyPrev())], seeds=[0], n_sequences=64, phase=PhaseRule())
+    given = Study(name="d", arms=[Arm(name="x", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), task=helper.CopyPrev())], seeds=[0], n_sequences=64, eval_every=32, phase=PhaseRule())
     assert given.phase == (PhaseRule(),)
 
 
 def test_metrics_in_run_key_only_when_given(helper):
     arm = Arm(name="x", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), task=helper.CopyPrev())
-    plain = study_record(Study(name="s", arms=[arm], seeds=[0], n_sequences=64))
-    with_m = study_record(Study(name="s", arms=[arm], seeds=[0], n_sequences=64, metrics=[helper.top_logit]))
+    plain = study_record(Study(name="s", arms=[arm], seeds=[0], n_sequences=64, eval_every=32))
+    with_m = study_record(Study(name="s", arms=[arm], seeds=[0], n_sequences=64, eval_every=32, metrics=[helper.top_logit]))
     assert "metrics" not in plain["arms"][0]
     assert with_m["arms"][0]["metrics"] == ["user_tasks_helper:top_logit"]
     assert plain["arms"][0]["run_hashes"] != with_m["arms"][0]["run_hashes"]

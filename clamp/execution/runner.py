@@ -491,17 +491,16 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
     # An ImportError inside the statistics is a failure to report (exit 1), never a reason to skip them.
     try:
         from clamp.analysis.stats.pipeline import compute_statistics
+
+        compute_statistics(study_dir, quiet=quiet)
     except ImportError as e:  # a broken import inside the statistics package: never skip them silently
         print(f"clamp: statistics failed to import (results are kept; fix it and rerun `clamp report {study_dir}`): "
               f"{type(e).__name__}: {e}", file=sys.stderr)
-        compute_statistics, code = None, 1
-    if compute_statistics is not None:
-        try:
-            compute_statistics(study_dir, quiet=quiet)
-        except Exception as e:  # noqa: BLE001
-            print(f"clamp: statistics failed (results are kept; rerun `clamp report {study_dir}`): "
-                  f"{type(e).__name__}: {e}", file=sys.stderr)
-            code = 1
+        code = 1
+    except Exception as e:  # noqa: BLE001
+        print(f"clamp: statistics failed (results are kept; rerun `clamp report {study_dir}`): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        code = 1
     try:
         build_report(study_dir)
     except Exception as e:  # noqa: BLE001
