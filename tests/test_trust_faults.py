@@ -57,13 +57,14 @@ def test_injected_exception_fails_only_its_pack_inline(tmp_path, monkeypatch):
 
 def test_broken_statistics_import_is_reported_not_skipped(tmp_path, monkeypatch, capsys):
     import sys
-    import types
 
     from clamp.execution.runner import finish_study
 
     s = Study(name="faults", arms=[Arm(name="a", model=MODEL, task=TASK, lr=1e-3, batch_size=16)],
               seeds=[0], n_sequences=64, eval_every=32, eval_size=16)
     assert run_study(s, out=tmp_path, jobs=1, quiet=True, analyse=False) == 0
-    monkeypatch.setitem(sys.modules, "clamp.analysis.stats", types.ModuleType("clamp.analysis.stats"))  # no compute_statistics
+    # a broken import inside the statistics package (None in sys.modules makes any import of it raise ImportError,
+    # whatever was imported before in this process)
+    monkeypatch.setitem(sys.modules, "clamp.analysis.stats.pipeline", None)
     assert finish_study(tmp_path / "faults", quiet=True) == 1
     assert "statistics failed to import" in capsys.readouterr().err
