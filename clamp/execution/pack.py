@@ -281,11 +281,13 @@ def _first_crossing(path: Path, stop: dict, up_to: int) -> int | None:
 
     if not path.exists():
         return None
+    import csv
+
     best = None
-    with open(path) as f:
-        next(f, None)
-        for line in f:
-            parts = line.rstrip("\n").split(",")
+    with open(path, newline="") as f:  # written by the csv writer (store.csv_text): read it with the csv reader
+        rows = csv.reader(f)
+        next(rows, None)
+        for parts in rows:
             if len(parts) == 4 and parts[2] == stop["metric"] and parts[0].isdigit() and int(parts[0]) <= up_to:
                 if crossed(float(parts[3]), stop["threshold"], stop["direction"]):
                     best = int(parts[0]) if best is None else min(best, int(parts[0]))
