@@ -31,7 +31,7 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     # declaring a study
     "Study": "clamp.study.design", "Arm": "clamp.study.design", "Dense": "clamp.study.design",
-    "PhaseRule": "clamp.study.design", "StopAfterPhase": "clamp.study.stopping", "load_study": "clamp.study.design", "StudyError": "clamp.study.design",
+    "PhaseRule": "clamp.phase", "StopAfterPhase": "clamp.phase", "load_study": "clamp.study.design", "StudyError": "clamp.study.design",
     "ConfigError": "clamp.errors",
     # model and tasks
     "ModelConfig": "clamp.model.config",
@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     # interventions: kinds, windows and constructors
     "Window": "clamp.interventions", "When": "clamp.interventions.when", "scan": "clamp.study.scan", "scan_heads": "clamp.study.scan",
     "scan_layers": "clamp.study.scan", "scan_subcircuits": "clamp.study.scan",
-    "LN2": "clamp.analysis.stats.rule", "Intervention": "clamp.interventions", "Clamp": "clamp.interventions",
+    "LN2": "clamp.phase", "Intervention": "clamp.interventions", "Clamp": "clamp.interventions",
     "PatternClamp": "clamp.interventions", "FunctionClamp": "clamp.interventions", "Knockout": "clamp.interventions",
     "IdealLayer1": "clamp.interventions", "PerfectCopy": "clamp.interventions",
     "PreservingAblation": "clamp.interventions", "GraftOutput": "clamp.interventions",

@@ -15,7 +15,7 @@ from clamp.model.transformer import ModelConfig
 from clamp.execution.runner import run_study
 from clamp.study.design import Arm, PhaseRule, Study
 from clamp.study.records import run_hash
-from clamp.study.stopping import StopAfterPhase, stop_point
+from clamp.phase import StopAfterPhase, stop_point
 from clamp.tasks import FewShotConfig
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
@@ -35,15 +35,42 @@ def metrics(out: Path, seed: int) -> pd.DataFrame:
 
 
 def test_stop_point_on_hand_built_curves():
-    rule = StopAfterPhase(margin=15)
-    assert stop_point([0, 10, 20, 30, 40], [0.7, 0.7, 0.1, 0.1, 0.1], threshold=0.27, direction="below", rule=rule) == (20, 40)
+    stop = StopAfterPhase(margin=15)
+    below = PhaseRule(threshold=0.27)
+    assert stop_point([0, 10, 20, 30, 40], [0.7, 0.7, 0.1, 0.1, 0.1], below, stop) == (20, 40)
     # NaN never crosses; a score crosses "above"; never crossing gives (None, None)
-    assert stop_point([0, 10, 20], [math.nan, 0.9, 0.9], threshold=0.5, direction="above",
-                      rule=StopAfterPhase()) == (10, 10)
-    assert stop_point([0, 10], [0.7, 0.7], threshold=0.27, direction="below", rule=rule) == (None, None)
+    assert stop_point([0, 10, 20], [math.nan, 0.9, 0.9], PhaseRule(metric="m", threshold=0.5, direction="above"),
+                      StopAfterPhase()) == (10, 10)
+    assert stop_point([0, 10], [0.7, 0.7], below, stop) == (None, None)
     # crossed but the margin runs past the last evaluation
-    assert stop_point([0, 10, 20], [0.7, 0.1, 0.1], threshold=0.27, direction="below", rule=rule) == (10, None)
+    assert stop_point([0, 10, 20], [0.7, 0.1, 0.1], below, stop) == (10, None)
     assert StopAfterPhase(margin=100, relative=0.5).stop_at(1000) == 1600
+
+
+def test_the_stop_decision_is_the_statistics_crossing(monkeypatch):
+    """The worker stops runs through clamp.phase.stop_point, and stop_point times the crossing with the very
+    function the statistics use (clamp.phase.crossing_time): no second "past the threshold" anywhere."""
+    import clamp.analysis.stats.phase as stats_phase
+    import clamp.execution.pack as pack
+    import clamp.phase as phase
+
+    assert pack.stop_point is phase.stop_point
+    assert stats_phase.crossing_time is phase.crossing_time
+    calls = []
+    real = phase.crossing_time
+    monkeypatch.setattr(phase, "crossing_time", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert phase.stop_point([0, 10, 20], [0.7, 0.1, 0.1], PhaseRule(), StopAfterPhase()) == (10, 10)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("rule, field", [(PhaseRule(persist=1_000), "persist"), (PhaseRule(persist="end"), "persist"),
+                                         (PhaseRule(outside_windows=True), "outside_windows"),
+                                         (PhaseRule(relative_to="prev_token/L0H0>0.5"), "relative_to")])
+def test_stopping_refuses_a_primary_rule_it_cannot_honour(rule, field):
+    with pytest.raises(ConfigError, match=f"stop_after_phase.*{field}"):
+        study(phase=(rule,), stop_after_phase=StopAfterPhase(margin=64))
+    # the same rule as a secondary rule is fine: the stop watches the primary one only
+    study(phase=(RULE, rule), stop_after_phase=StopAfterPhase(margin=64))
 
 
 def test_stop_after_phase_validation():
@@ -73,7 +100,7 @@ def test_stopped_runs_match_runs_trained_to_the_end(tmp_path):
         a, b = metrics(full, seed), metrics(stopped, seed)
         loss = a[a.metric == "train/loss"]
         crossed_at, stop_at = stop_point(loss.sequences_seen.tolist(), loss.value.astype(float).tolist(),
-                                         threshold=RULE.threshold, direction="below", rule=s.stop_after_phase)
+                                         RULE, s.stop_after_phase)
         assert stop_at is not None and stop_at < 640, "the test needs every run to stop early"
         stops[seed] = stop_at
         rec = json.loads((stopped / f"tiny/runs/control/seed{seed}/run.json").read_text())

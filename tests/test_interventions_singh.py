@@ -19,7 +19,8 @@ import torch
 from clamp.interventions import ideal_layer1, knockout_heads, make_intervener, match_clamp, perfect_copy
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import THRESHOLD, TrainConfig, Trainer
+from clamp.phase import THRESHOLD
+from clamp.training.trainer import TrainConfig, Trainer
 
 ARMS = {
     "control": [knockout_heads(layer=1, keep=[0])],

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from clamp.analysis.report import build_report, summary_frame, write_summary
-from clamp.analysis.stats.rule import PhaseRule, crossing_time
+from clamp.phase import PhaseRule, crossing_time
 from clamp.execution.store import ATTENTION_HEADER, METRICS_HEADER
 
 MODEL = {"n_layers": 2, "n_heads": 2, "d_model": 8}

@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["clamp.analysis.stats", "clamp.analysis.stats.phase", "clamp.analysis.stats.survival", "clamp.analysis.stats.compare", "clamp.analysis.stats.factorial",
            "clamp.analysis.stats.runs", "clamp.analysis.stats.sentences", "clamp.analysis.stats.plots", "clamp.analysis.stats.pipeline",
-           "clamp.analysis.stats.rule", "clamp.analysis.stats.caveats"]
+           "clamp.phase", "clamp.analysis.stats.caveats"]
 
 
 @pytest.mark.parametrize("name", MODULES)

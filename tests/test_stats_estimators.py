@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clamp.analysis.stats.phase import estimate_phase, fit_sigmoid
-from clamp.analysis.stats.rule import LN2, PhaseRule
+from clamp.phase import LN2, PhaseRule
 from clamp.analysis.stats.sentences import robustness_sentence
 
 X = np.arange(0, 400_001, 2_000, dtype=float)

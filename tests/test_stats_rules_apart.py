@@ -10,7 +10,7 @@ import pytest
 
 from clamp.cli import main
 from clamp.analysis.stats.pipeline import compute_statistics
-from clamp.analysis.stats.rule import PhaseRule
+from clamp.phase import PhaseRule
 
 X = np.arange(0, 200_001, 2_000, dtype=float)
 

@@ -159,8 +159,8 @@ def test_recorded_in_run_json_and_resume_is_exact(tmp_path, monkeypatch):
 
 def test_pack_regrouped_after_a_run_stops_keeps_the_others_trigger_state(tmp_path):
     """A run stopping after its phase change rebuilds the pack; the remaining run's trigger state survives."""
-    from clamp.analysis.stats.rule import PhaseRule
-    from clamp.study.stopping import StopAfterPhase
+    from clamp.phase import PhaseRule
+    from clamp.phase import StopAfterPhase
 
     iv = _ko(start=When("clock", ">", 0.1, delay=32))  # seed 1 detects at 64, seed 0 at 128 (opens at 160)
     phase = [PhaseRule(metric="clock", threshold=0.2, direction="above")]  # seed 1 crosses at 128, seed 0 at 224

@@ -7,8 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from clamp.analysis.stats.relative import reference_rule, reference_time, relative_row
-from clamp.analysis.stats.rule import PhaseRule
+from clamp.analysis.stats.relative import relative_row
+from clamp.phase import reference_rule, reference_time
+from clamp.phase import PhaseRule
 from clamp.analysis.stats.runs import RunRecord, phase_table
 from clamp.errors import ConfigError
 

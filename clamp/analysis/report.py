@@ -33,7 +33,7 @@ import pandas as pd
 from clamp.analysis.figures import arm_colours, arm_styles, save_figure, sequences_axis
 from clamp.analysis.results import read_metrics
 from clamp.analysis.trigger_marks import mark_triggers
-from clamp.analysis.stats.rule import LN2, PhaseRule, arm_windows, crossing_time
+from clamp.phase import LN2, PhaseRule, arm_windows, crossing_time
 from clamp.execution.store import atomic_write_text, read_json, run_dir
 
 _STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")

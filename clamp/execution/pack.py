@@ -50,6 +50,7 @@ from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text
 from clamp.execution.faults import injector
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
+from clamp.phase import stop_from_setting, stop_point
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
 from clamp.interventions.triggers import record_triggers, restore_triggers
 
@@ -87,7 +88,7 @@ class PackJob:
     study_modules: dict = field(default_factory=lambda: _registered_study_modules())
     metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
     study_file: str | None = None  # loaded in a worker when the task or a metric is defined in it
-    # stop runs after their phase change: {"margin", "relative", "metric", "threshold", "direction"}, or None
+    # stop runs after their phase change: clamp.phase.stop_setting's {"margin", "relative", "rule"}, or None
     stop_after: dict | None = None
 
 
@@ -194,6 +195,7 @@ class _Run:
         self.folder = Path(spec.folder)
         self.diverged_at: int | None = None
         self.crossed_at: int | None = None  # first evaluation past the primary phase rule (with stop_after)
+        self.curve: tuple[list[int], list[float]] = ([], [])  # the primary rule's metric so far (with stop_after)
         self.stopped_at: int | None = None
         self.metrics = self.folder / "metrics.csv"
         self.attention = self.folder / "attention.csv"
@@ -275,23 +277,22 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
     return t
 
 
-def _first_crossing(path: Path, stop: dict, up_to: int) -> int | None:
-    """First evaluation up to ``up_to`` in a run's ``metrics.csv`` past the primary rule (resuming a stopping run)."""
-    from clamp.study.stopping import crossed
-
+def _stored_curve(path: Path, metric: str, up_to: int) -> tuple[list[int], list[float]]:
+    """A run's stored ``metric`` up to ``up_to`` from its ``metrics.csv`` (resuming a stopping run)."""
     if not path.exists():
-        return None
+        return [], []
     import csv
 
-    best = None
+    xs: list[int] = []
+    ys: list[float] = []
     with open(path, newline="") as f:  # written by the csv writer (store.csv_text): read it with the csv reader
         rows = csv.reader(f)
         next(rows, None)
         for parts in rows:
-            if len(parts) == 4 and parts[2] == stop["metric"] and parts[0].isdigit() and int(parts[0]) <= up_to:
-                if crossed(float(parts[3]), stop["threshold"], stop["direction"]):
-                    best = int(parts[0]) if best is None else min(best, int(parts[0]))
-    return best
+            if len(parts) == 4 and parts[2] == metric and parts[0].isdigit() and int(parts[0]) <= up_to:
+                xs.append(int(parts[0]))
+                ys.append(float(parts[3]))
+    return xs, ys
 
 
 def _import_study_objects(job: PackJob) -> None:
@@ -336,11 +337,8 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
     members = list(runs)  # the runs on the trainer's run axis, in order (run.index is the position)
     prov = run_provenance()
     stop = job.stop_after
-    stop_rule = None
     if stop is not None:
-        from clamp.study.stopping import StopAfterPhase, crossed
-
-        stop_rule = StopAfterPhase(margin=stop["margin"], relative=stop["relative"])
+        stop_rule, phase_rule = stop_from_setting(stop)
 
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
@@ -378,7 +376,8 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             for p in (run.folder / "checkpoints").glob("*.pt"):
                 p.unlink()
         elif stop is not None:
-            run.crossed_at = _first_crossing(run.metrics, stop, job.resume_from)
+            run.curve = _stored_curve(run.metrics, phase_rule.metric, job.resume_from)
+            run.crossed_at, _ = stop_point(*run.curve, phase_rule, stop_rule)
         run.write_json(timings=_timings(run, t0, job))
 
     last_eval = {"seen": -1}
@@ -428,13 +427,15 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                                        f"{DIVERGENCE_FACTOR:g}x its starting value {start:.4g} (no NaN, but diverged)")
         if not live():
             raise _StopPack
-        values = None if stop is None else metrics.get(stop["metric"])
+        values = None if stop is None else metrics.get(phase_rule.metric)
         if values is not None:
             stopping = []
             for run in live():
-                if run.crossed_at is None and crossed(float(values[run.index]), stop["threshold"], stop["direction"]):
-                    run.crossed_at = seen
-                if run.crossed_at is not None and seen >= stop_rule.stop_at(run.crossed_at) and seen < train_cfg.n_sequences:
+                run.curve[0].append(seen)
+                run.curve[1].append(float(values[run.index]))
+                # The statistics' own crossing (clamp.phase.crossing_time) decides where a run stops.
+                run.crossed_at, stop_at = stop_point(*run.curve, phase_rule, stop_rule)
+                if stop_at is not None and seen < train_cfg.n_sequences:
                     stopping.append(run)
             if stopping:
                 raise _Regroup(stopping)
@@ -489,7 +490,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
                 run.write_json(status="finished", sequences_seen=seen, timings=_timings(run, t0, job, finished=True),
                                stopped_early={"at": seen, "crossed_at": run.crossed_at, "budget": train_cfg.n_sequences,
                                               "margin": stop["margin"], "relative": stop["relative"],
-                                              "rule": {k: stop[k] for k in ("metric", "threshold", "direction")}})
+                                              "rule": phase_rule.to_dict()})
             keep = [r for r in members if r.stopped_at is None]
             if not keep:
                 members = []

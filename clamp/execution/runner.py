@@ -54,7 +54,7 @@ from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_messag
 from clamp.study.design import (
     Study, StudyError, arm_record, list_studies, load_study, probe_study, study_record, validate_study,
 )
-from clamp.study.keys import KEY_VERSION, run_key
+from clamp.study.keys import KEY_VERSION, run_key, stop_after
 from clamp.study.validate import check_output_folder
 
 EventSink = Callable[[dict], None]
@@ -270,17 +270,10 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, re
             job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
             interventions=rec["interventions"], runs=tuple(specs),
             checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
-            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())), stop_after=_stop_after(study),
+            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())), stop_after=stop_after(study),
         ))
     return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
                 conflicts=found.conflicts)
-
-
-def _stop_after(study: Study) -> dict | None:
-    """The study's stop-after-transition setting with its primary phase rule, as plain data for the workers."""
-    if study.stop_after_phase is None:
-        return None
-    return {**study.stop_after_phase.to_dict(), **study.phase[0].to_dict()}
 
 
 @contextlib.contextmanager

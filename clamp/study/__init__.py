@@ -17,7 +17,7 @@ from clamp.study.design import (
     Arm, Dense, PhaseRule, Study, StudyError, list_studies, load_study, probe_study, validate_study,
 )
 from clamp.study.records import arm_record, run_hash, study_record
-from clamp.study.stopping import StopAfterPhase
+from clamp.phase import StopAfterPhase
 
 __all__ = ["Arm", "Dense", "StopAfterPhase", "PhaseRule", "Study", "StudyError", "list_studies", "load_study", "probe_study", "validate_study",
            "arm_record", "run_hash", "study_record"]

@@ -40,11 +40,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
-from clamp.analysis.stats.rule import PhaseRule  # its one home: the rule is shared with the statistics
+from clamp.phase import PhaseRule, StopAfterPhase, check_stoppable
 from clamp.errors import ConfigError
-from clamp.study.fields import check_fields
+from clamp.fields import check_fields
 from clamp.model.foreign import ModelSpec
-from clamp.study.stopping import StopAfterPhase
 from clamp.study.validate import check_device, check_schedule, require_model_and_task
 from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
@@ -217,7 +216,7 @@ class Study:
         device: ``"cpu"`` or ``"cuda"``.
         description: a paragraph for the report.
         stop_after_phase: stop each run a margin after it crosses the primary phase rule
-            (:class:`~clamp.study.stopping.StopAfterPhase`); None (the default) trains every run to its budget.
+            (:class:`~clamp.phase.StopAfterPhase`); None (the default) trains every run to its budget.
 
     Example:
         >>> Study(name="s", arms=[Arm(name="control", model=ModelConfig(), task=FewShotConfig())], seeds=[0, 1],
@@ -302,6 +301,8 @@ class Study:
         if any(x < 0 for x in self.heatmap_at):
             raise ConfigError("Study.heatmap_at must hold non-negative sequence counts.")
         check_schedule(self)
+        if self.stop_after_phase is not None:
+            check_stoppable(self.phase[0])
 
     def metric_paths(self) -> list[str]:
         """Import paths (``"module:name"``) of the user metric functions."""

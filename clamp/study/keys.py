@@ -26,6 +26,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Sequence
 
+from clamp.phase import stop_setting
+
 if TYPE_CHECKING:
     from clamp.study.design import Arm, Study
 
@@ -106,14 +108,15 @@ def run_key(study: Study, arm: Arm, seed: int) -> str:
                                interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
                                extra_evals=study.extra_eval_points(arm), seed=seed,
                                metrics=study.metric_paths() if study.metrics else (),
-                               stop_after_phase=_stop_after(study)))
+                               stop_after_phase=stop_after(study)))
 
 
-def _stop_after(study: Study) -> dict | None:
-    """The study's stop-after-transition setting with the primary rule it watches (None when off)."""
+def stop_after(study: Study) -> dict | None:
+    """The study's stop-after-transition setting with the primary rule it watches
+    (:func:`clamp.phase.stop_setting`; None when off): what run keys hash and what workers receive."""
     if getattr(study, "stop_after_phase", None) is None:
         return None
-    return {**study.stop_after_phase.to_dict(), "rule": study.phase[0].to_dict()}
+    return stop_setting(study.stop_after_phase, study.phase[0])
 
 
 def legacy_key(study: Study, arm: Arm, seed: int) -> str:
@@ -128,8 +131,8 @@ def legacy_key(study: Study, arm: Arm, seed: int) -> str:
     if "metrics" in rec:
         key["metrics"] = rec["metrics"]
     key["seed"] = int(seed)
-    if _stop_after(study) is not None:
-        key["stop_after_phase"] = _stop_after(study)
+    if stop_after(study) is not None:
+        key["stop_after_phase"] = stop_after(study)
     return _digest(key)
 
 

@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from typing import Any, Sequence
 
 from clamp.errors import ConfigError
-from clamp.study.fields import ParseError, hints, parse_value
+from clamp.fields import ParseError, hints, parse_value
 from clamp.study.design import Arm, Study, StudyError, validate_study
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from clamp.study.keys import KEY_VERSION
 
-from clamp.analysis.stats.rule import LN2
+from clamp.phase import LN2
 
 if TYPE_CHECKING:
     from clamp.study.design import Arm, Study

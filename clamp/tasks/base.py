@@ -38,16 +38,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from clamp.tasks.batch import IGNORE, Batch
 from clamp.tasks.protocol import TaskConfig  # noqa: F401 - torch-free home (a study's Arm.task is typed with it)
-
-if TYPE_CHECKING:
-    from clamp.study.design import PhaseRule
+from clamp.phase import PhaseRule
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class Task(Protocol):
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
         """Metrics of one evaluation set, each ``[R]``, named as they appear in ``metrics.csv``."""
 
-    def default_phase_rule(self) -> "PhaseRule":
+    def default_phase_rule(self) -> PhaseRule:
         """The rule that says when a run on this task has learned, used when the study gives none."""
 
 
@@ -140,9 +138,7 @@ class TaskBase(ABC):
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
         return standard_metrics(view)
 
-    def default_phase_rule(self) -> "PhaseRule":
-        from clamp.study.design import PhaseRule
-
+    def default_phase_rule(self) -> PhaseRule:
         return PhaseRule()
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from clamp.errors import ConfigError
+from clamp.phase import PhaseRule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +63,5 @@ class BurstyConfig:
 
     def default_phase_rule(self):
         """In-context learning emerges: accuracy on novel classes above halfway from chance to 1."""
-        from clamp.study.design import PhaseRule
-
         chance = self.burst / self.n_pairs  # picking one of the context's labels at random
         return PhaseRule(metric="in_context/acc", threshold=(1 + chance) / 2, direction="above")

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from clamp.errors import ConfigError
+from clamp.phase import PhaseRule
 
 STREAMS = ("shared", "independent")
 
@@ -85,9 +86,7 @@ class FewShotConfig:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""
         return {"d_in": self.d_in, "d_vocab": self.n_labels, "d_out": self.n_labels, "n_ctx": 2 * self.n_pairs + 1}
 
-    def default_phase_rule(self) -> "PhaseRule":  # noqa: F821 - the rule that fits this task's metrics
-        from clamp.analysis.stats.rule import PhaseRule
-
+    def default_phase_rule(self) -> PhaseRule:  # the rule that fits this task's metrics
         return PhaseRule()
 
     def to_dict(self) -> dict:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from clamp.errors import ConfigError
+from clamp.phase import PhaseRule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +50,4 @@ class MarkovConfig:
 
     def default_phase_rule(self):
         """Halfway from the unigram to the bigram reference loss (``markov/bigram_progress`` above 0.5)."""
-        from clamp.study.design import PhaseRule
-
         return PhaseRule(metric="markov/bigram_progress", threshold=0.5, direction="above")

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from clamp.errors import ConfigError
+from clamp.phase import PhaseRule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,14 +61,12 @@ class RepeatConfig:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""
         return {"d_in": 0, "d_vocab": self.vocab, "d_out": self.vocab, "n_ctx": self.max_prefix + 2 * self.half}
 
-    def default_phase_rule(self) -> "PhaseRule":  # noqa: F821 - the rule that fits this task's metrics
+    def default_phase_rule(self) -> PhaseRule:  # the rule that fits this task's metrics
         """``loss/second_repeat`` below half of chance (``0.5 ln vocab``): the repeat is predicted in context.
 
         (The total loss cannot fall near 0.4 ln 2: the first repeat is random tokens.)
         """
         import math
-
-        from clamp.analysis.stats.rule import PhaseRule
 
         return PhaseRule(metric="loss/second_repeat", threshold=0.5 * math.log(self.vocab), direction="below")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from clamp.errors import ConfigError
+from clamp.phase import PhaseRule
 
 SUFFIXES = (".py", ".txt", ".md", ".rst")  # files read from a folder
 
@@ -98,8 +99,6 @@ class TextConfig:
 
     def default_phase_rule(self):
         """Olsson's signature: the best prefix-matching head on repeated random tokens rises above 0.3."""
-        from clamp.study.design import PhaseRule
-
         return PhaseRule(metric="prefix_match/max", threshold=0.3, direction="above")
 
 

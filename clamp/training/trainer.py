@@ -39,7 +39,6 @@ from clamp.model.foreign import build_model
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
 
-from clamp.analysis.stats.rule import LN2, THRESHOLD  # noqa: F401 - one home for both constants
 from clamp.training.config import TrainConfig  # noqa: F401 - its home is torch-free
 EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
 

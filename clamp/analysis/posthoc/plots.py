@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from clamp.analysis.posthoc.redundancy import spearman
-from clamp.training.trainer import LN2, THRESHOLD
+from clamp.phase import LN2, THRESHOLD
 
 _CLAMP_STYLE = {"none": ("black", "-", "no clamp"), "layer1": ("tab:blue", "-", "layer-1 clamp (ideal previous-token layer 1)"),
                 "match_all": ("tab:orange", "--", "match clamp on every layer-2 head"),

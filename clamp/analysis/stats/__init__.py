@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
 def _stats_command(args: argparse.Namespace) -> int:
     from clamp.analysis.stats.pipeline import compute_statistics
-    from clamp.analysis.stats.rule import PhaseRule
+    from clamp.phase import PhaseRule
 
     rules = None
     if args.phase:

@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from clamp.analysis.stats.compare import MIN_RUNS, min_rank_p, too_few_runs
-from clamp.analysis.stats.rule import PhaseRule
+from clamp.phase import PhaseRule
 from clamp.analysis.stats.runs import StudySpec
 
 

@@ -46,7 +46,7 @@ from scipy.optimize import least_squares
 from scipy.signal import savgol_filter
 from scipy.special import expit
 
-from clamp.analysis.stats.rule import Crossing, PhaseRule, Window, clean_curve, crossing_time, outside
+from clamp.phase import Crossing, PhaseRule, Span, clean_curve, crossing_time, outside
 
 ESTIMATORS: tuple[str, ...] = ("threshold", "steepest", "sigmoid_mid", "sigmoid_onset", "changepoint")
 MIN_R2 = 0.8  # a sigmoid fit explaining less of the curve's variance than this is a bad fit
@@ -119,8 +119,8 @@ class PhaseEstimates:
         return {t.estimator: t for t in self.times}
 
 
-def threshold_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iterable[Window] = ()) -> PhaseTime:
-    """The rule's time (:func:`clamp.analysis.stats.rule.crossing_time`) as the ``threshold`` estimator.
+def threshold_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iterable[Span] = ()) -> PhaseTime:
+    """The rule's time (:func:`clamp.phase.crossing_time`) as the ``threshold`` estimator.
 
     Example:
         >>> threshold_time([0, 10, 20, 30], [0.7, 0.6, 0.2, 0.1], PhaseRule()).time
@@ -412,7 +412,7 @@ def change_point_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule) -> PhaseTime:
 
 
 def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03,
-                   plateau_tol: float = 0.1, windows: Iterable[Window] = ()) -> PhaseEstimates:
+                   plateau_tol: float = 0.1, windows: Iterable[Span] = ()) -> PhaseEstimates:
     """All estimators, the sigmoid fit and the plateau for one curve.
 
     With ``rule.outside_windows`` every estimator sees only the evaluations

@@ -42,7 +42,7 @@ from clamp.analysis.stats.caveats import study_warnings, task_rule_warnings
 from clamp.analysis.stats.compare import CORRECTIONS, Correction, adjust_pvalues, compare_samples, too_few_runs
 from clamp.analysis.stats.factorial import Effect, additivity, factorial_effects, not_estimable
 from clamp.analysis.stats.phase import ESTIMATORS
-from clamp.analysis.stats.rule import PhaseRule
+from clamp.phase import PhaseRule
 from clamp.analysis.stats.runs import StudySpec, load_runs, load_study, phase_table, recorded_metrics
 from clamp.analysis.stats.sentences import comparison_sentence, fmt_p, markdown, robustness_sentence
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from clamp.analysis.stats.rule import PhaseRule
+from clamp.phase import PhaseRule
 from clamp.analysis.stats.survival import km_curve, km_median
 
 _MARK = {"sigmoid_mid": "o", "sigmoid_onset": "v", "steepest": "s", "changepoint": "D"}

@@ -29,50 +29,9 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Sequence
 
-import numpy as np
-from numpy.typing import ArrayLike
-
-from clamp.errors import ConfigError
-
-_TRIGGER = re.compile(r"([^\s:/]+(?:/w\d+)?):(start|stop)")
-
-
-def reference_rule(relative_to: str) -> Any:
-    """The :class:`~clamp.analysis.stats.rule.PhaseRule` whose first crossing is the reference event.
-
-    Example:
-        >>> reference_rule("prev_token/L0H1>0.5").describe()
-        'prev_token/L0H1 > 0.5'
-    """
-    from clamp.analysis.stats.rule import PhaseRule
-
-    m = _TRIGGER.fullmatch(str(relative_to).strip())
-    if m:
-        return PhaseRule(metric=f"trigger/{m.group(1)}/{m.group(2)}", threshold=0.5, direction="above")
-    try:
-        return PhaseRule.parse(relative_to)
-    except ConfigError:
-        raise ConfigError(f"PhaseRule.relative_to={relative_to!r} is neither '<intervention>:start' / "
-                          "'<intervention>:stop' (a triggered window) nor 'METRIC>THRESHOLD' / 'METRIC<THRESHOLD' "
-                          "(the first crossing of another metric), e.g. relative_to='ko:start'.") from None
-
-
-def reference_time(x: ArrayLike, y: ArrayLike, ref: Any) -> float:
-    """The first evaluation at which the reference curve is past its threshold; NaN if it never is.
-
-    Example:
-        >>> from clamp.analysis.stats.rule import PhaseRule
-        >>> reference_time([0, 10, 20], [0.1, 0.6, 0.2], PhaseRule.parse("m>0.5")), reference_time([0], [0], PhaseRule.parse("m>0.5"))
-        (10.0, nan)
-    """
-    from clamp.analysis.stats.rule import clean_curve
-
-    xa, ya = clean_curve(x, y)
-    hits = np.flatnonzero(np.asarray(ref.crossed(ya), bool).reshape(-1)) if xa.size else np.zeros(0, int)
-    return float(xa[hits[0]]) if hits.size else math.nan
+from clamp.phase import reference_rule, reference_time
 
 
 def relative_row(row: dict, t_ref: float, relative_to: str) -> dict:
@@ -125,4 +84,4 @@ def reference_metrics(rules: Sequence[Any]) -> set[str]:
     return {reference_rule(r.relative_to).metric for r in rules if getattr(r, "relative_to", None)}
 
 
-__all__ = ["reference_rule", "reference_time", "relative_row", "retime", "reference_metrics"]
+__all__ = ["relative_row", "retime", "reference_metrics"]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from clamp.errors import ConfigError
 from clamp.analysis.stats.phase import ESTIMATORS, estimate_phase
-from clamp.analysis.stats.rule import PhaseRule, Window, arm_windows
+from clamp.phase import PhaseRule, Span, arm_windows
 
 PHASE_COLUMNS: tuple[str, ...] = (
     "arm", "seed", "status", "included", "rule_index", "rule", "metric", "threshold", "direction", "primary_rule",
@@ -42,7 +42,7 @@ class ArmSpec:
 
     name: str
     factors: dict[str, bool] = field(default_factory=dict)
-    windows: tuple[Window, ...] = ()
+    windows: tuple[Span, ...] = ()
     task: dict = field(default_factory=dict)
 
 
@@ -118,7 +118,7 @@ class StudySpec:
             raise ConfigError("give at least one phase rule, e.g. PhaseRule.parse('train/loss<0.277').")
         return replace(self, rules=tuple(rules))
 
-    def windows(self, arm: str) -> tuple[Window, ...]:
+    def windows(self, arm: str) -> tuple[Span, ...]:
         return next((a.windows for a in self.arms if a.name == arm), ())
 
     @property
@@ -203,7 +203,7 @@ def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
 
 
 def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: float = 0.03,
-                plateau_tol: float = 0.1, windows: dict[str, tuple[Window, ...]] | None = None) -> pd.DataFrame:
+                plateau_tol: float = 0.1, windows: dict[str, tuple[Span, ...]] | None = None) -> pd.DataFrame:
     """The phase_times table: one row per run × rule × estimator (columns :data:`PHASE_COLUMNS`).
 
     ``time`` is the phase-change time when ``event`` is True and the censoring

@@ -12,7 +12,7 @@ import math
 from typing import Mapping, Sequence
 
 from clamp.analysis.stats.compare import MIN_RUNS
-from clamp.analysis.stats.rule import PhaseRule
+from clamp.phase import PhaseRule
 
 
 def fmt_p(p: float) -> str:

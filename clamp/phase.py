@@ -1,12 +1,13 @@
-"""The phase rule: when a run counts as having had its phase change, and its one crossing function.
+"""The phase rule: when a run has had its phase change, and when a run may stop after it.
 
-Why this file exists: one concept, one home.  A study declares its rule(s)
-(``clamp.Study(phase=[clamp.PhaseRule(...)])``, re-exported by
-:mod:`clamp.study.design`), the statistics read them back from ``study.json``,
-and the report's summary table times crossings with them; all three use the
-class and :func:`crossing_time` defined here.  The file lives with the
-statistics, not with the study, because it must import without torch (``clamp
-stats`` recomputes everything from stored metrics) and only needs numpy.
+Why this file exists: the decision "this run has had its phase change" is a contract
+between stages.  The study declares it (``clamp.Study(phase=[clamp.PhaseRule(...)])``),
+the worker that stops runs after their transition (:class:`StopAfterPhase`) acts on it
+while training, the statistics time every run with it from stored metrics, and the
+report's tables and the notebook API read the same times.  Two implementations of it
+would drift apart, and the drift would be a wrong number, so there is exactly one:
+:func:`crossing_time`, with :func:`stop_point` built on it.  This module is a leaf
+(numpy only, no torch, no other stage), so every stage can import it.
 
 The rule, in order:
 
@@ -24,15 +25,24 @@ The rule, in order:
    (considered) evaluation, the run did not keep its phase change.  It is then
    *relapsed*: right-censored at its last evaluation like a run that never
    crossed, and reported as such, with its first crossing kept for the reader.
+5. ``relative_to``: the time is then measured from a per-run reference event
+   (:func:`reference_rule` parses it; :mod:`clamp.analysis.stats.relative` retimes).
 
 With ``persist=0`` (the default) a run that crosses and keeps its phase change
 is timed exactly as Singh et al.'s rule (first evaluation below 0.4·ln 2).
+
+Stopping: a run of a study with ``stop_after_phase`` stops at the first evaluation
+at or past ``stop.stop_at(first)``, where ``first`` is :func:`crossing_time`'s first
+crossing of the curve seen so far (:func:`stop_point`).  Until that decision honours
+persistence, windows and reference events, a study whose primary rule uses them is
+refused with stopping (:func:`check_stoppable`).
 
 Example:
     >>> rule = PhaseRule()
     >>> crossing_time([0, 10, 20, 30], [0.7, 0.2, 0.7, 0.7], rule)
     Crossing(time=30.0, event=False, first=10.0, relapsed=True, note='relapsed: crossed at 10, not past the threshold at the last evaluation (30)')
 """
+
 
 from __future__ import annotations
 
@@ -45,12 +55,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from clamp.errors import ConfigError
+from clamp.fields import check_fields
+from clamp.names import TRIGGER_PREFIX
 
 LN2 = math.log(2.0)  # chance loss from context on the few-shot task (two labels in context)
 THRESHOLD = 0.4 * LN2  # Singh et al.'s learning-time threshold on the training loss
 
 Direction = Literal["below", "above"]
-Window = tuple[float, float]  # [start, stop) in sequences seen; stop inf = to the end
+Span = tuple[float, float]  # [start, stop) in sequences seen; stop inf = to the end
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +93,7 @@ class PhaseRule:
     direction: Direction = "below"
     persist: int | Literal["end"] = 0
     outside_windows: bool = False
-    relative_to: str | None = None  # time from a per-run event: see clamp.analysis.stats.relative
+    relative_to: str | None = None  # time from a per-run event: see reference_rule
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric.strip():
@@ -99,8 +111,6 @@ class PhaseRule:
             raise ConfigError(f"PhaseRule.outside_windows={self.outside_windows!r} must be True or False.")
         object.__setattr__(self, "threshold", float(self.threshold))
         if self.relative_to is not None:
-            from clamp.analysis.stats.relative import reference_rule
-
             reference_rule(self.relative_to)  # a ConfigError naming the two accepted forms
 
     def crossed(self, y: ArrayLike) -> NDArray[np.bool_] | bool:
@@ -217,7 +227,7 @@ def clean_curve(x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArra
     return xa[last], ya[last]
 
 
-def outside(x: ArrayLike, y: ArrayLike, windows: Iterable[Window]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def outside(x: ArrayLike, y: ArrayLike, windows: Iterable[Span]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The evaluations of a curve outside every window ``[start, stop)``.
 
     Example:
@@ -231,7 +241,7 @@ def outside(x: ArrayLike, y: ArrayLike, windows: Iterable[Window]) -> tuple[NDAr
     return xa[keep], ya[keep]
 
 
-def arm_windows(arm: dict) -> list[Window]:
+def arm_windows(arm: dict) -> list[Span]:
     """The scheduled intervention windows of an arm record from ``study.json`` (``stop`` None = to the end).
 
     An intervention on for the whole run (one window from 0 with no stop, e.g.
@@ -243,7 +253,7 @@ def arm_windows(arm: dict) -> list[Window]:
         ...                                {"windows": [{"start": 0, "stop": None}]}]})
         [(0.0, 5000.0), (9.0, inf)]
     """
-    out: list[Window] = []
+    out: list[Span] = []
     for iv in arm.get("interventions") or []:
         for w in (iv.get("windows") or []) if isinstance(iv, dict) else []:
             if isinstance(w.get("start"), dict) or isinstance(w.get("stop"), dict):
@@ -255,7 +265,7 @@ def arm_windows(arm: dict) -> list[Window]:
     return out
 
 
-def crossing_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iterable[Window] = ()) -> Crossing:
+def crossing_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iterable[Span] = ()) -> Crossing:
     """The phase-change time of one curve under ``rule`` (the one first-crossing function of clamp).
 
     Args:
@@ -302,3 +312,159 @@ def crossing_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Itera
             break
     note = "" if t == first else f"first crossing at {first:.6g} did not last ({rule.describe()})"
     return Crossing(t, True, first, False, note)
+
+
+# --------------------------------------------------------------------------- reference events (relative_to)
+
+_TRIGGER_REF = re.compile(r"([^\s:/]+(?:/w\d+)?):(start|stop)")
+
+
+def reference_rule(relative_to: str) -> PhaseRule:
+    """The rule whose first crossing is a ``relative_to`` reference event.
+
+    ``"<intervention>:start"`` / ``"<intervention>:stop"`` (``"<intervention>/w1:start"`` for
+    an intervention's second triggered window) read the run's trigger rows
+    (:func:`clamp.names.trigger`); ``"METRIC>THRESHOLD"`` / ``"METRIC<THRESHOLD"`` the first
+    crossing of another metric.
+
+    Example:
+        >>> reference_rule("prev_token/L0H1>0.5").describe(), reference_rule("ko:start").metric
+        ('prev_token/L0H1 > 0.5', 'trigger/ko/start')
+    """
+    m = _TRIGGER_REF.fullmatch(str(relative_to).strip())
+    if m:
+        return PhaseRule(metric=f"{TRIGGER_PREFIX}{m.group(1)}/{m.group(2)}", threshold=0.5, direction="above")
+    try:
+        return PhaseRule.parse(relative_to)
+    except ConfigError:
+        raise ConfigError(f"PhaseRule.relative_to={relative_to!r} is neither '<intervention>:start' / "
+                          "'<intervention>:stop' (a triggered window) nor 'METRIC>THRESHOLD' / 'METRIC<THRESHOLD' "
+                          "(the first crossing of another metric), e.g. relative_to='ko:start'.") from None
+
+
+def reference_time(x: ArrayLike, y: ArrayLike, ref: PhaseRule) -> float:
+    """The first evaluation at which the reference curve is past its threshold; NaN if it never is.
+
+    Example:
+        >>> reference_time([0, 10, 20], [0.1, 0.6, 0.2], PhaseRule.parse("m>0.5")), reference_time([0], [0], PhaseRule.parse("m>0.5"))
+        (10.0, nan)
+    """
+    return crossing_time(x, y, ref).first
+
+
+# --------------------------------------------------------------------------- stopping after the phase change
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopAfterPhase:
+    """End each run ``margin + relative * t`` sequences after its phase change at ``t``.
+
+    The phase change is the first crossing (:func:`crossing_time`'s ``first``) of the study's
+    primary phase rule (``Study.phase[0]``, by default training loss below 0.4 ln 2); the run
+    stops at the first evaluation at or past that point plus the margin (so the margin is at
+    least one evaluation when it is positive).  See :func:`stop_point`.
+
+    Args:
+        margin: sequences to keep training after the crossing (>= 0).  Leave enough for the
+            robustness estimators (sigmoid, steepest descent) to see the end of the drop.
+        relative: plus this fraction of the crossing time (>= 0); late crossings have wider drops.
+
+    Example:
+        >>> StopAfterPhase(margin=20_000, relative=0.5).stop_at(40_000)
+        80000
+    """
+
+    margin: int = 0
+    relative: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.margin < 0:
+            raise ConfigError(f"StopAfterPhase.margin={self.margin} must be >= 0 sequences after the crossing.")
+        if not (math.isfinite(self.relative) and self.relative >= 0):
+            raise ConfigError(f"StopAfterPhase.relative={self.relative} must be a finite fraction >= 0 of the crossing time.")
+
+    def stop_at(self, crossed: float) -> int:
+        """Sequences seen from which a run that crossed at ``crossed`` stops (at its next evaluation)."""
+        return int(crossed + self.margin + math.ceil(self.relative * crossed))
+
+    def to_dict(self) -> dict:
+        return {"margin": int(self.margin), "relative": float(self.relative)}
+
+
+def stop_setting(stop: StopAfterPhase, rule: PhaseRule) -> dict:
+    """The one plain-data form of "stop after the phase change": ``{"margin", "relative", "rule"}``.
+
+    Run keys hash it, workers receive it (:func:`stop_from_setting` reads it back).
+
+    Example:
+        >>> stop_setting(StopAfterPhase(margin=10), PhaseRule())["rule"]["metric"]
+        'train/loss'
+    """
+    return {**stop.to_dict(), "rule": rule.to_dict()}
+
+
+def stop_from_setting(setting: dict) -> tuple[StopAfterPhase, PhaseRule]:
+    """Inverse of :func:`stop_setting`."""
+    return (StopAfterPhase(margin=int(setting["margin"]), relative=float(setting["relative"])),
+            PhaseRule.from_dict(setting["rule"]))
+
+
+def check_stoppable(rule: PhaseRule) -> None:
+    """Refuse a primary rule whose crossing the stop decision cannot honour yet.
+
+    :func:`stop_point` stops a run a margin after the rule's *first* crossing; with
+    ``persist``, ``outside_windows`` or ``relative_to`` the rule's phase time is not that
+    first crossing, so a stopped run could be timed differently from the same run trained
+    to the end.  Refused before training rather than computed wrongly.
+
+    Example:
+        >>> check_stoppable(PhaseRule())
+        >>> check_stoppable(PhaseRule(persist=1000))
+        Traceback (most recent call last):
+        ...
+        clamp.errors.ConfigError: Study.stop_after_phase watches the primary phase rule 'train/loss < 0.277, lasting 1000 sequences', which sets persist=1000; stopping after the phase change honours only a plain threshold crossing so far. Fix: drop persist from the primary rule (keep it in a second rule: Study(phase=[PhaseRule(), PhaseRule(persist=...)])), or remove stop_after_phase.
+    """
+    used = [f"{k}={v!r}" for k, v in (("persist", rule.persist), ("outside_windows", rule.outside_windows),
+                                      ("relative_to", rule.relative_to)) if v]
+    if used:
+        names = ", ".join(u.split("=")[0] for u in used)
+        raise ConfigError(f"Study.stop_after_phase watches the primary phase rule {rule.describe()!r}, which sets "
+                          f"{', '.join(used)}; stopping after the phase change honours only a plain threshold "
+                          f"crossing so far. Fix: drop {names} from the primary rule (keep it in a second rule: "
+                          f"Study(phase=[PhaseRule(), PhaseRule({names.split(', ')[0]}=...)])), or remove stop_after_phase.")
+
+
+def stop_point(x: ArrayLike, y: ArrayLike, rule: PhaseRule, stop: StopAfterPhase) -> tuple[int | None, int | None]:
+    """Where a curve first crosses ``rule`` and where a run following it stops: the worker's stop decision.
+
+    The crossing is :func:`crossing_time`'s ``first`` (the statistics' own function);
+    the stop is the first evaluation at or after ``stop.stop_at(first)``.  The worker calls
+    this on each run's curve so far at every evaluation, and on the stored curve when it
+    resumes a run.
+
+    Args:
+        x: evaluation points (sequences seen).
+        y: the primary rule's metric at those points.
+        rule: the primary phase rule (refused by :func:`check_stoppable` if it needs more than a crossing).
+        stop: the stopping setting.
+
+    Returns:
+        ``(crossed_at, stop_at)``: the first evaluation past the threshold and the first evaluation
+        at or after ``stop.stop_at(crossed_at)``; either is None when not reached.
+
+    Example:
+        >>> stop_point([0, 10, 20, 30, 40], [0.7, 0.7, 0.1, 0.1, 0.1], PhaseRule(), StopAfterPhase(margin=15))
+        (20, 40)
+    """
+    xa, _ = clean_curve(x, y)
+    first = crossing_time(x, y, rule).first
+    if not math.isfinite(first):
+        return None, None
+    later = xa[xa >= stop.stop_at(first)]
+    return int(first), (int(later[0]) if later.size else None)
+
+
+__all__ = ["LN2", "THRESHOLD", "Crossing", "Direction", "PhaseRule", "Span", "StopAfterPhase", "arm_windows",
+           "check_stoppable", "clean_curve", "crossing_time", "outside", "reference_rule", "reference_time",
+           "stop_from_setting", "stop_point", "stop_setting"]
