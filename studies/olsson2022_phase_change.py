@@ -46,7 +46,7 @@ def icl_knockout(view) -> dict:
     out: compare the two) and ``icl_knockout/head`` (which head).  The knock-out acts on the plain model
     (training-time interventions of the arm are not applied in this extra forward).
     """
-    from clamp.training.olsson import icl_positions, icl_score, induction_targets, per_token_loss, prefix_matching
+    from clamp.tasks.measures import icl_positions, icl_score, induction_targets, per_token_loss, prefix_matching
 
     model, batch = view.model, view.batch
     R, T = batch.tokens.shape[0], batch.tokens.shape[2]

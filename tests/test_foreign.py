@@ -20,7 +20,7 @@ from clamp.model.foreign import ForeignModel, ModelSpec, model_from_dict
 from clamp.study.design import Arm, Study, StudyError, validate_study
 from clamp.study.records import run_hash
 from clamp.tasks import FewShotConfig, RepeatConfig
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.training.trainer import TrainConfig, Trainer
 
 FEWSHOT = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

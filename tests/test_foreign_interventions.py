@@ -25,7 +25,7 @@ from clamp.interventions.kinds.module_site import ModuleEdit, parse_index
 from clamp.model.adapters import Adapter
 from clamp.model.foreign import ForeignModel, ModelSpec
 from clamp.tasks import FewShotConfig
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.training.trainer import TrainConfig, Trainer
 
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

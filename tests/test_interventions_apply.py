@@ -20,7 +20,7 @@ from clamp.interventions import (
     uniform_pattern_clamp,
 )
 from clamp.interventions.effects import build_pattern
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, FewShotConfig
 from clamp.training.trainer import TrainConfig, Trainer

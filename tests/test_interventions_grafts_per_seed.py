@@ -25,7 +25,7 @@ from clamp.model.transformer import ModelConfig, Transformer
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.keys import canonical
 from clamp.tasks import Batch, FewShotConfig
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.training.trainer import TrainConfig, Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)

@@ -9,7 +9,7 @@ from clamp.errors import ConfigError
 from clamp.interventions import HeadScale, Window, intervention_from_dict, make_intervener, validate_interventions
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import FewShotConfig
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.training.trainer import TrainConfig, Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)

@@ -9,7 +9,7 @@ import torch
 from clamp.tasks import IGNORE, Batch, MarkovConfig, task_from_dict
 from clamp.tasks.markov import _ce, reference_predictions
 from clamp.tasks.base import EvalView
-from clamp.training.metrics import loss_and_accuracy
+from clamp.tasks.measures import loss_and_accuracy
 
 
 def test_reference_predictions_count_by_hand():

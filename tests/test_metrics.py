@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from clamp.training.metrics import induction_strength, loss_and_accuracy, prefix_matching_score, prev_token_score
+from clamp.tasks.measures import induction_strength, loss_and_accuracy, prefix_matching_score, prev_token_score
 from clamp.tasks import IGNORE
 
 

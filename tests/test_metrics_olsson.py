@@ -8,7 +8,7 @@ import torch
 
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import IGNORE
-from clamp.training.olsson import (copying_scores, icl_positions, icl_score, induction_targets, ov_eigen_copying,
+from clamp.tasks.measures import (copying_scores, icl_positions, icl_score, induction_targets, ov_eigen_copying,
                                    per_token_loss, prefix_matching)
 
 

@@ -18,7 +18,7 @@ from clamp.model import native, shortattn
 from clamp.model import transformer as model_mod
 from clamp.model.transformer import ModelConfig, Transformer, _rope_tables
 from clamp.tasks import FewShotConfig
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 
 
 def _grads(model: Transformer, batch) -> dict[str, torch.Tensor]:

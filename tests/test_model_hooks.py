@@ -15,7 +15,7 @@ from clamp.model import native
 from clamp.model import transformer as model_mod
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import FewShotConfig
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 
 ATTN_POINTS = ["hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z"]
 

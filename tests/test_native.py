@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from clamp.model import layernorm, native, shortattn
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.model.transformer import ModelConfig, Transformer, _rope_tables
 from clamp.tasks import FewShotConfig
 

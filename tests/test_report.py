@@ -11,7 +11,7 @@ import pytest
 
 from clamp.analysis.report import build_report, summary_frame, write_summary
 from clamp.phase import PhaseRule, crossing_time
-from clamp.execution.store import ATTENTION_HEADER, METRICS_HEADER
+from clamp.store import ATTENTION_HEADER, METRICS_HEADER
 
 MODEL = {"n_layers": 2, "n_heads": 2, "d_model": 8}
 

@@ -13,7 +13,7 @@ import torch
 import clamp.training.trainer
 from clamp.model.transformer import ModelConfig
 from clamp.execution.pack import merge_states, split_state
-from clamp.execution.store import truncate_rows
+from clamp.store import truncate_rows
 from clamp.execution.runner import InlineExecutor, run_study
 from clamp.study.overrides import apply_overrides
 from clamp.study.design import Arm, Study, StudyError

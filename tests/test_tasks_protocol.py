@@ -18,7 +18,7 @@ from clamp.model.transformer import ModelConfig
 from clamp.study.design import Arm, PhaseRule, Study, load_study
 from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig, RepeatConfig, Task, TaskConfig, task_from_dict
-from clamp.training.metrics import induction_strength, loss_and_accuracy, prev_token_score
+from clamp.tasks.measures import induction_strength, loss_and_accuracy, prev_token_score
 from clamp.training.trainer import TrainConfig, Trainer
 
 HELPER = '''
@@ -103,10 +103,18 @@ def test_user_metrics_are_recorded_and_checked(helper):
     def bad_shape(view):
         return torch.zeros(3)
 
-    def clash(view):
+    def train(view):  # its dict's key "loss" is recorded as train/loss, which the task records
+        return {"loss": torch.zeros(2)}
+
+    def interventions(view):  # recorded as interventions/fired: a name clamp writes itself
+        return {"fired": torch.zeros(2)}
+
+    def clash(view):  # a dict's keys are recorded under the function's name: clash/train/loss, no clash
         return {"train/loss": torch.zeros(2)}
 
-    for fn, msg in ((bad_shape, "one value per run"), (clash, "already records")):
+    t.metrics = (clash,)
+    assert "clash/train/loss" in t.evaluate()
+    for fn, msg in ((bad_shape, "one value per run"), (train, "already recorded"), (interventions, "reserved")):
         t.metrics = (fn,)
         with pytest.raises(ConfigError, match=msg):
             t.evaluate()

@@ -9,7 +9,7 @@ import pandas as pd
 
 from clamp.execution.provenance import RUN_SCHEMA, STUDY_SCHEMA, merge_study_record
 from clamp.execution.runner import run_study
-from clamp.execution.store import csv_text
+from clamp.store import csv_text
 from clamp.interventions import knockout_heads
 from clamp.model.transformer import ModelConfig
 from clamp.study.design import Arm, Study

@@ -28,7 +28,7 @@ from typing import Sequence
 import pandas as pd
 
 from clamp.analysis.figures import arm_colours
-from clamp.execution.store import atomic_write_text, read_json
+from clamp.store import atomic_write_text, read_json
 
 _STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
 

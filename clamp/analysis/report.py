@@ -34,7 +34,8 @@ from clamp.analysis.figures import arm_colours, arm_styles, save_figure, sequenc
 from clamp.analysis.results import read_metrics
 from clamp.analysis.trigger_marks import mark_triggers
 from clamp.phase import LN2, PhaseRule, arm_windows, crossing_time
-from clamp.execution.store import atomic_write_text, read_json, run_dir
+from clamp.names import FIRED_PREFIX
+from clamp.store import atomic_write_text, read_json, run_dir
 
 _STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
 
@@ -377,11 +378,11 @@ def fired_totals(df: pd.DataFrame, arm: str) -> dict[str, float]:
         >>> fired_totals(d, "a")
         {'clamp': 5.0}
     """
-    d = df[(df["arm"] == arm) & df["metric"].str.startswith("fired/")]
+    d = df[(df["arm"] == arm) & df["metric"].str.startswith(FIRED_PREFIX)]
     if not len(d):
         return {}
     per_run = d.groupby(["metric", "seed"])["value"].sum().groupby("metric").median()
-    return {m.split("/", 1)[1]: float(v) for m, v in per_run.items()}
+    return {m.removeprefix(FIRED_PREFIX): float(v) for m, v in per_run.items()}
 
 
 def _intervention_text(arm: dict) -> str:

@@ -1,9 +1,10 @@
-"""Reading a results folder back as pandas DataFrames: the notebook API, and the one ``metrics.csv`` reader.
+"""Reading a results folder back as pandas DataFrames: the notebook API.
 
 Why this file exists: researchers review results in notebooks, and want the
-numbers as DataFrames without parsing files by hand; and the analysis side
-needs exactly one function that reads the runs' ``metrics.csv`` files
-(:func:`read_metrics`), so the report, the statistics and a notebook see the
+numbers as DataFrames without parsing files by hand.  Every ``metrics.csv`` is
+parsed by the one reader, :func:`clamp.store.read_metric_rows` (the worker,
+resume and the statistics use it too); :func:`read_metrics` turns a folder of
+them into one tidy frame, so the report, the statistics and a notebook see the
 same rows.  Nothing here trains or writes: it only reads what ``clamp run`` /
 ``clamp report`` / ``clamp stats`` wrote.
 
@@ -23,30 +24,24 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from clamp.errors import ConfigError
+from clamp.store import read_metric_rows
 
 METRICS_COLUMNS = ("arm", "seed", "sequences_seen", "metric", "value")
 _SEED_DIR = re.compile(r"seed(-?\d+)")
 
 
 def _read_one(path: Path, arm: str, seed: int, wanted: set[str] | None) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"metric": str})
-    missing = {"sequences_seen", "metric", "value"} - set(df.columns)
-    if missing:
-        raise ConfigError(f"{path} lacks columns {sorted(missing)}; expected sequences_seen,run,metric,value "
-                          f"(rewrite it by rerunning the run, or fix the header).")
-    if wanted is not None:
-        df = df[df["metric"].isin(wanted)]
+    rows = read_metric_rows(path, metrics=wanted)
+    keep = slice(None)
     # A packed run's file holds its own rows only; should another run's rows be there, keep this seed's.
-    if "run" in df.columns and len(df) and pd.to_numeric(df["run"], errors="coerce").nunique() > 1:
-        df = df[pd.to_numeric(df["run"], errors="coerce") == seed]
-    # A value that does not parse (e.g. a stray "nan" written as text) becomes NaN, never a string.
-    return pd.DataFrame({"arm": arm, "seed": seed,
-                         "sequences_seen": pd.to_numeric(df["sequences_seen"], errors="coerce"),
-                         "metric": df["metric"].to_numpy(),
-                         "value": pd.to_numeric(df["value"], errors="coerce")})
+    if len(set(rows.run)) > 1:
+        keep = pd.to_numeric(pd.Series(rows.run), errors="coerce").to_numpy() == seed
+    return pd.DataFrame({"arm": arm, "seed": seed, "sequences_seen": rows.seen[keep],
+                         "metric": np.asarray(rows.metric, dtype=object)[keep], "value": rows.value[keep]})
 
 
 def read_run_metrics(path: str | Path, seed: int, metrics: Iterable[str] | None = None) -> pd.DataFrame:
@@ -58,8 +53,6 @@ def read_run_metrics(path: str | Path, seed: int, metrics: Iterable[str] | None 
 def read_metrics(study_dir: str | Path, *, metrics: Iterable[str] | None = None,
                  arms: Iterable[str] | None = None) -> pd.DataFrame:
     """Every run's ``metrics.csv`` of a results folder, as one tidy frame.
-
-    This is the analysis side's one reader of ``metrics.csv``.
 
     Args:
         study_dir: a folder written by ``clamp run`` (``results/<study>``).

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from clamp.names import TRIGGER_PREFIX
+
 
 def trigger_times(df: pd.DataFrame, arm: str) -> list[tuple[str, int, float]]:
     """``(metric, seed, sequences seen)`` of every trigger event of ``arm``'s runs (first row reading 1).
@@ -25,7 +27,7 @@ def trigger_times(df: pd.DataFrame, arm: str) -> list[tuple[str, int, float]]:
         >>> trigger_times(df, "a")
         [('trigger/ko/start', 0, 10.0)]
     """
-    sel = df[(df["arm"] == arm) & df["metric"].astype(str).str.startswith("trigger/") & (df["value"] >= 0.5)]
+    sel = df[(df["arm"] == arm) & df["metric"].astype(str).str.startswith(TRIGGER_PREFIX) & (df["value"] >= 0.5)]
     if sel.empty:
         return []
     first = sel.groupby(["metric", "seed"], sort=True)["sequences_seen"].min()
@@ -38,7 +40,7 @@ def mark_triggers(ax: Any, df: pd.DataFrame, arms: Sequence[str], styles: dict[s
         labelled: set[str] = set()
         for metric, _seed, x in trigger_times(df, arm):
             end = metric.rsplit("/", 1)[-1]
-            label = None if metric in labelled else f"{arm}: {metric.removeprefix('trigger/')} fired"
+            label = None if metric in labelled else f"{arm}: {metric.removeprefix(TRIGGER_PREFIX)} fired"
             labelled.add(metric)
             ax.axvline(x, color=styles.get(arm, {}).get("color", "0.4"), lw=0.9, alpha=0.7,
                        ls="-" if end == "start" else ":", label=label, zorder=1)

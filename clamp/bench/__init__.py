@@ -45,7 +45,7 @@ from torch import nn
 
 from clamp.model import native
 from clamp.bench.plain import plain_step
-from clamp.training.metrics import per_run_loss
+from clamp.tasks.measures import per_run_loss
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import FewShotConfig
 from clamp.training.trainer import TrainConfig, Trainer

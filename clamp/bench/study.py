@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from clamp.execution.pack import PackJob, peak_resident_mib
-from clamp.execution.store import read_json
+from clamp.store import read_json
 from clamp.execution.runner import InlineExecutor, ProcessExecutor, run_study
 from clamp.study.design import load_study
 

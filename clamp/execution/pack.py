@@ -45,8 +45,8 @@ from torch import Tensor
 from clamp.model.foreign import model_from_dict
 from clamp.model.transformer import ModelConfig
 from clamp.tasks import task_from_dict
-from clamp.execution.store import (ATTENTION_HEADER, METRICS_HEADER, append_text, atomic_torch_save, atomic_write_json,
-                           checkpoint_path, csv_text, read_json, truncate_rows)
+from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
+                         atomic_write_json, checkpoint_path, csv_text, read_curve, read_json, truncate_rows)
 from clamp.execution.faults import injector
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
@@ -183,10 +183,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _fmt(v: float) -> str:
-    return repr(float(v))
-
-
 class _Run:
     """Per-run bookkeeping inside a pack."""
 
@@ -277,24 +273,6 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
     return t
 
 
-def _stored_curve(path: Path, metric: str, up_to: int) -> tuple[list[int], list[float]]:
-    """A run's stored ``metric`` up to ``up_to`` from its ``metrics.csv`` (resuming a stopping run)."""
-    if not path.exists():
-        return [], []
-    import csv
-
-    xs: list[int] = []
-    ys: list[float] = []
-    with open(path, newline="") as f:  # written by the csv writer (store.csv_text): read it with the csv reader
-        rows = csv.reader(f)
-        next(rows, None)
-        for parts in rows:
-            if len(parts) == 4 and parts[2] == metric and parts[0].isdigit() and int(parts[0]) <= up_to:
-                xs.append(int(parts[0]))
-                ys.append(float(parts[3]))
-    return xs, ys
-
-
 def _import_study_objects(job: PackJob) -> None:
     """Make the job's user task and metrics importable here: load the study file if they live in it.
 
@@ -376,7 +354,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             for p in (run.folder / "checkpoints").glob("*.pt"):
                 p.unlink()
         elif stop is not None:
-            run.curve = _stored_curve(run.metrics, phase_rule.metric, job.resume_from)
+            run.curve = read_curve(run.metrics, phase_rule.metric, up_to=job.resume_from)
             run.crossed_at, _ = stop_point(*run.curve, phase_rule, stop_rule)
         run.write_json(timings=_timings(run, t0, job))
 
@@ -415,8 +393,7 @@ def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> li
             if loss is not None and not math.isfinite(float(loss[run.index])):
                 diverge(run, seen, f"evaluation loss became {float(loss[run.index])} at {seen} sequences seen")
                 continue
-            rows = [(seen, run.spec.seed, name, _fmt(metrics[name][run.index])) for name in sorted(metrics)]
-            append_text(run.metrics, csv_text(rows))
+            append_metrics(run.metrics, seen, run.spec.seed, {name: metrics[name][run.index] for name in metrics})
             if record_triggers(trainer, run, metrics, seen):
                 run.write_json()
             if loss is not None:

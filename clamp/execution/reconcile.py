@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from clamp.execution.store import read_json, run_dir
+from clamp.store import read_json, run_dir
 from clamp.study.keys import legacy_key, run_key, same_run
 
 DONE = ("finished", "diverged")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import contextlib
 import errno
 import dataclasses
 import fcntl
@@ -48,7 +47,7 @@ from clamp.model.foreign import is_foreign
 from clamp.execution.pack import PackJob, RunSpec, execute_pack
 from clamp.execution.progress import Progress
 from clamp.execution.provenance import invocation, merge_study_record
-from clamp.execution.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir
+from clamp.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir, study_lock
 from clamp.study.overrides import apply_overrides, select
 from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
 from clamp.study.design import (
@@ -274,33 +273,6 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, re
         ))
     return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
                 conflicts=found.conflicts)
-
-
-@contextlib.contextmanager
-def study_lock(study_dir: Path, wait: float = 20.0) -> Iterator[Path]:
-    """Hold an exclusive lock on the study folder; yields the workers' lock file.
-
-    Worker processes hold a shared lock on ``.workers.lock``; a new run waits
-    (up to ``wait`` seconds) until the workers of a killed run have gone.
-    """
-    fd = os.open(study_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    wfd = os.open(study_dir / ".workers.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.time() + wait
-    try:
-        for f, what in ((fd, "another `clamp run`"), (wfd, "worker processes of an earlier `clamp run`")):
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.time() > deadline:
-                        raise StudyError(f"{study_dir} is in use by {what}; wait for it to end, or use --out.") from None
-                    time.sleep(0.2)
-        fcntl.flock(wfd, fcntl.LOCK_UN)
-        yield study_dir / ".workers.lock"
-    finally:
-        os.close(wfd)
-        os.close(fd)
 
 
 def _label(job: PackJob) -> str:

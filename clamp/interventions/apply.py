@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
+from clamp.names import FIRED_TOTAL, fired
 from clamp.interventions.effects import Compiled, Context, Op
 from clamp.interventions.spec import Intervention
 from clamp.model.transformer import HEADS_LAST_MAX_T, Transformer, _is_pattern
@@ -328,11 +329,11 @@ class Applier:
         R = self.model.n_runs
         zeros = torch.zeros(R)
         evals = {i: v.detach().float().cpu() for i, v in self._eval_fired.items()}
-        out = {"interventions/fired": sum(evals.values(), zeros.clone())}
+        out = {FIRED_TOTAL: sum(evals.values(), zeros.clone())}
         for i, iv in enumerate(self.interventions):
             steps = self._step_fired.get(i)
             n = (zeros if steps is None else steps.detach().float().cpu()) + evals.get(i, zeros)
-            out[f"fired/{iv.name}"] = n
+            out[fired(iv.name)] = n
         self._step_fired.clear()
         self._eval_fired.clear()
         return out

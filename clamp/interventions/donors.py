@@ -53,7 +53,7 @@ class Donor:
             raise ConfigError(f"Donor.at must be sequences seen (an int >= 0), got {self.at!r}.")
 
     def run_folder(self, seed: int) -> Path:
-        from clamp.execution.store import run_dir
+        from clamp.store import run_dir
 
         return run_dir(self.results, self.arm, int(seed))
 
@@ -62,13 +62,13 @@ class Donor:
 
     def path(self, seed: int) -> Path:
         """The donor checkpoint of the run with ``seed``."""
-        from clamp.execution.store import checkpoint_path
+        from clamp.store import checkpoint_path
 
         return checkpoint_path(self.run_folder(seed), self.at)
 
     def problem(self, seed: int) -> str | None:
         """Why the donor checkpoint of ``seed`` cannot be used (naming the path and the fix), or None."""
-        from clamp.execution.store import checkpoints
+        from clamp.store import checkpoints
 
         folder = self.run_folder(seed)
         if not folder.is_dir():

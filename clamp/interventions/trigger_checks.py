@@ -18,6 +18,7 @@ import difflib
 from typing import Any, Sequence
 
 from clamp.errors import ConfigError
+from clamp.names import FIRED_TOTAL, TRAIN_BATCH_LOSS, fired, is_fired, is_trigger
 from clamp.interventions.when import When, is_triggered
 
 
@@ -38,10 +39,10 @@ def recorded_metrics(model_cfg: Any, task_cfg: Any, interventions: Sequence[Any]
     trainer = Trainer(model_cfg, task_cfg, TrainConfig(n_sequences=batch_size, batch_size=batch_size, eval_every=batch_size,
                                                        eval_size=8, heldout_eval_size=8), seeds=[0], metrics=metrics)
     names = set(trainer.evaluate())
-    names.add("train_batch/loss")
+    names.add(TRAIN_BATCH_LOSS)
     if interventions:
-        names.add("interventions/fired")
-        names.update(f"fired/{iv.name}" for iv in interventions)
+        names.add(FIRED_TOTAL)
+        names.update(fired(iv.name) for iv in interventions)
         names.update(trigger_metric_names(interventions))
     return sorted(names)
 
@@ -56,7 +57,7 @@ def check_trigger_metrics(model_cfg: Any, task_cfg: Any, interventions: Sequence
     # fired/..., interventions/fired and trigger/... rows are computed after the triggers are checked at an
     # evaluation, so a trigger on them would never see them: not offered
     names = [n for n in recorded_metrics(model_cfg, task_cfg, interventions, metrics, batch_size)
-             if not n.startswith(("fired/", "trigger/")) and n != "interventions/fired"]
+             if not is_fired(n) and not is_trigger(n)]
     bad = []
     for iv_name, end, when in whens:
         if when.metric not in names:

@@ -26,7 +26,6 @@ uninterrupted one, and :func:`record_triggers` writes what fired when into
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,6 +34,8 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
+from clamp.names import trigger_prefix
+from clamp.store import trigger_events
 from clamp.interventions.apply import Applier
 from clamp.interventions.spec import Intervention, Window
 from clamp.interventions.when import When, is_triggered
@@ -71,7 +72,7 @@ def trigger_slots(interventions: Sequence[Intervention]) -> list[TriggerSlot]:
     for i, iv in enumerate(interventions):
         triggered = [k for k, w in enumerate(iv.windows) if is_triggered(w)]
         for k in triggered:
-            prefix = f"trigger/{iv.name}" if len(triggered) == 1 else f"trigger/{iv.name}/w{k}"
+            prefix = trigger_prefix(iv.name, None if len(triggered) == 1 else k)
             out.append(TriggerSlot(i, k, iv.name, iv.windows[k], prefix))
     return out
 
@@ -216,23 +217,6 @@ def applier_class(interventions: Sequence[Intervention]) -> type[Applier]:
 # --------------------------------------------------------------------------- records (metrics.csv, run.json)
 
 
-def read_events(metrics_csv: str | Path, up_to: int) -> dict[str, int]:
-    """The first evaluation (<= ``up_to``) at which each ``trigger/...`` row of a run's ``metrics.csv`` reads 1."""
-    out: dict[str, int] = {}
-    path = Path(metrics_csv)
-    if not path.exists():
-        return out
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            name = row.get("metric") or ""
-            if not name.startswith("trigger/"):
-                continue
-            seen = int(float(row["sequences_seen"]))
-            if seen <= up_to and float(row["value"]) >= 0.5 and (name not in out or seen < out[name]):
-                out[name] = seen
-    return out
-
-
 def describe_events(interventions: Sequence[Intervention], events: dict[str, int]) -> dict[str, dict]:
     """``run.json``'s ``triggers`` entry: per event, the condition, when it was detected and when it acted."""
     out = {}
@@ -257,7 +241,7 @@ def restore_triggers(trainer: Any, runs: Sequence[Any], up_to: int) -> None:
     ivs = _interventions_of(trainer)
     if ivs is None:
         return
-    events = [read_events(r.metrics, up_to) for r in runs]
+    events = [trigger_events(r.metrics, up_to) for r in runs]
     trainer.intervener.restore(events)
     for r, ev in zip(runs, events):
         r.record["triggers"] = describe_events(ivs, ev)
@@ -281,4 +265,4 @@ def record_triggers(trainer: Any, run: Any, metrics: dict[str, Tensor], seen: in
 
 
 __all__ = ["TriggeredApplier", "TriggerSlot", "trigger_slots", "trigger_metric_names", "is_open", "opens_at",
-           "applier_class", "read_events", "describe_events", "restore_triggers", "record_triggers"]
+           "applier_class", "describe_events", "restore_triggers", "record_triggers"]

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from clamp.errors import ConfigError
+from clamp.names import fired as fired_name
 from clamp.interventions.checks import Probe
 from clamp.interventions.spec import Intervention, Window, intervention_from_dict
 from clamp.interventions.when import is_triggered
@@ -52,7 +53,7 @@ def check_changes(iv: Intervention, probe: Probe) -> str | None:
         with torch.no_grad():
             for train in (True, False):
                 applier.forward(probe.batch, seen, (), train)
-                fired = float(applier.firing_metrics()[f"fired/{iv.name}"][0])
+                fired = float(applier.firing_metrics()[fired_name(iv.name)][0])
                 if fired:
                     break
         applier.unwrap()

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from clamp.phase import PhaseRule, StopAfterPhase, check_stoppable
 from clamp.errors import ConfigError
+from clamp.names import check_user_metric_name
 from clamp.fields import check_fields
 from clamp.model.foreign import ModelSpec
 from clamp.study.validate import check_device, check_schedule, require_model_and_task
@@ -261,9 +262,16 @@ class Study:
         for name, f in norm.items():
             object.__setattr__(self, name, f(getattr(self, name)))
         check_fields(self, skip=("control", "origin", "metrics"))
+        seen_names: dict[str, Any] = {}
         for fn in self.metrics:
             if not callable(fn):
                 raise ConfigError(f"Study.metrics entry {fn!r} is not a function; give functions f(view) -> tensor [R].")
+            name = getattr(fn, "__name__", repr(fn))
+            check_user_metric_name(name, f"Study.metrics entry {name!r}")
+            if name in seen_names:
+                raise ConfigError(f"Study.metrics has two functions named {name!r} ({_qualified(seen_names[name])} and "
+                                  f"{_qualified(fn)}); their values would be recorded under one name. Rename one of them.")
+            seen_names[name] = fn
         if not _NAME_RE.match(self.name):
             raise ConfigError(f"Study name {self.name!r} is not folder-safe; use letters, digits, '_' and '-' only.")
         if not self.arms:
@@ -343,6 +351,10 @@ class Study:
             if d.eval_every:
                 pts |= set(range(d.start, min(d.stop, n) + 1, d.eval_every))
         return _round_to_batches(pts, arm.batch_size, n)
+
+
+def _qualified(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _default_phase(arms: Any) -> tuple[PhaseRule, ...]:

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.measures import add_head_scores, loss_and_accuracy, prev_token_score
 from clamp.tasks.protocol import TaskConfig  # noqa: F401 - torch-free home (a study's Arm.task is typed with it)
 from clamp.phase import PhaseRule
 
@@ -105,14 +106,10 @@ def standard_metrics(view: EvalView) -> dict[str, Tensor]:
         >>> sorted(m), m["train/acc"].tolist()
         (['train/acc', 'train/loss'], [1.0])
     """
-    from clamp.training.metrics import loss_and_accuracy, prev_token_score
-
     out: dict[str, Tensor] = {}
     out[f"{view.evaluator}/loss"], out[f"{view.evaluator}/acc"] = loss_and_accuracy(view.logits, view.batch.targets)
     for layer, pattern in (view.patterns.items() if view.evaluator == "train" else ()):
-        s = prev_token_score(pattern)
-        for h in range(s.shape[1]):
-            out[f"prev_token/L{layer}H{h}"] = s[:, h]
+        add_head_scores(out, "prev_token", layer, prev_token_score(pattern))
     return out
 
 

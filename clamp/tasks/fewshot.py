@@ -37,7 +37,7 @@ from torch import Tensor
 
 from clamp.errors import ConfigError
 from clamp.tasks import items
-from clamp.training.metrics import induction_strength
+from clamp.tasks.measures import add_head_scores, induction_strength
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
 from clamp.tasks.fewshot_config import FewShotConfig, STREAMS  # noqa: F401 - the config's home is torch-free
 
@@ -179,20 +179,19 @@ class FewShotTask(TaskBase):
         """Loss and accuracy on every set; on ``train`` also previous-token and induction scores per head."""
         out = standard_metrics(view)
         if view.patterns:
-            out.update(self.extra_metrics(view.batch, view.logits, view.patterns))
+            out.update(self._induction_metrics(view.batch, view.patterns))
         return out
 
     def default_phase_rule(self):
         """Singh et al.'s learning time: ``train/loss`` below 0.4 ln 2 (the config's rule)."""
         return self.cfg.default_phase_rule()
 
-    def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
+    def _induction_metrics(self, batch: Batch, patterns: dict[int, Tensor]) -> dict[str, Tensor]:
         """Induction strength of every head in layers >= 1: ``induction/L{l}H{h}``, each ``[R]``."""
         out: dict[str, Tensor] = {}
         for layer, pattern in patterns.items():
             if layer < 1:
                 continue
             s = induction_strength(pattern, self.seq_len - 1, batch.meta["correct_pos"], batch.meta["label_pos"])
-            for h in range(s.shape[1]):
-                out[f"induction/L{layer}H{h}"] = s[:, h]
+            add_head_scores(out, "induction", layer, s)
         return out

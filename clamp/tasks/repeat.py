@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.training.metrics import prefix_matching_score
+from clamp.tasks.measures import (add_head_scores, copying_scores, induction_targets, prefix_matching,
+                                  prefix_matching_score)
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
 from clamp.tasks.repeat_config import RepeatConfig  # noqa: F401 - the config's home is torch-free
 
@@ -84,14 +85,14 @@ class RepeatTask(TaskBase):
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
         out = standard_metrics(view)
         if view.evaluator == "train":
-            out.update(self.extra_metrics(view.batch, view.logits, view.patterns, view.model))
+            out.update(self._repeat_metrics(view.batch, view.logits, view.patterns, view.model))
         return out
 
     def default_phase_rule(self):
         """The config's rule (one definition: :meth:`RepeatConfig.default_phase_rule`)."""
         return self.cfg.default_phase_rule()
 
-    def extra_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor], model=None) -> dict[str, Tensor]:
+    def _repeat_metrics(self, batch: Batch, logits: Tensor, patterns: dict[int, Tensor], model=None) -> dict[str, Tensor]:
         """Loss on each repeat (``loss/first_repeat``, ``loss/second_repeat``) and ``prefix_match/L{l}H{h}``.
 
         The first-repeat loss averages predictions of tokens 2..L of the first segment, the
@@ -107,12 +108,8 @@ class RepeatTask(TaskBase):
             ce = ce.view(R, batch.size, 2 * L - 1)
             out = {"loss/first_repeat": ce[:, :, : L - 1].mean((1, 2)), "loss/second_repeat": ce[:, :, L:].mean((1, 2))}
             for layer, pattern in patterns.items():
-                s = prefix_matching_score(pattern, L)
-                for h in range(s.shape[1]):
-                    out[f"prefix_match/L{layer}H{h}"] = s[:, h]
+                add_head_scores(out, "prefix_match", layer, prefix_matching_score(pattern, L))
             return out
-        from clamp.training.olsson import copying_scores, induction_targets, prefix_matching
-
         ce = F.cross_entropy(logits.flatten(0, 2).float(), batch.targets.flatten().clamp_min(0), reduction="none")
         ce = ce.view(R, batch.size, -1)
         out = {}
@@ -125,13 +122,10 @@ class RepeatTask(TaskBase):
         best = None
         for layer, pattern in patterns.items():
             s = prefix_matching(pattern, targets, batch.meta["second_rows"])
-            for h in range(s.shape[1]):
-                out[f"prefix_match/L{layer}H{h}"] = s[:, h]
+            add_head_scores(out, "prefix_match", layer, s)
             best = s.max(1).values if best is None else torch.maximum(best, s.max(1).values)
             if model is not None:
-                c = copying_scores(model, layer)
-                for h in range(c.shape[1]):
-                    out[f"copying/L{layer}H{h}"] = c[:, h]
+                add_head_scores(out, "copying", layer, copying_scores(model, layer))
         if best is not None:
             out["prefix_match/max"] = best
         return out

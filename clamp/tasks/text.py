@@ -33,6 +33,8 @@ from torch import Tensor
 
 from clamp.errors import ConfigError
 from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
+from clamp.tasks.measures import (add_head_scores, copying_scores, icl_positions, icl_score, icl_score_band,
+                                  induction_targets, per_token_loss, prefix_matching)
 from clamp.tasks.text_config import TextConfig, SUFFIXES, _corpus, _files  # noqa: F401 - the config's home is torch-free
 
 CACHE = Path(os.environ.get("CLAMP_CACHE", Path.home() / ".cache" / "clamp"))
@@ -155,12 +157,9 @@ class TextTask(TaskBase):
 
     def eval_metrics(self, view: EvalView) -> dict[str, Tensor]:
         """Loss/acc per set; on ``heldout`` (pure text): ``token_loss/{p}``, ``icl/score`` (Olsson's late-minus-early loss,
-        positions from :func:`clamp.training.olsson.icl_positions`), ``icl/score_band`` (the same over bands of
+        positions from :func:`clamp.tasks.measures.icl_positions`), ``icl/score_band`` (the same over bands of
         ``n_ctx // 16`` positions: less noisy); on ``repeat``: ``prefix_match/L{l}H{h}``,
         ``prefix_match/max``, ``copying/L{l}H{h}`` and ``repeat/second_loss``."""
-        from clamp.training.olsson import (copying_scores, icl_positions, icl_score, icl_score_band, induction_targets,
-                                           per_token_loss, prefix_matching)
-
         out = standard_metrics(view)
         if view.evaluator == "heldout":
             tl = per_token_loss(view.logits, view.batch.targets)
@@ -181,13 +180,10 @@ class TextTask(TaskBase):
             best = None
             for layer, pattern in view.patterns.items():
                 s = prefix_matching(pattern, targets, rows)
-                for h in range(s.shape[1]):
-                    out[f"prefix_match/L{layer}H{h}"] = s[:, h]
+                add_head_scores(out, "prefix_match", layer, s)
                 best = s.max(1).values if best is None else torch.maximum(best, s.max(1).values)
                 if view.model is not None:
-                    c = copying_scores(view.model, layer)
-                    for h in range(c.shape[1]):
-                        out[f"copying/L{layer}H{h}"] = c[:, h]
+                    add_head_scores(out, "copying", layer, copying_scores(view.model, layer))
             if best is not None:
                 out["prefix_match/max"] = best
         return out

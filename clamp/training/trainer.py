@@ -23,7 +23,6 @@ Metrics are per run at each evaluation:
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 import time
@@ -34,7 +33,10 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.training.metrics import add_user_metric, loss_and_accuracy, per_run_loss, prev_token_score, task_metrics
+from clamp.names import TRAIN_BATCH_LOSS
+from clamp.store import METRICS_HEADER, append_metrics, atomic_write_text
+from clamp.tasks.measures import per_run_loss
+from clamp.training.evaluation import add_evaluation_metrics
 from clamp.model.foreign import build_model
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
@@ -142,7 +144,7 @@ class Trainer:
         seeds: one per run; ints or :class:`RunSeeds`.
         intervener_factory: called with the model to build an intervener, or None.
         metrics: user metric functions, each called with the :class:`~clamp.tasks.base.EvalView` of the
-            ``train`` evaluation set at every evaluation (see :func:`clamp.training.metrics.add_user_metric`).
+            ``train`` evaluation set at every evaluation (see :func:`clamp.training.evaluation.add_user_metric`).
 
     Example:
         >>> from clamp.tasks import FewShotConfig
@@ -311,12 +313,9 @@ class Trainer:
             logits, cache = self._eval_forward(batch, names)
             patterns = {l: cache[n] for l, n in enumerate(self.pattern_names)} if names else {}
             view = EvalView(name, batch, logits, patterns, self.seen, self.model)
-            out.update(task_metrics(self.task, view))
-            if name == "train":
-                for fn in self.metrics:
-                    add_user_metric(out, fn, view)
+            add_evaluation_metrics(out, self.task, view, self.metrics)
         if self._batch_loss_n:
-            out["train_batch/loss"] = self._batch_loss_sum / self._batch_loss_n
+            out[TRAIN_BATCH_LOSS] = self._batch_loss_sum / self._batch_loss_n
         self._batch_loss_sum = torch.zeros(self.n_runs)
         self._batch_loss_n = 0
         if self.intervener is not None:
@@ -379,27 +378,21 @@ class Trainer:
 
 
 class MetricsWriter:
-    """Appends metrics to a long-format CSV ``sequences_seen,run,metric,value``, flushing each evaluation."""
-
-    HEADER = ("sequences_seen", "run", "metric", "value")
+    """Writes metrics to a long-format ``metrics.csv`` (:func:`clamp.store.append_metrics`) for every run, each evaluation."""
 
     def __init__(self, path: str | os.PathLike, run_labels: Sequence[int | str], append: bool = False) -> None:
+        self.path = path
         self.run_labels = list(run_labels)
-        new = not append or not os.path.exists(path)
-        self._f = open(path, "w" if new else "a", newline="")
-        self._w = csv.writer(self._f)
-        if new:
-            self._w.writerow(self.HEADER)
+        if not append or not os.path.exists(path):
+            atomic_write_text(path, METRICS_HEADER)
 
     def __call__(self, seen: int, metrics: dict[str, Tensor]) -> None:
-        for name in sorted(metrics):
-            values = metrics[name].tolist()
-            for label, v in zip(self.run_labels, values):
-                self._w.writerow((seen, label, name, repr(float(v))))
-        self._f.flush()
+        values = {name: v.tolist() for name, v in metrics.items()}
+        for r, label in enumerate(self.run_labels):
+            append_metrics(self.path, seen, label, {name: vs[r] for name, vs in values.items()})
 
     def close(self) -> None:
-        self._f.close()
+        """Nothing to close: every evaluation is appended (and flushed) as it comes."""
 
 
 def train(

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from clamp.tasks.batch import Batch
-from clamp.training.metrics import loss_and_accuracy
+from clamp.tasks.measures import loss_and_accuracy
+from clamp.names import FIRED_TOTAL
 from clamp.model.transformer import Transformer
 
 
@@ -90,7 +91,7 @@ def evaluate(model: Transformer, batch: Batch, task: Any, interventions: Sequenc
         applier = _applier(model, ivs, task)
         try:
             logits, cache = applier.forward(batch, seen, cache_names, False)
-            fired = int(applier.firing_metrics()["interventions/fired"][0])
+            fired = int(applier.firing_metrics()[FIRED_TOTAL][0])
         finally:
             applier.unwrap()
         active = [iv.name for iv in ivs if iv.active(seen)]

@@ -44,7 +44,7 @@ from clamp.analysis.posthoc.progress import knocked_out, progress_measures
 from clamp.analysis.posthoc.redundancy import redundancy, redundancy_summary
 from clamp.errors import ConfigError
 from clamp.model.transformer import ModelConfig
-from clamp.execution.store import atomic_write_text, checkpoints, read_json
+from clamp.store import atomic_write_text, checkpoints, read_json
 from clamp.tasks import FewShotConfig, task_from_dict
 from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
 

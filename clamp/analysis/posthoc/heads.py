@@ -17,7 +17,7 @@ import pandas as pd
 
 from clamp.analysis.posthoc.evaluate import evaluate
 from clamp.tasks.batch import Batch
-from clamp.training.metrics import induction_strength, prev_token_score
+from clamp.tasks.measures import induction_strength, prev_token_score
 from clamp.model.transformer import Transformer
 
 HEAD_SCORE_COLUMNS = ["run", "layer", "head", "metric", "value"]

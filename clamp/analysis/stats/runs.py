@@ -1,8 +1,8 @@
 """Reading a study folder and turning its metrics into per-run phase-change times.
 
 Why this file exists: the statistics must be recomputable from what a study
-stored, without training.  This file owns the contract with the runner's
-results layout::
+stored, without training.  It reads the results layout (defined in
+:mod:`clamp.store`, whose reader parses every ``metrics.csv``)::
 
     results/<study>/study.json                      name, seeds, control, comparisons, phase rule(s), alpha, arms
     results/<study>/runs/<arm>/seed<seed>/run.json  {"arm", "seed", "status", ...}
@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from clamp.errors import ConfigError
+from clamp.store import read_metric_rows
 from clamp.analysis.stats.phase import ESTIMATORS, estimate_phase
 from clamp.phase import PhaseRule, Span, arm_windows
 
@@ -153,7 +154,7 @@ class RunRecord:
 
 
 def _read_metrics(path: Path, seed: int, wanted: set[str]) -> pd.DataFrame | None:
-    """One run's metrics (the analysis side's one reader, :mod:`clamp.analysis.results`), or None without a file."""
+    """One run's metrics (:func:`clamp.analysis.results.read_run_metrics`), or None without a file."""
     from clamp.analysis.results import read_run_metrics
 
     return read_run_metrics(path, seed, wanted) if path.is_file() else None
@@ -163,7 +164,7 @@ def recorded_metrics(study_dir: str | Path) -> list[str]:
     """The metric names found in the study's metrics files (sorted), e.g. to check a rule given on the command line."""
     names: set[str] = set()
     for path in sorted(Path(study_dir).glob("runs/*/seed*/metrics.csv")):
-        names |= set(pd.read_csv(path, usecols=["metric"], dtype={"metric": str})["metric"].dropna())
+        names |= set(read_metric_rows(path).metric)
     return sorted(names)
 
 

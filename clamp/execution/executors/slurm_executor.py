@@ -42,7 +42,7 @@ def refresh(job: PackJob) -> tuple[PackJob | None, list[dict]]:
     Returns the pack still to train (None when every run is done) and the outcomes of the runs
     already done (finished, diverged or stopped early, with this job's run key).
     """
-    from clamp.execution.store import checkpoints, read_json
+    from clamp.store import checkpoints, read_json
 
     done, todo = [], []
     for spec in job.runs:
@@ -173,17 +173,10 @@ class SlurmExecutor:
 
 def _progress(job: PackJob) -> dict | None:
     """A progress event read from the files: the last evaluation written by the pack's first unfinished run."""
+    from clamp.store import last_evaluation
+
     for spec in job.runs:
-        path = Path(spec.folder) / "metrics.csv"
-        try:
-            with open(path, "rb") as f:
-                f.seek(0, 2)
-                size = f.tell()
-                f.seek(max(size - 512, 0))
-                lines = f.read().decode(errors="replace").strip().splitlines()
-        except OSError:
-            continue
-        first = lines[-1].split(",", 1)[0] if lines else ""
-        if first.isdigit():
-            return {"job": job.job_id, "seen": int(first), "n_runs": None}
+        seen = last_evaluation(Path(spec.folder) / "metrics.csv")
+        if seen is not None:
+            return {"job": job.job_id, "seen": seen, "n_runs": None}
     return None

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from clamp.execution.pack import PackJob
-from clamp.execution.store import checkpoint_path
+from clamp.store import checkpoint_path
 
 Files = list[dict[str, bytes]]  # per run of the pack: path relative to its folder -> contents
 _SENT = ("run.json", "metrics.csv", "attention.csv")

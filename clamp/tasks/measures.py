@@ -1,10 +1,23 @@
-"""Olsson et al.'s (2022) measures of in-context learning and induction heads.
+"""The measures: head scores and losses that show an induction head forming, in one place.
 
-Why this file exists: these are the quantities that show induction heads forming
-on natural text (SCIENCE.md §1, §5): the per-token loss and the in-context
-learning (ICL) score, and per-head prefix-matching, copying and previous-token
-scores.  Every function is pure, works on the packed run axis ``R``, and has a
-known answer on a hand-built input (tests/test_metrics_olsson.py).
+Why this file exists: these are the quantities every task records and the analyses
+reuse -- Singh et al.'s induction strength, the previous-token score, two forms of
+prefix matching, copying, per-run and per-token losses and Olsson et al.'s
+in-context-learning (ICL) score.  They are pure functions on the packed run axis ``R``
+(a pattern is ``[R, B, H, Tq, Tk]``), never modify their input, and each has a known
+answer on a hand-built input (a perfect previous-token pattern scores 1).  They live
+next to the tasks that record them (``eval_metrics``); the trainer and the analyses
+import them from here.
+
+Two prefix-matching scores, side by side, because they answer on different inputs:
+
+- :func:`prefix_matching_score` is Olsson et al.'s on a sequence repeated at a *fixed*
+  offset (the repeat task without random prefixes): the attention from position
+  ``half + j`` to ``j + 1``, a direct index, cheap enough for every evaluation;
+- :func:`prefix_matching` works on *any* tokens (text, random offsets): the attention mass
+  on every earlier position that follows an occurrence of the current token
+  (:func:`induction_targets`), averaged over the rows that have one.  On a clean fixed-offset
+  repeat the two agree.
 """
 
 from __future__ import annotations
@@ -13,8 +26,115 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clamp.tasks.batch import IGNORE
+from clamp.names import head
+from clamp.tasks.batch import IGNORE, Batch
 
+
+def add_head_scores(out: dict[str, Tensor], family: str, layer: int, scores: Tensor) -> None:
+    """Add ``[R, H]`` per-head ``scores`` of ``layer`` to ``out`` as ``{family}/L{layer}H{h}`` (:func:`clamp.names.head`).
+
+    Example:
+        >>> out = {}; add_head_scores(out, "prev_token", 0, torch.tensor([[0.5, 1.0]])); sorted(out)
+        ['prev_token/L0H0', 'prev_token/L0H1']
+    """
+    for h in range(scores.shape[1]):
+        out[head(family, layer, h)] = scores[:, h]
+
+
+def induction_strength(pattern: Tensor, query_pos: int, correct_pos: Tensor, label_pos: Tensor) -> Tensor:
+    """Singh et al.'s induction strength of every head, per run.
+
+    The mean over sequences of (attention from the query to the correct label
+    token) minus (mean attention to the other, incorrect, label tokens); in
+    [-1, 1].  With two context pairs this is exactly correct minus incorrect.
+
+    Args:
+        pattern: ``[R, B, H, Tq, Tk]`` attention pattern.
+        query_pos: the query position (row of the pattern).
+        correct_pos: ``[R, B]`` long, key position of the correct label token.
+        label_pos: ``[R, B, N]`` long, key positions of all N label tokens.
+
+    Returns:
+        ``[R, H]`` induction strength.
+
+    Example:
+        >>> p = torch.zeros(1, 1, 1, 5, 5); p[..., 4, 1] = 1
+        >>> induction_strength(p, 4, torch.tensor([[1]]), torch.tensor([[[1, 3]]]))
+        tensor([[1.]])
+    """
+    row = pattern[:, :, :, query_pos, :]  # (R, B, H, Tk)
+    R, B, H, _ = row.shape
+    at_labels = row.gather(-1, label_pos[:, :, None, :].expand(R, B, H, label_pos.shape[-1]))  # (R,B,H,N)
+    at_correct = row.gather(-1, correct_pos[:, :, None, None].expand(R, B, H, 1))[..., 0]  # (R,B,H)
+    n_wrong = label_pos.shape[-1] - 1
+    wrong = (at_labels.sum(-1) - at_correct) / max(n_wrong, 1)
+    return (at_correct - wrong).mean(dim=1)
+
+
+def prev_token_score(pattern: Tensor) -> Tensor:
+    """Mean attention from each position i >= 1 to i - 1, per head.
+
+    Args:
+        pattern: ``[R, B, H, T, T]``.
+
+    Returns:
+        ``[R, H]``; 1 for a perfect previous-token head.
+
+    Example:
+        >>> p = torch.zeros(1, 1, 1, 3, 3); p[0, 0, 0, 0, 0] = 1; p[0, 0, 0, 1, 0] = 1; p[0, 0, 0, 2, 1] = 1
+        >>> prev_token_score(p)
+        tensor([[1.]])
+    """
+    sub = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # (R, B, H, T-1)
+    return sub.mean(dim=(1, 3))
+
+
+def prefix_matching_score(pattern: Tensor, half: int) -> Tensor:
+    """Olsson et al.'s prefix-matching score on a repeated sequence of length ``2 * half``.
+
+    Mean attention from position ``half + j`` (second repeat) to ``j + 1`` (the
+    token after the earlier occurrence), over ``j = 0 .. half - 1``.
+
+    Returns:
+        ``[R, H]``.
+
+    Example:
+        >>> p = torch.zeros(1, 1, 1, 4, 4); p[0, 0, 0, 2, 1] = 1; p[0, 0, 0, 3, 2] = 1
+        >>> prefix_matching_score(p, 2)
+        tensor([[1.]])
+    """
+    rows = torch.arange(half, 2 * half, device=pattern.device)
+    cols = torch.arange(1, half + 1, device=pattern.device)
+    return pattern[..., rows, cols].mean(dim=(1, 3))
+
+
+def loss_and_accuracy(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy and accuracy per run over positions whose target is not ``IGNORE``.
+
+    Args:
+        logits: ``[R, B, T, C]``; targets: ``[R, B, T]``.
+
+    Returns:
+        ``(loss [R], accuracy [R])``.
+    """
+    R = logits.shape[0]
+    mask = targets != IGNORE
+    ce = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten().clamp_min(0), reduction="none").view(R, -1)
+    correct = (logits.argmax(-1) == targets).view(R, -1).float()
+    m = mask.view(R, -1).float()
+    n = m.sum(1).clamp_min(1)
+    return (ce * m).sum(1) / n, (correct * m).sum(1) / n
+
+
+def per_run_loss(logits: Tensor, batch: Batch) -> Tensor:
+    """Training loss per run ``[R]`` (mean cross-entropy over targeted positions); no accuracy on the hot path."""
+    R, targets = logits.shape[0], batch.targets
+    mask = (targets != IGNORE).view(R, -1).float()
+    ce = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten().clamp_min(0), reduction="none").view(R, -1)
+    return (ce * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+# --- Olsson et al.'s measures: per-token loss, ICL score, prefix matching on any tokens, copying -----
 
 def per_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean cross-entropy at each position, per run, over sequences whose target there is not ``IGNORE``.

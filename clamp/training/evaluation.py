@@ -1,0 +1,70 @@
+"""The metrics of one evaluation set: the task's own, then the study's user metric functions.
+
+Why this file exists: what an evaluation records is a contract with everything that reads
+``metrics.csv`` (phase rules, triggers, the statistics).  The task speaks through one hook,
+``eval_metrics(view)``; a user metric function's values are named by :func:`clamp.names.user_metric`
+(``f`` for a tensor, ``f/key`` for a dict), and a name the harness reserves or one already
+recorded is refused with the function named.  The trainer calls :func:`add_evaluation_metrics`
+at every evaluation, and the study's checks call it on a probe evaluation before any training,
+so a clash is refused before anything trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from torch import Tensor
+
+from clamp.errors import ConfigError
+from clamp.names import check_user_metric_name, user_metric
+
+
+def function_name(fn: Callable) -> str:
+    """The name a user metric function records under (its ``__name__``)."""
+    return getattr(fn, "__name__", repr(fn))
+
+
+def add_user_metric(out: dict[str, Tensor], fn: Callable, view: Any) -> None:
+    """Call a user metric ``fn(view)`` and add its values to ``out`` (in place).
+
+    ``fn`` returns a ``[R]`` tensor (named ``fn.__name__``) or a dict of them (each key named
+    ``<fn.__name__>/<key>``, unless it already starts with that).  A reserved name, a name
+    already recorded, or a value of the wrong shape raises :class:`~clamp.errors.ConfigError`
+    naming the function.
+
+    Example:
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> def mean_logit(view): return view.logits.mean((1, 2, 3))
+        >>> def stats(view): return {"max": view.logits.amax((1, 2, 3))}
+        >>> out = {}; view = SimpleNamespace(logits=torch.ones(2, 1, 1, 3))
+        >>> add_user_metric(out, mean_logit, view); add_user_metric(out, stats, view)
+        >>> sorted(out), out["mean_logit"].tolist()
+        (['mean_logit', 'stats/max'], [1.0, 1.0])
+    """
+    name = function_name(fn)
+    value = fn(view)
+    items = [(user_metric(name, k), v) for k, v in value.items()] if isinstance(value, dict) else [(name, value)]
+    R = view.logits.shape[0]
+    for key, v in items:
+        check_user_metric_name(key, f"metric function {name!r}")
+        if key in out:
+            raise ConfigError(f"metric function {name!r} records {key!r}, which is already recorded (by the task or "
+                              "another metric function); rename the function or the key.")
+        if not isinstance(v, Tensor) or tuple(v.shape) != (R,):
+            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise ConfigError(f"metric function {name!r} must return one value per run (a tensor of shape ({R},)) "
+                              f"for {key!r}, got {shape}.")
+        out[key] = v.detach()
+
+
+def add_evaluation_metrics(out: dict[str, Tensor], task: Any, view: Any, user: Sequence[Callable] = ()) -> None:
+    """Add what one evaluation set records to ``out`` (in place): ``task.eval_metrics(view)``, then, on the
+    ``train`` set, each user metric (checked against everything already in ``out``)."""
+    out.update(task.eval_metrics(view))
+    if view.evaluator == "train":
+        for fn in user:
+            add_user_metric(out, fn, view)
+
+
+__all__ = ["add_evaluation_metrics", "add_user_metric", "function_name"]
