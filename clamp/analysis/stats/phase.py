@@ -236,7 +236,10 @@ def transient_end(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float 
     if grid.size < 3:
         return float(grid[0]) if grid.size else math.nan
     v = rule.sign * ds
-    interior = np.flatnonzero((v[1:-1] <= v[:-2]) & (v[1:-1] < v[2:])) + 1
+    # A minimum must rise by more than rounding noise after it: on a flat tail the speed is ~1e-17 and its
+    # last-bit wiggles (which differ between CPUs and math libraries) are not a transient's end.
+    tol = 1e-9 * float(np.max(np.abs(v)))
+    interior = np.flatnonzero((v[1:-1] <= v[:-2]) & (v[1:-1] < v[2:] - tol)) + 1
     return float(grid[interior[0]]) if interior.size and v[0] > v[interior[0]] else float(grid[0])
 
 
