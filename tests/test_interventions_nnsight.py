@@ -202,7 +202,7 @@ STUDY = clamp.Study(name="nn", seeds=[0], n_sequences=64, eval_every=32, eval_si
 
 def test_study_file_functions_resolve_by_a_stable_module_name(tmp_path):
     from clamp.study import load_study
-    from clamp.study.modules import study_module_name
+    from clamp.importpath import study_module_name
 
     path = tmp_path / "my-study.py"
     path.write_text(textwrap.dedent(STUDY_FILE))
@@ -214,14 +214,14 @@ def test_study_file_functions_resolve_by_a_stable_module_name(tmp_path):
     assert study_module_name(path) == name  # stable
     assert intervention_from_dict(nn.to_dict()) == nn
     del sys.modules[name]  # as in a fresh worker process: imported again by path from the registry
-    from clamp.interventions.effects import load_function
+    from clamp.importpath import resolve_function as load_function
 
     assert load_function(nn.fn).__name__ == "sharpen" and name in sys.modules
 
 
 def test_study_module_name_is_the_same_in_every_clone(tmp_path):
     """Run keys of arms with study-file functions hold the module name: cloning or moving the project keeps it."""
-    from clamp.study.modules import study_module_name
+    from clamp.importpath import study_module_name
 
     names = []
     for clone in ("a", "b"):

@@ -47,7 +47,7 @@ def write(tmp_path, layer=0):
 
 def test_user_kind_round_trips_by_import_path(tmp_path):
     from clamp.study import load_study
-    from clamp.study.modules import study_module_name
+    from clamp.importpath import study_module_name
 
     path = write(tmp_path)
     iv = load_study(path).arms[0].interventions[0]
@@ -74,7 +74,7 @@ def test_only_builtins_set_a_kind_string_and_local_classes_are_refused():
     @dataclasses.dataclass(frozen=True, kw_only=True)
     class Local(Intervention):
         pass
-    with pytest.raises(ConfigError, match="define it at the top level"):
+    with pytest.raises(ConfigError, match="define it at module level"):
         Local().to_dict()
 
 

@@ -48,6 +48,7 @@ from clamp.tasks import task_from_dict
 from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
                          atomic_write_json, checkpoint_path, csv_text, read_curve, read_json, truncate_rows)
 from clamp.execution.faults import injector
+from clamp.importpath import import_study_modules, registered_study_modules, resolve
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.phase import stop_from_setting, stop_point
@@ -87,14 +88,11 @@ class PackJob:
     # by path first, so what they define (interventions, functions, kinds) is found by import path.
     study_modules: dict = field(default_factory=lambda: _registered_study_modules())
     metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
-    study_file: str | None = None  # loaded in a worker when the task or a metric is defined in it
     # stop runs after their phase change: clamp.phase.stop_setting's {"margin", "relative", "rule"}, or None
     stop_after: dict | None = None
 
 
 def _registered_study_modules() -> dict:
-    from clamp.study.modules import registered_study_modules
-
     return registered_study_modules()
 
 
@@ -273,37 +271,12 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
     return t
 
 
-def _import_study_objects(job: PackJob) -> None:
-    """Make the job's user task and metrics importable here: load the study file if they live in it.
-
-    A study file's module exists only in the process that loaded it; a worker process loads
-    the file again (under the same module name) when a name does not resolve.
-    """
-    from clamp.errors import ConfigError
-    from clamp.importpath import resolve
-
-    names = list(job.metrics) + ([job.task["kind"]] if ":" in str(job.task.get("kind", "")) else [])
-    try:
-        for name in names:
-            resolve(name)
-    except ConfigError:
-        if not job.study_file:
-            raise
-        from clamp.study.design import load_study
-
-        load_study(job.study_file)
-
-
 def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> list[dict]:
-    from clamp.study.modules import import_study_modules
-
     import_study_modules(job.study_modules)  # before anything is rebuilt from its dict
-    _import_study_objects(job)
     model_cfg = model_from_dict(job.model)  # a ModelConfig, or a foreign ModelSpec (clamp.model.foreign)
     task_cfg = task_from_dict(job.task)
     train_cfg = TrainConfig.from_dict(job.train)
     seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
-    from clamp.importpath import resolve
     from clamp.interventions.donors import grafts_record
 
     def build(members: list[_Run]) -> Trainer:

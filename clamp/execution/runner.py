@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import errno
-import dataclasses
 import fcntl
 import multiprocessing as mp
 import os
@@ -326,9 +325,6 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         the_plan = plan(study, study_dir, selected, pack=pack, replace=replace)
         if the_plan.conflicts:
             raise StudyError(conflict_message(study_dir, the_plan.conflicts))
-        if study_file:  # workers load it when a task or metric is defined in it
-            path = str(Path(study_file).resolve())
-            the_plan = dataclasses.replace(the_plan, jobs=tuple(dataclasses.replace(j, study_file=path) for j in the_plan.jobs))
         cores = os.cpu_count() or 1
         n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
         n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.interventions.spec import load_object
 from clamp.model.transformer import Transformer, head_axis
 from clamp.tasks.batch import Batch
 
@@ -213,19 +212,6 @@ def induction_row(batch: Batch, T: int, strength: float) -> Tensor:
     return row.scatter_(-1, correct[..., None], strength)
 
 
-def load_function(path: str) -> Callable[..., Any]:
-    """Import a user function ``"package.module:function"`` (study files included).
-
-    Example:
-        >>> load_function("torch:zeros") is torch.zeros
-        True
-    """
-    obj = load_object(path, "function")
-    if not callable(obj):
-        raise ConfigError(f"{path!r} is not callable.")
-    return obj
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -342,5 +328,5 @@ def ablate(method: str, cur: Tensor) -> Tensor:
 
 
 __all__ = ["Context", "Op", "Compiled", "build_pattern", "induction_row", "slice_index", "selection_mask",
-           "replace_slice", "slice_op", "resolve_heads", "ablate", "load_function", "load_checkpoint", "donor_model",
+           "replace_slice", "slice_op", "resolve_heads", "ablate", "load_checkpoint", "donor_model",
            "reference_batch", "position_axis"]

@@ -15,7 +15,7 @@ registers it:
 - a user kind (in a study file or any importable module) leaves ``kind`` unset
   and is serialised by its import path ``"module:QualName"``, so worker
   processes and resumed runs import it again (study files are importable under a
-  stable module name, see :mod:`clamp.study.modules`).
+  stable module name, see :mod:`clamp.importpath`).
 
 This module imports neither torch nor nnsight (kinds import torch only inside
 ``check``/``compile``), so declaring a study stays cheap.
@@ -35,11 +35,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from clamp.errors import ConfigError
+from clamp.importpath import import_path, resolve
 from clamp.interventions.when import When, is_triggered
 
 if TYPE_CHECKING:  # torch-side types, imported only by type checkers
@@ -96,45 +96,6 @@ def _end_dict(v: "int | When | None") -> "int | dict | None":
     return v.to_dict() if isinstance(v, When) else v
 
 
-# --------------------------------------------------------------------------- import paths
-
-
-def object_path(obj: Any) -> str:
-    """The import path ``"module:QualName"`` of a module-level function or class.
-
-    Example:
-        >>> object_path(Window)
-        'clamp.interventions.spec:Window'
-    """
-    module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if not module or not qual or "<locals>" in qual or "<lambda>" in qual:
-        raise ConfigError(f"{obj!r} cannot be found again by import path (module {module!r}, name {qual!r}); "
-                          "define it at the top level of the study file or of an importable module.")
-    return f"{module}:{qual}"
-
-
-def load_object(path: str, what: str = "object") -> Any:
-    """Import ``"package.module:QualName"`` (study files: see :func:`clamp.study.modules.import_study_module`).
-
-    Example:
-        >>> load_object("clamp.interventions.spec:Window") is Window
-        True
-    """
-    if not isinstance(path, str) or ":" not in path:
-        raise ConfigError(f"{what} path {path!r} must look like 'package.module:name'.")
-    mod_name, qual = path.split(":", 1)
-    try:
-        from clamp.study.modules import ensure_study_module
-
-        ensure_study_module(mod_name)  # a study file's module, imported by path if this process has not yet
-        obj: Any = importlib.import_module(mod_name)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"cannot import {path!r} ({e}); check the module is importable and the {what} exists.") from None
-    return obj
-
-
 # --------------------------------------------------------------------------- helpers for fields
 
 
@@ -162,11 +123,6 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: jsonable(x) for k, x in v.items()}
     return v
-
-
-def function_path(fn: str | Callable) -> str:
-    """A user function given as a callable or a path, as its import path (what the JSON stores)."""
-    return fn if isinstance(fn, str) else object_path(fn)
 
 
 def heads_tag(heads: tuple[int, ...] | None, keep: tuple[int, ...] | None = None) -> str:
@@ -222,7 +178,7 @@ class Intervention:
     @classmethod
     def kind_key(cls) -> str:
         """What ``to_dict()["kind"]`` holds: the built-in kind string, or ``"module:QualName"``."""
-        return cls.__dict__.get("kind") or object_path(cls)
+        return cls.__dict__.get("kind") or import_path(cls, check=False)
 
     def __post_init__(self) -> None:
         windows = self.windows
@@ -288,7 +244,7 @@ def intervention_from_dict(d: dict) -> Intervention:
     import clamp.interventions.kinds  # noqa: F401  (registers the built-in kinds)
 
     if isinstance(kind, str) and ":" in kind:
-        cls = load_object(kind, "intervention kind")
+        cls = resolve(kind, "intervention kind")
         if not (isinstance(cls, type) and issubclass(cls, Intervention)):
             raise ConfigError(f"{kind!r} is not an Intervention subclass.")
     elif kind in KINDS:
@@ -306,4 +262,4 @@ def intervention_from_dict(d: dict) -> Intervention:
         raise ConfigError(f"intervention kind {kind!r}: {e}") from None
 
 
-__all__ = ["KINDS", "Window", "Intervention", "intervention_from_dict", "object_path", "load_object", "function_path"]
+__all__ = ["KINDS", "Window", "Intervention", "intervention_from_dict"]

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from clamp.errors import ConfigError
+from clamp.importpath import function_path, resolve, resolve_function
 
 SIZES = ("d_in", "d_vocab", "d_out", "n_ctx")
 _INFO: dict[str, dict] = {}  # spec key -> {"n_layers", "n_heads", "d_model", "why_no_pattern"}, built once
@@ -71,8 +72,6 @@ class ModelSpec:
     sizes: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from clamp.interventions.spec import function_path
-
         object.__setattr__(self, "factory", function_path(self.factory))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
         object.__setattr__(self, "sizes", dict(self.sizes))
@@ -113,11 +112,9 @@ class ModelSpec:
         """Call the factory (under the caller's RNG state) and return its module."""
         import torch
 
-        from clamp.interventions.effects import load_function
-
         if not self.sizes:
             raise ConfigError("ModelSpec has no task sizes; call spec.resolve(task.dims()) first.")
-        fn = load_function(self.factory)
+        fn = resolve_function(self.factory, "model factory")
         params = inspect.signature(fn).parameters
         takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         sizes = {k: v for k, v in self.sizes.items() if takes_all or k in params}
@@ -131,9 +128,7 @@ class ModelSpec:
 
         name = detect_adapter(net) if self.adapter == "auto" else self.adapter
         if ":" in name:
-            from clamp.interventions.spec import load_object
-
-            cls = load_object(name, "adapter")
+            cls = resolve(name, "adapter")
             if not (isinstance(cls, type) and issubclass(cls, Adapter)):
                 raise ConfigError(f"ModelSpec.adapter={name!r} is not a clamp.model.adapters.Adapter subclass.")
             return cls()

@@ -418,7 +418,7 @@ def load_study(path: str | Path, *, probe: bool = False) -> Study:
     ``probe=True`` to run them here.
 
     The file is imported with :mod:`importlib` under a stable module name derived
-    from its path (:func:`clamp.study.modules.study_module_name`) and stays in
+    from its path (:func:`clamp.importpath.study_module_name`) and stays in
     ``sys.modules``, so what it defines can be referred to by import path; it is
     never ``exec``-ed.  Every problem raises :class:`StudyError`.
 
@@ -442,11 +442,11 @@ def load_study(path: str | Path, *, probe: bool = False) -> Study:
         raise StudyError(f"{path}: no such study file. Fix: give the path of a .py file in studies/ (`clamp list` shows them).{hint}")
     if path.suffix != ".py":
         raise StudyError(f"{path}: a study file must be a Python file ending in .py.")
-    from clamp.study.modules import import_study_module
+    from clamp.importpath import import_study_module
 
     try:
         # Under a stable name derived from the file, kept in sys.modules: functions and kinds defined in the
-        # study file are found again by import path (in worker processes too, see clamp.study.modules).
+        # study file are found again by import path (in worker processes too, see clamp.importpath).
         module = import_study_module(path)
     except SyntaxError as e:
         raise StudyError(f"{_where(path, e)}: syntax error: {e.msg}. Fix the Python syntax on that line.") from e

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
-from clamp.interventions.spec import Intervention, function_path, heads_tag, nested_tuple, site_tag, tuple_or_none
+from clamp.importpath import function_path, resolve_function
+from clamp.interventions.spec import Intervention, heads_tag, nested_tuple, site_tag, tuple_or_none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,13 +202,12 @@ class FunctionClamp(Intervention):
 
         from clamp.errors import ConfigError
         from clamp.interventions.checks import check_site, check_value_shape, slice_shape
-        from clamp.interventions.effects import load_function
 
         errs: list[str] = []
         if not check_site(self.site, self.heads, self.positions, probe, errs):
             return errs
         try:
-            out = load_function(self.fn)(probe.batch, **self.kwargs)
+            out = resolve_function(self.fn)(probe.batch, **self.kwargs)
         except ConfigError as e:
             return errs + [str(e)]
         except Exception as e:  # noqa: BLE001 - report the user's function failing
@@ -219,9 +219,9 @@ class FunctionClamp(Intervention):
         return errs
 
     def compile(self, model: Any, task: Any) -> Any:
-        from clamp.interventions.effects import Compiled, load_function, slice_op
+        from clamp.interventions.effects import Compiled, slice_op
 
-        fn, kwargs, state = load_function(self.fn), dict(self.kwargs), {}
+        fn, kwargs, state = resolve_function(self.fn), dict(self.kwargs), {}
 
         def prepare(ctx: Any) -> None:
             state["value"] = fn(ctx.batch, **kwargs)

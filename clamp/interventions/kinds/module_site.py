@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
 from clamp.errors import ConfigError
-from clamp.interventions.spec import Intervention, function_path, nested_tuple
+from clamp.importpath import function_path, resolve_function
+from clamp.interventions.spec import Intervention, nested_tuple
 
 Method = Literal["clamp", "zero", "mean", "resample", "function"]
 METHODS = ("clamp", "zero", "mean", "resample", "function")
@@ -126,10 +127,9 @@ class ModuleEdit(Intervention):
             if self.fn is None:
                 errs.append("method='function' needs fn='module:function'")
             else:
-                from clamp.interventions.effects import load_function
 
                 try:
-                    load_function(self.fn)
+                    resolve_function(self.fn)
                 except ConfigError as e:
                     errs.append(str(e))
         elif self.fn is not None:
@@ -139,14 +139,14 @@ class ModuleEdit(Intervention):
     def compile(self, model: Any, task: Any) -> Any:
         import torch
 
-        from clamp.interventions.effects import Compiled, Op, ablate, load_function
+        from clamp.interventions.effects import Compiled, Op, ablate
 
         if not hasattr(model, "add_site"):
             raise ConfigError(f"{self.name}: module edits need a foreign model (clamp.ModelSpec); use hook names on the built-in model")
         site = model.add_site(self.module, self.io)
         idx = parse_index(self.index)
         value = torch.as_tensor(self.value, dtype=torch.float32)
-        user = load_function(self.fn) if self.method == "function" else None
+        user = resolve_function(self.fn) if self.method == "function" else None
 
         def fn(x: Any, ctx: Any) -> Any:  # x: [1, B, ...] (the module's tensor with a run axis of 1)
             cur = x[0][idx]

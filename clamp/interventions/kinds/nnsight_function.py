@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from clamp.interventions.spec import Intervention, function_path, site_tag
+from clamp.importpath import function_path, resolve_function
+from clamp.interventions.spec import Intervention, site_tag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,22 +65,21 @@ class NnsightIntervention(Intervention):
     def check(self, probe: Any) -> list[str]:
         from clamp.errors import ConfigError
         from clamp.interventions.checks import check_site
-        from clamp.interventions.effects import load_function
 
         errs: list[str] = []
         check_site(self.site, None, None, probe, errs)
         if not isinstance(self.blocking, bool):
             errs.append(f"blocking={self.blocking!r} must be True or False")
         try:
-            load_function(self.fn)
+            resolve_function(self.fn)
         except ConfigError as e:
             errs.append(str(e))
         return errs
 
     def compile(self, model: Any, task: Any) -> Any:
-        from clamp.interventions.effects import Compiled, Op, load_function
+        from clamp.interventions.effects import Compiled, Op
 
-        fn, kwargs = load_function(self.fn), dict(self.kwargs)
+        fn, kwargs = resolve_function(self.fn), dict(self.kwargs)
         op = Op(self.site, lambda wrapped, ctx: fn(wrapped, ctx, **kwargs), traced=True, blocking=self.blocking)
         return Compiled([op], batch_dependent=True, needs_nnsight=True)  # the function may read the whole batch
 
