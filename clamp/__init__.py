@@ -31,7 +31,7 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     # declaring a study
     "Study": "clamp.study.design", "Arm": "clamp.study.design", "Dense": "clamp.study.design",
-    "PhaseRule": "clamp.phase", "StopAfterPhase": "clamp.phase", "load_study": "clamp.study.design", "StudyError": "clamp.study.design",
+    "PhaseRule": "clamp.phase", "StopAfterPhase": "clamp.phase", "load_study": "clamp.study.load", "StudyError": "clamp.study.design",
     "ConfigError": "clamp.errors",
     # model and tasks
     "ModelConfig": "clamp.model.config",

@@ -17,7 +17,8 @@ from typing import Sequence
 
 def _train_command(args: argparse.Namespace) -> int:
     from clamp.errors import ConfigError
-    from clamp.study.validate import check_device, check_output_folder
+    from clamp.study.checks import check_device
+    from clamp.store import check_output_folder
 
     if args.eval_every > args.sequences:
         raise ConfigError(f"--eval-every {args.eval_every:,} is longer than the run (--sequences {args.sequences:,}); "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -325,6 +326,37 @@ def last_evaluation(path: str | Path) -> int | None:
         return None
     first = lines[-1].split(",", 1)[0] if lines else ""
     return int(first) if first.isdigit() else None
+
+
+# --------------------------------------------------------------------------- the output folder
+
+
+def check_output_folder(out: str | Path) -> None:
+    """Reject an output folder that cannot be created or written, before anything is trained.
+
+    Only reads (and, for a folder that exists, creates and removes one probe file).
+    """
+    out = Path(out)
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"--out {out}: {probe} is a file, not a folder, so results cannot be written under it; "
+                          "give another --out, or move that file.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {probe} is not writable by this user; give a folder you can write to "
+                          "with --out, or change its permissions.")
+    if probe == out or out.is_dir():
+        try:
+            fd = os.open(out / f".clamp-probe-{os.getpid()}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            os.unlink(out / f".clamp-probe-{os.getpid()}")
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot write there ({os.strerror(e.errno) if e.errno else e}); "
+                              + ("free some space, or " if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+                              + "give another folder with --out.") from None
 
 
 # --------------------------------------------------------------------------- the study folder's lock

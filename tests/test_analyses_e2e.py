@@ -40,7 +40,7 @@ def test_tiny_study_run_then_analysed(tmp_path):
     from clamp.analysis.posthoc import analyse_full_model
     from clamp.cli import main
     from clamp.execution.runner import run_study
-    from clamp.study.design import load_study
+    from clamp.study.load import load_study
 
     torch.set_num_threads(1)
     path = tmp_path / "tiny_full.py"

@@ -13,9 +13,11 @@ from clamp.cli import main
 from clamp.errors import ConfigError
 from clamp.execution.runner import plan, run_study
 from clamp.model.transformer import ModelConfig
-from clamp.study.design import Arm, Study, load_study
+from clamp.study.design import Arm, Study
+from clamp.study.load import load_study
 from clamp.study.overrides import apply_overrides, select
-from clamp.study.records import run_hash, study_record
+from clamp.study.keys import run_key
+from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
@@ -43,11 +45,11 @@ def test_arm_budget_sets_length_and_schedule():
 def test_run_keys_unchanged_for_arms_without_a_budget():
     with_budget, without = study(256), study(None)
     for seed in (0, 1):
-        assert run_hash(with_budget, with_budget.arm("fast"), seed) == run_hash(without, without.arm("fast"), seed)
-        assert run_hash(with_budget, with_budget.arm("control"), seed) != run_hash(without, without.arm("control"), seed)
+        assert run_key(with_budget, with_budget.arm("fast"), seed) == run_key(without, without.arm("fast"), seed)
+        assert run_key(with_budget, with_budget.arm("control"), seed) != run_key(without, without.arm("control"), seed)
     # an arm that sets the study's own length computes the same thing, so it keeps its key
     same = study(128)
-    assert run_hash(same, same.arm("control"), 0) == run_hash(without, without.arm("control"), 0)
+    assert run_key(same, same.arm("control"), 0) == run_key(without, without.arm("control"), 0)
     # the keys of a shipped study, as computed by the code before per-arm budgets existed
     qs = load_study(ROOT / "studies" / "quickstart.py")
     from clamp.study.keys import legacy_key

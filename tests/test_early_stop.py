@@ -13,8 +13,9 @@ import pytest
 from clamp.errors import ConfigError
 from clamp.model.transformer import ModelConfig
 from clamp.execution.runner import run_study
-from clamp.study.design import Arm, PhaseRule, Study
-from clamp.study.records import run_hash
+from clamp.study.design import Arm, Study
+from clamp.phase import PhaseRule
+from clamp.study.keys import run_key
 from clamp.phase import StopAfterPhase, stop_point
 from clamp.tasks import FewShotConfig
 
@@ -82,10 +83,10 @@ def test_stop_after_phase_validation():
 
 def test_run_keys_change_only_when_stopping_is_set():
     s = study()
-    assert run_hash(s, s.arms[0], 0) == run_hash(replace(s, stop_after_phase=None), s.arms[0], 0)
+    assert run_key(s, s.arms[0], 0) == run_key(replace(s, stop_after_phase=None), s.arms[0], 0)
     stopped = replace(s, stop_after_phase=StopAfterPhase(margin=64))
-    assert run_hash(stopped, s.arms[0], 0) != run_hash(s, s.arms[0], 0)
-    assert run_hash(stopped, s.arms[0], 0) != run_hash(replace(stopped, stop_after_phase=StopAfterPhase(margin=32)), s.arms[0], 0)
+    assert run_key(stopped, s.arms[0], 0) != run_key(s, s.arms[0], 0)
+    assert run_key(stopped, s.arms[0], 0) != run_key(replace(stopped, stop_after_phase=StopAfterPhase(margin=32)), s.arms[0], 0)
 
 
 @pytest.mark.slow

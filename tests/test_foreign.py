@@ -17,8 +17,9 @@ from clamp.errors import ConfigError
 from clamp.execution.runner import run_study
 from clamp.interventions import knockout_heads, make_intervener, match_clamp, prev_token_pattern_clamp
 from clamp.model.foreign import ForeignModel, ModelSpec, model_from_dict
-from clamp.study.design import Arm, Study, StudyError, validate_study
-from clamp.study.records import run_hash
+from clamp.study.design import Arm, Study, StudyError
+from clamp.study.checks import validate_study
+from clamp.study.keys import run_key
 from clamp.tasks import FewShotConfig, RepeatConfig
 from clamp.tasks.measures import per_run_loss
 from clamp.training.trainer import TrainConfig, Trainer
@@ -158,7 +159,7 @@ def test_runner_trains_each_foreign_run_alone_and_resumes_identically(tmp_path, 
     for arm in ("control", "match"):
         for seed in (0, 1):
             rec = json.loads((d / "runs" / arm / f"seed{seed}" / "run.json").read_text())
-            assert rec["status"] == "finished" and rec["timings"]["packed_with"] == 1 and rec["hash"] == run_hash(s, s.arm(arm), seed)
+            assert rec["status"] == "finished" and rec["timings"]["packed_with"] == 1 and rec["hash"] == run_key(s, s.arm(arm), seed)
             assert rec["config"]["model"]["kind"] == "foreign"
             m = pd.read_csv(d / "runs" / arm / f"seed{seed}" / "metrics.csv")
             assert {"train/loss", "induction/L1H0", "prev_token/L0H1", f"fired/{s.arm(arm).interventions[-1].name}"} <= set(m["metric"])

@@ -110,7 +110,8 @@ def test_a_parameter_without_a_rule_is_an_error():
 
 def test_the_resolved_record_shows_the_scheme():
     from clamp.study import Arm, Study
-    from clamp.study.records import arm_record, run_hash
+    from clamp.study.keys import arm_record
+    from clamp.study.keys import run_key
 
     task = FewShotConfig(n_classes=10, d_in=8)
     legacy = Arm(name="a", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), task=task)
@@ -118,7 +119,7 @@ def test_the_resolved_record_shows_the_scheme():
     study = Study(name="s", arms=[legacy, new], n_sequences=64, eval_every=32)
     assert arm_record(study, legacy)["init"] == "torch" and "init" not in arm_record(study, legacy)["model"]
     assert arm_record(study, new)["init"] == "singh2024" and arm_record(study, new)["model"]["init"] == "singh2024"
-    assert run_hash(study, legacy, 0) != run_hash(study, new, 0)
+    assert run_key(study, legacy, 0) != run_key(study, new, 0)
 
 
 def test_streams_are_named_draws():

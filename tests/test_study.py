@@ -9,7 +9,10 @@ import pytest
 
 from clamp.model.transformer import ModelConfig
 from clamp.study.overrides import apply_overrides, select
-from clamp.study.design import Arm, Dense, Study, StudyError, list_studies, load_study, run_hash, study_record
+from clamp.study.design import Arm, Dense, Study, StudyError
+from clamp.study.load import list_studies, load_study
+from clamp.study.keys import run_key
+from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig
 
 HEADER = """\
@@ -52,7 +55,7 @@ def test_defaults_are_sensible():
 @pytest.mark.parametrize("body, line, words", [
     ("STUDY = Study(name='x', arms=[Arm(name='a', model=model task=task)])\n", 6, ["syntax error", "Fix"]),
     ("X = 1\n", None, ["no module-level STUDY", "STUDY = Study("]),
-    ("STUDY = Arm(name='a', model=model, task=task)\n", None, ["STUDY is a Arm", "clamp.study.design.Study"]),
+    ("STUDY = Arm(name='a', model=model, task=task)\n", None, ["STUDY is a Arm", "clamp.Study"]),
     ("a = Arm(name='a', model=model, task=task)\nSTUDY = Study(name='x', arms=[a, a])\n", 7, ["duplicate arm names ['a']"]),
     ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task)], seeds=[])\n", 6, ["no seeds", "seeds=[0, 1, 2]"]),
     ("STUDY = Study(name='x', arms=[Arm(name='a', model=model, task=task, lrr=1e-3)])\n", 6, ["Arm has no field 'lrr'", "did you mean 'lr'"]),
@@ -147,13 +150,13 @@ def test_select_and_unknown_picks():
 def test_run_hash_keys_on_results_not_labels():
     s = tiny()
     a = s.arm("control")
-    h = run_hash(s, a, 0)
-    assert h == run_hash(s, a, 0) and h != run_hash(s, a, 1)
+    h = run_key(s, a, 0)
+    assert h == run_key(s, a, 0) and h != run_key(s, a, 1)
     relabelled = apply_overrides(s, ["arms.control.description=hello"])
-    assert run_hash(relabelled, relabelled.arm("control"), 0) == h
+    assert run_key(relabelled, relabelled.arm("control"), 0) == h
     edited = apply_overrides(s, ["arms.control.lr=2e-5"])
-    assert run_hash(edited, edited.arm("control"), 0) != h
-    assert run_hash(edited, edited.arm("clamped"), 0) == run_hash(s, s.arm("clamped"), 0)
+    assert run_key(edited, edited.arm("control"), 0) != h
+    assert run_key(edited, edited.arm("clamped"), 0) == run_key(s, s.arm("clamped"), 0)
 
 
 def test_schedule_points_round_to_batches_and_include_dense_window():

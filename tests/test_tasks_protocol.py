@@ -15,7 +15,9 @@ from clamp.errors import ConfigError
 from clamp.execution.runner import run_study
 from clamp.importpath import import_path, resolve
 from clamp.model.transformer import ModelConfig
-from clamp.study.design import Arm, PhaseRule, Study, load_study
+from clamp.study.design import Arm, Study
+from clamp.phase import PhaseRule
+from clamp.study.load import load_study
 from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig, RepeatConfig, Task, TaskConfig, task_from_dict
 from clamp.tasks.measures import induction_strength, loss_and_accuracy, prev_token_score
@@ -25,7 +27,7 @@ HELPER = '''
 from dataclasses import dataclass
 import torch
 from clamp.tasks import IGNORE, Batch, TaskBase, UserTaskConfig
-from clamp.study.design import PhaseRule
+from clamp.phase import PhaseRule
 
 @dataclass(frozen=True, kw_only=True)
 class CopyPrev(UserTaskConfig):

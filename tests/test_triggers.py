@@ -16,8 +16,9 @@ from clamp.interventions.spec import Window
 from clamp.interventions.triggers import TriggeredApplier, is_open
 from clamp.interventions.when import When
 from clamp.model.transformer import ModelConfig
-from clamp.study.design import Arm, Study, StudyError, validate_study
-from clamp.study.records import run_hash
+from clamp.study.design import Arm, Study, StudyError
+from clamp.study.checks import validate_study
+from clamp.study.keys import run_key
 from clamp.tasks import FewShotConfig
 from clamp.training.trainer import TrainConfig, Trainer
 
@@ -51,8 +52,8 @@ def test_when_and_window_round_trip_and_keys_unchanged():
     assert intervention_from_dict(json.loads(json.dumps(iv.to_dict()))) == iv
     assert Window().to_dict() == {"start": 0, "stop": None}  # untriggered windows serialise as before
     plain = Arm(name="a", model=MODEL, task=TASK, interventions=[knockout_heads(layer=1, keep=[0])])
-    assert run_hash(Study(name="s", arms=[plain], n_sequences=64, eval_every=32), plain, 0) == \
-        run_hash(Study(name="s", arms=[plain], n_sequences=64, eval_every=32), plain, 0)
+    assert run_key(Study(name="s", arms=[plain], n_sequences=64, eval_every=32), plain, 0) == \
+        run_key(Study(name="s", arms=[plain], n_sequences=64, eval_every=32), plain, 0)
     with pytest.raises(ConfigError, match="op"):
         When("train/loss", "=", 0.5)
     with pytest.raises(ConfigError, match="duration"):

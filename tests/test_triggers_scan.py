@@ -16,7 +16,8 @@ from clamp.interventions import knockout_heads
 from clamp.interventions.spec import Window
 from clamp.interventions.when import When
 from clamp.model.transformer import ModelConfig
-from clamp.study.design import Arm, Study, validate_study
+from clamp.study.design import Arm, Study
+from clamp.study.checks import validate_study
 from clamp.study.scan import Component, heads, layers, scan, subcircuits
 from clamp.tasks import FewShotConfig
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import clamp.execution.pack as pack
-import clamp.study.validate as validate
+import clamp.store as validate
 from clamp.cli import main
 from clamp.execution.pack import exploded
 

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 from clamp.execution.pack import PackJob, peak_resident_mib
 from clamp.store import read_json
 from clamp.execution.runner import InlineExecutor, ProcessExecutor, run_study
-from clamp.study.design import load_study
+from clamp.study.load import load_study
 
 
 class _Recorder:

@@ -14,7 +14,8 @@ import argparse
 from pathlib import Path
 
 from clamp.errors import ConfigError  # noqa: F401 - raised by the commands' callees
-from clamp.study.design import StudyError, list_studies, load_study
+from clamp.study.design import StudyError
+from clamp.study.load import list_studies, load_study
 from clamp.study.overrides import apply_overrides
 
 

@@ -71,7 +71,7 @@ def _short(v: object, width: int = 40) -> str:
 
 def _what_differs(study, arm, rec: dict) -> str:  # noqa: ANN001
     """A short phrase naming the first top-level difference between a stored run and the arm now."""
-    from clamp.study.records import arm_record
+    from clamp.study.keys import arm_record
 
     old = rec.get("config")
     if not isinstance(old, dict):

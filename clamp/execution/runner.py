@@ -49,11 +49,13 @@ from clamp.execution.provenance import invocation, merge_study_record
 from clamp.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir, study_lock
 from clamp.study.overrides import apply_overrides, select
 from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
-from clamp.study.design import (
-    Study, StudyError, arm_record, list_studies, load_study, probe_study, study_record, validate_study,
-)
+from clamp.study.design import Study, StudyError
+from clamp.study.keys import arm_record
+from clamp.study.records import study_record
+from clamp.study.load import list_studies, load_study
+from clamp.study.checks import probe_study, validate_study
 from clamp.study.keys import KEY_VERSION, run_key, stop_after
-from clamp.study.validate import check_output_folder
+from clamp.store import check_output_folder
 
 EventSink = Callable[[dict], None]
 Outcome = list[dict]

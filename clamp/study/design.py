@@ -1,25 +1,22 @@
-"""Studies: a named set of arms, each trained on the same seeds and schedule.
+"""The study schema: a named set of arms, each trained on the same seeds and schedule.
 
-Why this file exists: an experiment is *data*.  A study file is plain Python in
-``studies/`` that builds a :class:`Study` and exposes it as a module-level
-``STUDY``; :func:`load_study` imports it with :mod:`importlib` (never ``exec``)
-and turns every problem -- a syntax error, a missing or mistyped ``STUDY``, an
-unknown field, duplicate arm names, no seeds, an intervention that does not fit
-the model -- into one :class:`StudyError` naming the file, the line where it
-can, and the fix, before any training starts.
+Why this file exists: an experiment is *data*.  A study file is plain Python that builds a
+:class:`Study` of :class:`Arm` s and exposes it as a module-level ``STUDY``; the classes here
+check every field as they are built (types, names, schedules, budgets), so a mistake is an
+error naming the field and the fix before anything trains.  Loading a file is
+:mod:`clamp.study.load`; the checks that need the model or a probe batch are
+:mod:`clamp.study.checks`.
 
 Example study file (``studies/lr_sweep.py``)::
 
-    from clamp.study.design import Arm, Study
-    from clamp.model.config import ModelConfig
-    from clamp.tasks import FewShotConfig
+    import clamp
 
-    model = ModelConfig(n_layers=2, n_heads=2, d_model=16)
-    task = FewShotConfig(n_classes=20, d_in=16)
-    STUDY = Study(
+    model = clamp.ModelConfig(n_layers=2, n_heads=2, d_model=16)
+    task = clamp.FewShotConfig(n_classes=20, d_in=16)
+    STUDY = clamp.Study(
         name="lr_sweep",
-        arms=[Arm(name="slow", model=model, task=task, lr=1e-3),
-              Arm(name="fast", model=model, task=task, lr=3e-3)],
+        arms=[clamp.Arm(name="slow", model=model, task=task, lr=1e-3),
+              clamp.Arm(name="fast", model=model, task=task, lr=3e-3)],
         seeds=[0, 1, 2],
         n_sequences=20_000,
         eval_every=500,
@@ -28,28 +25,28 @@ Example study file (``studies/lr_sweep.py``)::
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import importlib.util
 import math
 import re
 import sys
-import traceback
 import types
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
 
-from clamp.phase import PhaseRule, StopAfterPhase, check_stoppable
 from clamp.errors import ConfigError
-from clamp.names import check_user_metric_name
 from clamp.fields import check_fields
-from clamp.model.foreign import ModelSpec
-from clamp.study.validate import check_device, check_schedule, require_model_and_task
+from clamp.importpath import import_path
+from clamp.interventions.spec import Intervention
 from clamp.model.config import ModelConfig
-from clamp.tasks import FewShotConfig
+from clamp.model.foreign import ModelSpec
+from clamp.names import check_user_metric_name
+from clamp.phase import PhaseRule, StopAfterPhase, check_stoppable
 from clamp.tasks.protocol import TaskConfig
 from clamp.training.config import TrainConfig
+
+
+class StudyError(ConfigError):
+    """A study file, or an override of it, is invalid; the message names the file, line and fix."""
+
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
@@ -57,17 +54,6 @@ _AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that n
 
 class StudyError(ConfigError):
     """A study file, or an override of it, is invalid; the message names the file, line and fix."""
-
-
-def _interventions_module() -> types.ModuleType | None:
-    """``clamp.interventions`` if installed, else None (arms without interventions still work)."""
-    try:
-        import clamp.interventions as mod
-    except ModuleNotFoundError as e:
-        if e.name != "clamp.interventions":
-            raise
-        return None
-    return mod
 
 
 def _call_site() -> str | None:
@@ -164,9 +150,8 @@ class Arm:
         if self.n_sequences is not None and self.n_sequences < 1:
             raise ConfigError(f"Arm {self.name!r}: n_sequences={self.n_sequences} must be a positive number of "
                               "sequences, or None for the study's.")
-        mod = _interventions_module()
         for i in self.interventions:
-            if mod is None or not isinstance(i, mod.Intervention):
+            if not isinstance(i, Intervention):
                 raise ConfigError(
                     f"Arm {self.name!r}: {i!r} is not an intervention; build interventions with the "
                     "constructors in clamp.interventions (e.g. match_clamp(layer=1, head=0))."
@@ -314,8 +299,6 @@ class Study:
 
     def metric_paths(self) -> list[str]:
         """Import paths (``"module:name"``) of the user metric functions."""
-        from clamp.importpath import import_path
-
         return [import_path(fn) for fn in self.metrics]
 
     def arm(self, name: str) -> Arm:
@@ -377,191 +360,43 @@ def _round_to_batches(pts: set[int], batch: int, n: int) -> list[int]:
     return sorted({min(math.ceil(p / batch) * batch, end) for p in pts})
 
 
-# --- loading ----------------------------------------------------------------------------------
-
-def _where(path: Path, exc: BaseException) -> str:
-    """``path:line`` of the deepest frame of ``exc`` inside the study file, else ``path``."""
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        return f"{path}:{exc.lineno}"
-    line = None
-    for fs in traceback.extract_tb(exc.__traceback__):
-        if Path(fs.filename).resolve() == path.resolve():
-            line = fs.lineno
-    return f"{path}:{line}" if line else str(path)
+def require_model_and_task(arm: Any) -> None:
+    """An arm must say which model and task it trains: no default is substituted without a word."""
+    for what, example in (("model", "clamp.ModelConfig(n_layers=2, n_heads=8, d_model=64)"),
+                          ("task", "clamp.FewShotConfig()")):
+        if getattr(arm, what) is None:
+            raise ConfigError(f"Arm {arm.name!r} has no {what}=; every arm names its {what}, e.g. {what}={example} "
+                              "(those are Singh et al.'s defaults).")
 
 
-def _unknown_kwarg_fix(exc: TypeError) -> str | None:
-    """Turn ``X.__init__() got an unexpected keyword argument 'y'`` into a fix naming valid fields."""
-    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(exc))
-    if not m:
-        return None
-    cls_name, bad = m.groups()
-    from clamp import tasks
-    candidates = {"Arm": Arm, "Study": Study, "Dense": Dense, "PhaseRule": PhaseRule, "ModelConfig": ModelConfig,
-                  "TrainConfig": TrainConfig, **{c.__name__: c for c in tasks.TASK_KINDS.values()}}
-    cls = candidates.get(cls_name)
-    if cls is None:
-        return None
-    valid = [f.name for f in fields(cls) if f.init and f.name != "origin"]
-    close = difflib.get_close_matches(bad, valid, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{cls_name} has no field {bad!r}; {hint}valid fields are {valid}."
+def check_schedule(study: Study) -> None:
+    """Reject a schedule that cannot be carried out as written (every length in sequences seen).
 
-
-def load_study(path: str | Path, *, probe: bool = False) -> Study:
-    """Import a study file and return its validated ``STUDY``.
-
-    Loading runs the static checks only (every config, hook names, heads, windows; see
-    :func:`validate_study`) and imports neither torch nor nnsight, so a rejected file and
-    ``clamp list`` answer in about a second.  ``clamp run`` and ``--dry-run`` then run the
-    probe checks (each intervention applied to a probe batch) before any training; pass
-    ``probe=True`` to run them here.
-
-    The file is imported with :mod:`importlib` under a stable module name derived
-    from its path (:func:`clamp.importpath.study_module_name`) and stays in
-    ``sys.modules``, so what it defines can be referred to by import path; it is
-    never ``exec``-ed.  Every problem raises :class:`StudyError`.
-
-    Args:
-        path: a ``.py`` file exposing a module-level ``STUDY = Study(...)``.
-
-        probe: also run the probe checks (imports torch).
-
-    Returns:
-        The study, with every arm validated (see :func:`validate_study`).
+    A checkpoint cadence, held-out cadence or dense window that reaches past a shortened run
+    (``--set n_sequences=2000`` for a smoke test) is allowed: it only has fewer points.
 
     Example:
-        >>> # study = load_study("studies/quickstart.py")
+        >>> # Study(..., n_sequences=1_000, eval_every=5_000) -> ConfigError naming eval_every
     """
-    path = Path(path)
-    if not path.is_file():
-        hint = ""
-        if path.parent.is_dir():
-            near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob("*.py")], n=1)
-            hint = f" Did you mean {path.parent / near[0]}?" if near else ""
-        raise StudyError(f"{path}: no such study file. Fix: give the path of a .py file in studies/ (`clamp list` shows them).{hint}")
-    if path.suffix != ".py":
-        raise StudyError(f"{path}: a study file must be a Python file ending in .py.")
-    from clamp.importpath import import_study_module
-
-    try:
-        # Under a stable name derived from the file, kept in sys.modules: functions and kinds defined in the
-        # study file are found again by import path (in worker processes too, see clamp.importpath).
-        module = import_study_module(path)
-    except SyntaxError as e:
-        raise StudyError(f"{_where(path, e)}: syntax error: {e.msg}. Fix the Python syntax on that line.") from e
-    except ConfigError as e:
-        raise StudyError(f"{_where(path, e)}: {e} Fix that value in the study file.") from e
-    except TypeError as e:
-        fix = _unknown_kwarg_fix(e)
-        msg = fix or f"{e}. Fix: Arm, Study and configs take keyword arguments only (name=..., arms=[...])."
-        raise StudyError(f"{_where(path, e)}: {msg}") from e
-    except Exception as e:  # noqa: BLE001 - any error while importing the user's file is reported the same way
-        raise StudyError(f"{_where(path, e)}: importing the study file raised {type(e).__name__}: {e}. Fix the error on that line.") from e
-    if not hasattr(module, "STUDY"):
-        raise StudyError(f"{path}: defines no module-level STUDY. Fix: end the file with `STUDY = Study(name=..., arms=[...])`.")
-    study = module.STUDY
-    if not isinstance(study, Study):
-        raise StudyError(
-            f"{path}: STUDY is a {type(study).__name__}, not a clamp.study.design.Study. "
-            "Fix: `from clamp.study.design import Study, Arm` and set `STUDY = Study(...)`."
-        )
-    validate_study(study, path=path, probe=probe)
-    return study
-
-
-def _check_heatmap_heads(study: Study, model: Any) -> None:
-    for h in study.heatmap_heads:
-        layer, head = map(int, h[1:].split("H"))
-        if layer >= model.n_layers or head >= model.n_heads:
-            raise ConfigError(f"Study.heatmap_heads entry {h!r} is outside the model ({model.n_layers} layers x {model.n_heads} heads).")
-
-
-def _task_dims(task: Any) -> dict[str, int]:
-    """The task's sizes from its config when it can say them without torch, else from the built task."""
-    dims = getattr(task, "dims", None)
-    return dims() if callable(dims) else task.build().dims()
-
-
-def validate_study(study: Study, path: str | Path | None = None, *, probe: bool = True) -> None:
-    """Check that every arm can be built: task, resolved model, train config, interventions.
-
-    Two parts.  The static part needs no torch: every config, the model resolved against the
-    task's sizes, the train config, each intervention's name, windows, hook name, heads and layer
-    (:mod:`clamp.interventions.static`), the heat-map heads and the device.  The probe part
-    (``probe=True``, imports torch; nnsight only for an nnsight intervention) builds each arm's
-    task and a probe model, runs every kind's own ``check()`` and applies each intervention alone
-    to a probe batch, rejecting one that changes nothing.  :func:`load_study` runs the static
-    part; ``clamp run`` and ``--dry-run`` run both before any training.
-
-    Raises :class:`StudyError` naming the arm (and its line in the study file) before any training.
-    """
-    mod = _interventions_module()
+    n = study.n_sequences
+    name = f"Study {study.name!r}"
+    if study.eval_every > n:
+        raise ConfigError(f"{name}: eval_every={study.eval_every:,} is longer than the run (n_sequences={n:,}), so "
+                          f"only the start and the end would be evaluated; give eval_every <= {n:,}.")
+    for d in study.dense:
+        span = f"Dense(start={d.start:,}, stop={d.stop:,})"
+        for what in ("eval_every", "checkpoint_every"):
+            v = getattr(d, what)
+            if v is not None and v > d.stop - d.start:
+                raise ConfigError(f"{name}: {span} has {what}={v:,}, longer than the window itself "
+                                  f"({d.stop - d.start:,} sequences); give a smaller {what} or a wider window.")
     for arm in study.arms:
-        where = arm.origin or (str(path) if path else study.name)
-        try:
-            model = arm.model.resolve(_task_dims(arm.task))
-            study.train_config(arm)
-            if arm.interventions and mod is not None:
-                from clamp.interventions.static import check_static
-
-                check_static(list(arm.interventions), model, study.budget(arm))
-            if isinstance(model, ModelConfig):  # a foreign model's sizes are known once it is built (the probe)
-                _check_heatmap_heads(study, model)
-        except ConfigError as e:
-            raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
-    try:
-        check_device(study.device, "Study.device")
-    except ConfigError as e:
-        raise StudyError(f"{study.origin or study.name}: {e}") from None
-    if probe:
-        probe_study(study, path)
+        if arm.batch_size > n:
+            raise ConfigError(f"{name}: arm {arm.name!r} has batch_size={arm.batch_size} but the run is only "
+                              f"{n:,} sequences long; give a longer run or a smaller batch.")
+        if arm.warmup_sequences > n:
+            raise ConfigError(f"{name}: arm {arm.name!r} has warmup_sequences={arm.warmup_sequences:,}, longer than "
+                              f"the run (n_sequences={n:,}); give at most {n:,}.")
 
 
-def probe_study(study: Study, path: str | Path | None = None) -> None:
-    """The probe part of :func:`validate_study`: build each arm's task and check its interventions on a probe model.
-
-    Imports torch (and nnsight only when an intervention needs it).  Raises :class:`StudyError`
-    naming the arm before any training.
-    """
-    mod = _interventions_module()
-    for arm in study.arms:
-        where = arm.origin or (str(path) if path else study.name)
-        try:
-            task = arm.task.build()
-            model = arm.model.resolve(task.dims())
-            if arm.interventions:
-                mod.validate_interventions(list(arm.interventions), model, task, study.budget(arm))
-                from clamp.interventions.trigger_checks import check_arm_triggers  # clamp.When on known metrics
-
-                check_arm_triggers(study, arm)
-                from clamp.interventions.donors import check_donors  # per-seed graft donors exist for every seed
-
-                donor_errs = check_donors(arm.interventions, study.seeds)
-                if donor_errs:
-                    raise ConfigError("missing graft donors:\n" + "\n".join(f"  - {e}" for e in donor_errs))
-            _check_heatmap_heads(study, model)
-        except ConfigError as e:
-            raise StudyError(f"{where}: arm {arm.name!r}: {e}") from e
-
-
-# --- serialisation ----------------------------------------------------------------------------
-
-def list_studies(folder: str | Path = "studies") -> list[tuple[Path, Study | StudyError]]:
-    """Every ``*.py`` study file in ``folder`` with its loaded study, or the error loading it."""
-    out: list[tuple[Path, Study | StudyError]] = []
-    for p in sorted(Path(folder).glob("*.py")):
-        if p.name.startswith("_"):
-            continue
-        try:
-            out.append((p, load_study(p)))
-        except StudyError as e:
-            out.append((p, e))
-    return out
-
-
-__all__ = ["Arm", "Dense", "PhaseRule", "StopAfterPhase", "Study", "StudyError", "arm_record", "list_studies", "load_study", "probe_study",
-           "run_hash", "study_record", "validate_study"]
-
-
-from clamp.study.records import arm_record, run_hash, study_record  # noqa: E402  (re-exported)
+__all__ = ["Arm", "Dense", "Study", "StudyError", "check_schedule", "require_model_and_task"]

@@ -90,6 +90,12 @@ def description(*, model: Any, task: Any, train: Any, interventions: Sequence[An
     }
 
 
+def task_dims(task: Any) -> dict[str, int]:
+    """The task's sizes from its config when it can say them without torch (``dims()``), else from the built task."""
+    dims = getattr(task, "dims", None)
+    return dims() if callable(dims) else task.build().dims()
+
+
 def _digest(obj: dict) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -101,9 +107,7 @@ def run_key(study: Study, arm: Arm, seed: int) -> str:
     Example:
         >>> # run_key(study, study.arm("control"), 0) -> '3f0c...' (16 hex digits)
     """
-    from clamp.study.design import _task_dims  # the config's sizes: no task is built (and no torch imported)
-
-    model = arm.model.resolve(_task_dims(arm.task))
+    model = arm.model.resolve(task_dims(arm.task))
     return _digest(description(model=model, task=arm.task, train=study.train_config(arm),
                                interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
                                extra_evals=study.extra_eval_points(arm), seed=seed,
@@ -119,10 +123,28 @@ def stop_after(study: Study) -> dict | None:
     return stop_setting(study.stop_after_phase, study.phase[0])
 
 
+def arm_record(study: Study, arm: Arm) -> dict:
+    """The resolved arm as written to ``study.json`` (without its hash)."""
+    model = arm.model.resolve(task_dims(arm.task))  # the config's sizes: no task is built (and no torch imported)
+    return {
+        "name": arm.name,
+        "description": arm.description,
+        "factors": dict(arm.factors),
+        "model": model.to_dict(),
+        # shown even at its default (to_dict leaves it out there, to keep run keys); a foreign model has none
+        "init": getattr(model, "init", None),
+        "task": arm.task.to_dict(),
+        "train": study.train_config(arm).to_dict(),
+        "interventions": [i.to_dict() for i in arm.interventions],
+        "n_sequences": study.budget(arm),
+        "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
+        # user metric functions by import path; absent when there are none, so earlier run keys stay
+        **({"metrics": study.metric_paths()} if study.metrics else {}),
+    }
+
+
 def legacy_key(study: Study, arm: Arm, seed: int) -> str:
     """The key written before key version 2 (every field of every config); kept to recognise old runs."""
-    from clamp.study.records import arm_record
-
     rec = arm_record(study, arm)
     rec["train"] = {k: v for k, v in rec["train"].items() if k != "device"}
     key = {k: rec[k] for k in ("model", "task", "train", "interventions")}
@@ -171,4 +193,5 @@ def same_run(record: dict, *, key: str, legacy: str) -> bool:
     return key_from_record(record) == key
 
 
-__all__ = ["KEY_VERSION", "canonical", "description", "key_from_record", "legacy_key", "run_key", "same_run"]
+__all__ = ["KEY_VERSION", "arm_record", "canonical", "description", "key_from_record", "legacy_key", "run_key", "same_run",
+           "stop_after", "task_dims"]

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from clamp.errors import ConfigError
 from clamp.fields import ParseError, hints, parse_value
-from clamp.study.design import Arm, Study, StudyError, validate_study
+from clamp.study.design import Arm, Study, StudyError
+from clamp.study.checks import validate_study
 
 
 def _set_path(obj: Any, path: list[str], text: str, key: str) -> Any:

@@ -1,8 +1,8 @@
-"""Records of a study: the resolved arms written to ``study.json``, and the key of each run.
+"""Records of a study: the resolved study and arms written to ``study.json``.
 
-Why this file exists: what identifies a run (the hash that decides whether a rerun
-skips it) must be computed one way, from the resolved configuration, and kept
-apart from how studies are declared and loaded (:mod:`clamp.study.design`).
+Why this file exists: ``study.json`` is what the statistics, the report and a rerun read back;
+it is computed one way, from the resolved configuration (each run's key comes from
+:mod:`clamp.study.keys`), apart from how studies are declared and loaded.
 """
 
 from __future__ import annotations
@@ -11,46 +11,17 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from clamp.study.keys import KEY_VERSION
-
 from clamp.phase import LN2
+from clamp.study.keys import KEY_VERSION, arm_record, run_key
 
 if TYPE_CHECKING:
-    from clamp.study.design import Arm, Study
+    from clamp.study.design import Study
 
 
-def arm_record(study: Study, arm: Arm) -> dict:
-    """The resolved arm as written to ``study.json`` (without its hash)."""
-    from clamp.study.design import _task_dims  # the config's sizes: no task is built (and no torch imported)
-
-    model = arm.model.resolve(_task_dims(arm.task))
-    return {
-        "name": arm.name,
-        "description": arm.description,
-        "factors": dict(arm.factors),
-        "model": model.to_dict(),
-        # shown even at its default (to_dict leaves it out there, to keep run keys); a foreign model has none
-        "init": getattr(model, "init", None),
-        "task": arm.task.to_dict(),
-        "train": study.train_config(arm).to_dict(),
-        "interventions": [i.to_dict() for i in arm.interventions],
-        "n_sequences": study.budget(arm),
-        "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
-        # user metric functions by import path; absent when there are none, so earlier run keys stay
-        **({"metrics": study.metric_paths()} if study.metrics else {}),
-    }
-
-
-def run_hash(study: Study, arm: Arm, seed: int) -> str:
-    """Key of a run: hash of everything that changes its results (resolved arm, schedule, seed).
-
-    The arm's name, description and factors, and the device, are left out: they label a run
-    without changing what it computes; so are fields at their default (see :mod:`clamp.study.keys`,
-    which also recognises runs recorded under the earlier key).
-    """
-    from clamp.study.keys import run_key
-
-    return run_key(study, arm, seed)
+def arm_digest(rec: dict) -> str:
+    """The arm-level ``hash`` of ``study.json`` (a label of the resolved arm; run keys are :func:`run_key`)."""
+    return hashlib.sha256(json.dumps({k: rec[k] for k in ("model", "task", "train", "interventions")},
+                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def study_record(study: Study) -> dict:
@@ -58,9 +29,8 @@ def study_record(study: Study) -> dict:
     arms = []
     for arm in study.arms:
         rec = arm_record(study, arm)
-        rec["hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("model", "task", "train", "interventions")},
-                                                sort_keys=True, default=str).encode()).hexdigest()[:16]
-        rec["run_hashes"] = {str(s): run_hash(study, arm, s) for s in study.seeds}
+        rec["hash"] = arm_digest(rec)
+        rec["run_hashes"] = {str(s): run_key(study, arm, s) for s in study.seeds}
         rec["key_version"] = KEY_VERSION
         arms.append(rec)
     phase = [r.to_dict() for r in study.phase]

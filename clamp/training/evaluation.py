@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.names import check_user_metric_name, user_metric
+from clamp.names import TRAIN_BATCH_LOSS, check_user_metric_name, user_metric
 
 
 def function_name(fn: Callable) -> str:
@@ -67,4 +67,47 @@ def add_evaluation_metrics(out: dict[str, Tensor], task: Any, view: Any, user: S
             add_user_metric(out, fn, view)
 
 
-__all__ = ["add_evaluation_metrics", "add_user_metric", "function_name"]
+def pattern_hook_names(model: Any, n_layers: int) -> list[str]:
+    """The attention-pattern hook points an evaluation caches (a fused foreign attention has none)."""
+    have = set(model.hook_names())
+    return [n for n in (f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)) if n in have]
+
+
+def probe_metric_names(model_cfg: Any, task_cfg: Any, user: Sequence[Callable] = (), eval_size: int = 8) -> list[str]:
+    """The names an arm records at an evaluation, from one evaluation of a fresh one-run model on tiny sets.
+
+    It asks the task (``eval_metrics`` on each of its sets) and runs every user metric function, with
+    the code the trainer runs (:func:`add_evaluation_metrics`), so a function that raises or records a
+    reserved or taken name fails here, before training, naming the function.  ``train_batch/loss``
+    (absent at the evaluation at 0) is included; the interventions' ``fired/`` and ``trigger/`` rows
+    are not (see :mod:`clamp.names`).
+
+    Example:
+        >>> from clamp.model.config import ModelConfig
+        >>> from clamp.tasks import FewShotConfig
+        >>> names = probe_metric_names(ModelConfig(n_layers=2, n_heads=2, d_model=8), FewShotConfig(n_classes=10, d_in=8))
+        >>> "train/loss" in names and "prev_token/L0H1" in names and "train_batch/loss" in names
+        True
+    """
+    import torch
+
+    from clamp.model.foreign import build_model
+    from clamp.tasks.base import EvalView
+
+    task = task_cfg.build()
+    cfg = model_cfg.resolve(task.dims())
+    model = build_model(cfg, [0])
+    patterns_of = pattern_hook_names(model, cfg.n_layers)
+    pattern_sets = getattr(task, "pattern_evaluators", ("train",))
+    out: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for evaluator in task.evaluators:
+            batch = task.sample_runs(eval_size, [torch.Generator().manual_seed(0)], evaluator)
+            names = patterns_of if evaluator in pattern_sets else ()
+            logits, cache = model.run_with_cache(batch, names)
+            patterns = {layer: cache[n] for layer, n in enumerate(patterns_of)} if names else {}
+            add_evaluation_metrics(out, task, EvalView(evaluator, batch, logits, patterns, 0, model), user)
+    return sorted(set(out) | {TRAIN_BATCH_LOSS})
+
+
+__all__ = ["add_evaluation_metrics", "add_user_metric", "function_name", "pattern_hook_names", "probe_metric_names"]

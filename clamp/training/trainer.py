@@ -36,7 +36,7 @@ from clamp.errors import ConfigError
 from clamp.names import TRAIN_BATCH_LOSS
 from clamp.store import METRICS_HEADER, append_metrics, atomic_write_text
 from clamp.tasks.measures import per_run_loss
-from clamp.training.evaluation import add_evaluation_metrics
+from clamp.training.evaluation import add_evaluation_metrics, pattern_hook_names
 from clamp.model.foreign import build_model
 from clamp.model.transformer import ModelConfig, Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
@@ -216,8 +216,7 @@ class Trainer:
         self._batch_loss_sum = torch.zeros(self.n_runs)
         self._batch_loss_n = 0
         self._heldout_seen: int | None = None  # sequences seen at the last held-out evaluation
-        self.pattern_names = [f"blocks.{l}.attn.hook_pattern" for l in range(self.model_cfg.n_layers)]
-        self.pattern_names = [n for n in self.pattern_names if n in set(self.model.hook_names())]  # fused foreign attention has none
+        self.pattern_names = pattern_hook_names(self.model, self.model_cfg.n_layers)
 
     @property
     def n_runs(self) -> int:
