@@ -26,9 +26,10 @@ def _train_command(args: argparse.Namespace) -> int:
     check_device(args.device, "--device")
     if args.metrics:
         check_output_folder(Path(args.metrics).parent)
-    from clamp.model.transformer import ModelConfig
+    from clamp.model.config import ModelConfig
     from clamp.tasks import FewShotConfig, RepeatConfig
-    from clamp.training.trainer import TrainConfig, train
+    from clamp.training.config import TrainConfig
+    from clamp.training.trainer import train
 
     task = FewShotConfig() if args.task == "fewshot" else RepeatConfig()
     model = ModelConfig(n_layers=args.layers, n_heads=args.heads, d_model=args.d_model)

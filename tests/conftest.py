@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig
+from clamp.training.config import TrainConfig
 
 torch.set_num_threads(1)
 

@@ -13,7 +13,8 @@ from clamp.analysis.posthoc import (
     progress_clamps, progress_measures, redundancy, redundancy_summary, spearman, strongest_first,
 )
 from clamp.interventions import knockout_heads, match_clamp, prev_token_pattern_clamp
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
 
 TASK_CFG = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=0, n_heldout_exemplars=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 STUDY = textwrap.dedent("""
-    from clamp.model.transformer import ModelConfig
+    from clamp.model.config import ModelConfig
     from clamp.study.design import Arm, Study
     from clamp.tasks import FewShotConfig
 

@@ -6,7 +6,7 @@ import pytest
 
 from clamp.bench import flops_per_sequence, harness_flops_per_step, main, packing_bound, ratio, run_bench
 from clamp.bench.study import memory_at
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 
 
 def test_bench_runs_every_mode_once():

@@ -12,7 +12,7 @@ import pytest
 from clamp.cli import main
 from clamp.errors import ConfigError
 from clamp.execution.runner import plan, run_study
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.study.load import load_study
 from clamp.study.overrides import apply_overrides, select

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from clamp.errors import ConfigError
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.execution.runner import run_study
 from clamp.study.design import Arm, Study
 from clamp.phase import PhaseRule

@@ -15,7 +15,7 @@ from clamp.execution.executors import make_executor
 from clamp.execution.executors.transfer import collect, files_to_send, unpack, write_back
 from clamp.execution.pack import execute_pack
 from clamp.execution.runner import plan, run_study
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.study.overrides import select
 from clamp.tasks import FewShotConfig

@@ -13,7 +13,7 @@ pytest.importorskip("submitit")
 
 from clamp.execution.executors.slurm_executor import SlurmExecutor, refresh  # noqa: E402
 from clamp.execution.runner import plan, run_study  # noqa: E402
-from clamp.model.transformer import ModelConfig  # noqa: E402
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study  # noqa: E402
 from clamp.study.overrides import select  # noqa: E402
 from clamp.tasks import FewShotConfig  # noqa: E402

@@ -22,7 +22,8 @@ from clamp.study.checks import validate_study
 from clamp.study.keys import run_key
 from clamp.tasks import FewShotConfig, RepeatConfig
 from clamp.tasks.measures import per_run_loss
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 FEWSHOT = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
 REPEAT = RepeatConfig(vocab=12, half=4)

@@ -26,7 +26,8 @@ from clamp.model.adapters import Adapter
 from clamp.model.foreign import ForeignModel, ModelSpec
 from clamp.tasks import FewShotConfig
 from clamp.tasks.measures import per_run_loss
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
 TRAIN = TrainConfig(n_sequences=64, batch_size=16, lr=1e-3, eval_every=32, eval_size=16)

@@ -10,7 +10,9 @@ from torch import nn
 
 from clamp.errors import ConfigError
 from clamp.model import init as init_schemes
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
+from clamp.rng import stream
 from clamp.tasks import FewShotConfig
 
 TRUNC_STD = 0.8796256610342398  # sd of a standard normal truncated to [-2, 2]
@@ -123,10 +125,10 @@ def test_the_resolved_record_shows_the_scheme():
 
 
 def test_streams_are_named_draws():
-    a = torch.rand(4, generator=init_schemes.stream(1, "x"))
-    assert torch.equal(a, torch.rand(4, generator=init_schemes.stream(1, "x")))
-    assert not torch.equal(a, torch.rand(4, generator=init_schemes.stream(1, "y")))
-    assert not torch.equal(a, torch.rand(4, generator=init_schemes.stream(2, "x")))
+    a = torch.rand(4, generator=stream(1, "x"))
+    assert torch.equal(a, torch.rand(4, generator=stream(1, "x")))
+    assert not torch.equal(a, torch.rand(4, generator=stream(1, "y")))
+    assert not torch.equal(a, torch.rand(4, generator=stream(2, "x")))
 
 
 def test_the_flagship_studies_use_the_authors_scheme():

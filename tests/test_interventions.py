@@ -16,9 +16,10 @@ from clamp.interventions import (
     prev_token_pattern_clamp, validate_interventions,
 )
 from clamp.interventions.kinds.module_site import ModuleEdit  # foreign models (clamp.model.foreign)
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 TASK_CFG = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
 

@@ -21,9 +21,11 @@ from clamp.interventions import (
 )
 from clamp.interventions.effects import build_pattern
 from clamp.tasks.measures import per_run_loss
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import Batch, FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

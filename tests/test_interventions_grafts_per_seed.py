@@ -21,12 +21,14 @@ from clamp.execution.pack import merge_states
 from clamp.execution.runner import run_study
 from clamp.interventions import GraftOutput, GraftParams, Window, intervention_from_dict, make_intervener, replace_windows
 from clamp.interventions.donors import Donor, per_seed_donor_model
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.keys import canonical
 from clamp.tasks import Batch, FewShotConfig
 from clamp.tasks.measures import per_run_loss
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

@@ -17,10 +17,12 @@ from clamp.errors import ConfigError
 from clamp.interventions import (
     NnsightIntervention, Window, intervention_from_dict, make_intervener, replace_windows, validate_interventions,
 )
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
 from clamp.tasks.measures import per_run_loss
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8)

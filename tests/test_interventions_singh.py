@@ -17,10 +17,11 @@ import pytest
 import torch
 
 from clamp.interventions import ideal_layer1, knockout_heads, make_intervener, match_clamp, perfect_copy
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
 from clamp.phase import THRESHOLD
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 ARMS = {
     "control": [knockout_heads(layer=1, keep=[0])],

@@ -22,9 +22,11 @@ from clamp.interventions import (
 from clamp.interventions.checks import PROBE_SEED
 from clamp.interventions.effects import Compiled, Op
 from clamp.interventions.kinds import builtin_kinds
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 from test_interventions_apply import kinds as apply_kinds
 from test_interventions_nnsight import read_only, sharpen
 

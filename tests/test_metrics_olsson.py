@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import IGNORE
 from clamp.tasks.measures import (copying_scores, icl_positions, icl_score, induction_targets, ov_eigen_copying,
                                    per_token_loss, prefix_matching)

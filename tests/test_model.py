@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from clamp.errors import ConfigError
-from clamp.model.transformer import ModelConfig, Transformer, head_axis
+from clamp.model.config import ModelConfig, head_axis
+from clamp.model.transformer import Transformer
 from clamp.tasks import Batch, FewShotConfig, RepeatConfig
 
 

@@ -16,7 +16,9 @@ import torch
 
 from clamp.model import native, shortattn
 from clamp.model import transformer as model_mod
-from clamp.model.transformer import ModelConfig, Transformer, _rope_tables
+from clamp.model.config import ModelConfig
+from clamp.model.layers import rope_tables
+from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
 from clamp.tasks.measures import per_run_loss
 
@@ -88,7 +90,7 @@ def _tiny(dtype=torch.float64):
     R, B, T, H, dh = 1, 2, 4, 2, 4
     gen = torch.Generator().manual_seed(0)
     qkv = torch.randn(R, B, T, 3, H, dh, generator=gen, dtype=dtype, requires_grad=True)
-    rot = shortattn.rope_rotation(*_rope_tables(T, dh, 10_000.0, torch.device("cpu")))
+    rot = shortattn.rope_rotation(*rope_tables(T, dh, 10_000.0, torch.device("cpu")))
     rot = (rot[0].to(dtype), rot[1].to(dtype))
     mask = torch.full((T, T), float("-inf"), dtype=dtype).triu(1)[:, :, None]
     return qkv, rot, mask, (R, B, T, H, dh)

@@ -13,7 +13,8 @@ from torch.nn.modules import module as nn_module
 
 from clamp.model import native
 from clamp.model import transformer as model_mod
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
 from clamp.tasks.measures import per_run_loss
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer, flush_denormal_enabled, torch_settings, train
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer, flush_denormal_enabled, torch_settings, train
 
 MODEL = ModelConfig(n_layers=1, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8)

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from clamp.model import layernorm, native, shortattn
 from clamp.tasks.measures import per_run_loss
-from clamp.model.transformer import ModelConfig, Transformer, _rope_tables
+from clamp.model.config import ModelConfig
+from clamp.model.layers import rope_tables
+from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
 
 needs_native = pytest.mark.skipif(native.lib() is None, reason=f"no compiled kernels here ({native.status()})")
@@ -39,7 +41,7 @@ def _both(fn, monkeypatch):
 
 
 def _rot(T: int, dh: int) -> shortattn.Rotation:
-    return shortattn.rope_rotation(*_rope_tables(T, dh, 10_000.0, torch.device("cpu")))
+    return shortattn.rope_rotation(*rope_tables(T, dh, 10_000.0, torch.device("cpu")))
 
 
 SHAPES = [(1, 2, 5, 8, 8), (2, 3, 5, 3, 6), (3, 4, 9, 16, 8), (1, 5, 2, 1, 16), (2, 2, 5, 8, 32)]  # R, B, T, H, dh

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from clamp.model import native, shortattn
-from clamp.model.transformer import _rope_tables
+from clamp.model.layers import rope_tables
 
 needs_native = pytest.mark.skipif(native.lib() is None, reason=f"no compiled kernels here ({native.status()})")
 
 
 def _inputs(R=2, B=3, T=5, H=8, dh=8):
     qkv = torch.randn(R, B, T, 3, H, dh, requires_grad=True)
-    rot = shortattn.rope_rotation(*_rope_tables(T, dh, 10_000.0, torch.device("cpu")))
+    rot = shortattn.rope_rotation(*rope_tables(T, dh, 10_000.0, torch.device("cpu")))
     mask = torch.full((T, T), float("-inf")).triu(1)[:, :, None]
     return qkv, rot, dh ** -0.5, mask
 

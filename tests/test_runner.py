@@ -11,14 +11,15 @@ import pytest
 import torch
 
 import clamp.training.trainer
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.execution.pack import merge_states, split_state
 from clamp.store import truncate_rows
 from clamp.execution.runner import InlineExecutor, run_study
 from clamp.study.overrides import apply_overrides
 from clamp.study.design import Arm, Study, StudyError
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

@@ -18,7 +18,7 @@ from clamp.cli import main
 from clamp.training.trainer import Trainer
 
 STUDY = """\
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.tasks import FewShotConfig
 

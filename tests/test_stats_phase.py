@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from clamp.errors import ConfigError
-from clamp.analysis.stats.phase import (
-    ESTIMATORS, PhaseRule, change_point_time, clean_curve, estimate_phase, fit_sigmoid, plateau,
-    steepest_descent_time, threshold_time,
-)
+from clamp.analysis.stats.phase import (ESTIMATORS, change_point_time, estimate_phase, fit_sigmoid, plateau, steepest_descent_time, threshold_time)
+from clamp.phase import PhaseRule, clean_curve
 
 LN2 = math.log(2)
 X = np.arange(0, 400_001, 2_000, dtype=float)  # 201 evaluations

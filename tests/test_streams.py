@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from clamp.errors import ConfigError
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 
 def _batch(cfg: FewShotConfig, seed: int = 3, n: int = 64, evaluator: str = "train"):

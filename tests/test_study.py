@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.overrides import apply_overrides, select
 from clamp.study.design import Arm, Dense, Study, StudyError
 from clamp.study.load import list_studies, load_study
@@ -17,7 +17,7 @@ from clamp.tasks import FewShotConfig
 
 HEADER = """\
 from clamp.study.design import Arm, Study, Dense
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
 model = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 task = FewShotConfig(n_classes=10, d_in=8)

@@ -14,14 +14,15 @@ import torch
 from clamp.errors import ConfigError
 from clamp.execution.runner import run_study
 from clamp.importpath import import_path, resolve
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.phase import PhaseRule
 from clamp.study.load import load_study
 from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig, RepeatConfig, Task, TaskConfig, task_from_dict
 from clamp.tasks.measures import induction_strength, loss_and_accuracy, prev_token_score
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 HELPER = '''
 from dataclasses import dataclass

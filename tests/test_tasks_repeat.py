@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import RepeatConfig, task_from_dict
 from clamp.tasks.base import EvalView
-from clamp.training.trainer import TrainConfig, train
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import train
 
 
 def test_legacy_layout_unchanged_and_key_unchanged():

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from clamp.errors import ConfigError
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig
-from clamp.training.trainer import RunSeeds, TrainConfig, Trainer, train
+from clamp.training.trainer import RunSeeds, Trainer, train
+from clamp.training.config import TrainConfig
 
 
 def _collect(model_cfg, task_cfg, train_cfg, seeds):

@@ -15,12 +15,13 @@ from clamp.interventions import intervention_from_dict, knockout_heads, make_int
 from clamp.interventions.spec import Window
 from clamp.interventions.triggers import TriggeredApplier, is_open
 from clamp.interventions.when import When
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.checks import validate_study
 from clamp.study.keys import run_key
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

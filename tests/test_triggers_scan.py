@@ -15,7 +15,7 @@ from clamp.errors import ConfigError
 from clamp.interventions import knockout_heads
 from clamp.interventions.spec import Window
 from clamp.interventions.when import When
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.study.checks import validate_study
 from clamp.study.scan import Component, heads, layers, scan, subcircuits

@@ -9,7 +9,7 @@ import pytest
 from clamp.errors import ConfigError
 from clamp.execution import faults
 from clamp.execution.runner import run_study
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.tasks import FewShotConfig
 

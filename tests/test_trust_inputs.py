@@ -153,7 +153,7 @@ def test_version(capsys):
 def test_python_api_validates_before_writing(tmp_path):
     from clamp.execution.runner import run_study
     from clamp.interventions import knockout_heads
-    from clamp.model.transformer import ModelConfig
+    from clamp.model.config import ModelConfig
     from clamp.study.design import Arm, Study, StudyError
     from clamp.tasks import FewShotConfig
 

@@ -18,7 +18,7 @@ import pytest
 import clamp.model.transformer as transformer
 from clamp.cli import main
 from clamp.execution.runner import plan, run_study
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.load import load_study
 from clamp.study.keys import KEY_VERSION, canonical, legacy_key, run_key, same_run

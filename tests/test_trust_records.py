@@ -11,7 +11,7 @@ from clamp.execution.provenance import RUN_SCHEMA, STUDY_SCHEMA, merge_study_rec
 from clamp.execution.runner import run_study
 from clamp.store import csv_text
 from clamp.interventions import knockout_heads
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.tasks import FewShotConfig
 

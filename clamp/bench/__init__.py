@@ -46,9 +46,10 @@ from torch import nn
 from clamp.model import native
 from clamp.bench.plain import plain_step
 from clamp.tasks.measures import per_run_loss
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig
-from clamp.training.trainer import TrainConfig, Trainer
+from clamp.training.config import TrainConfig
+from clamp.training.trainer import Trainer
 
 MODES = ("plain", "harness", "hook", "nnsight")
 BATCH = 32

@@ -33,7 +33,8 @@ BATCH = 32
 
 def _step(model: Any, mode: str, n_runs: int, task_cfg: FewShotConfig) -> Callable[[], Any]:
     from clamp.bench import flagship_interventions
-    from clamp.training.trainer import TrainConfig, Trainer
+    from clamp.training.config import TrainConfig
+    from clamp.training.trainer import Trainer
 
     factory = None
     if mode in ("hooks", "nnsight"):
@@ -52,7 +53,7 @@ def run_foreign_bench(n_steps: int = 20, rounds: int = 5, warmup: int = 5, packi
         >>> # run_foreign_bench(n_steps=5, rounds=2)["hf_gpt2"]
     """
     from clamp.model.foreign import hf_gpt2
-    from clamp.model.transformer import ModelConfig
+    from clamp.model.config import ModelConfig
 
     task_cfg = FewShotConfig()
     gpt2 = hf_gpt2(n_layer=2, n_head=8, n_embd=64)

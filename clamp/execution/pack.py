@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from clamp.model.foreign import model_from_dict
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
                          atomic_write_json, checkpoint_path, csv_text, read_curve, read_json, truncate_rows)
@@ -52,7 +52,8 @@ from clamp.importpath import import_study_modules, registered_study_modules, res
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
 from clamp.phase import stop_from_setting, stop_point
-from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
+from clamp.training.trainer import RunSeeds, Trainer
+from clamp.training.config import TrainConfig
 from clamp.interventions.triggers import record_triggers, restore_triggers
 
 CHECKPOINT_FORMAT = 1

@@ -62,7 +62,8 @@ from clamp.errors import ConfigError
 from clamp.names import FIRED_TOTAL, fired
 from clamp.interventions.effects import Compiled, Context, Op
 from clamp.interventions.spec import Intervention
-from clamp.model.transformer import HEADS_LAST_MAX_T, Transformer, _is_pattern
+from clamp.model.config import is_pattern_hook
+from clamp.model.transformer import HEADS_LAST_MAX_T, Transformer
 from clamp.tasks.batch import Batch
 
 LOGITS = "hook_logits"
@@ -200,7 +201,7 @@ class Applier:
         # (Attention.capture), so those layers keep their fused path; the rest are read in the trace.
         edited = {op.site for i in active for op in self.effects[i].ops}
         captured = {n: self.model.blocks[int(n.split(".")[1])].attn for n in cache_names
-                    if _is_pattern(n, len(self.model.blocks)) and n not in edited and batch.tokens.shape[2] <= HEADS_LAST_MAX_T}
+                    if is_pattern_hook(n, len(self.model.blocks)) and n not in edited and batch.tokens.shape[2] <= HEADS_LAST_MAX_T}
         traced_names = [n for n in cache_names if n not in captured]
         plan = self._plan(active, traced_names)
         ctx = Context(batch=batch, train=train, seen=seen, runs=tuple(self.model.seeds))

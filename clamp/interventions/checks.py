@@ -19,7 +19,8 @@ import torch
 from clamp.errors import ConfigError
 from clamp.interventions.effects import checkpoint_runs, load_checkpoint, position_axis, slice_index
 from clamp.model.foreign import build_model
-from clamp.model.transformer import ModelConfig, Transformer, head_axis
+from clamp.model.config import ModelConfig, head_axis
+from clamp.model.transformer import Transformer
 from clamp.tasks.batch import Batch
 
 PROBE_SEQUENCES = 8  # sequences in the probe batch (a resample ablation needs at least 2)

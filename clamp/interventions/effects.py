@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.model.transformer import Transformer, head_axis
+from clamp.model.transformer import Transformer
+from clamp.model.config import head_axis
 from clamp.tasks.batch import Batch
 
 QUERY_AXIS_LEAVES = ("hook_attn_scores", "hook_pattern")

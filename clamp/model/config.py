@@ -146,3 +146,17 @@ def hook_names(cfg: ModelConfig) -> list[str]:
             names += [f"{b}.hook_resid_mid", f"{b}.hook_mlp_out"]
         names.append(f"{b}.hook_resid_post")
     return names + ["hook_logits"]
+
+
+def is_pattern_hook(name: str, n_layers: int) -> bool:
+    """Whether ``name`` is a layer's attention pattern (``blocks.{l}.attn.hook_pattern``, ``l < n_layers``).
+
+    Example:
+        >>> is_pattern_hook("blocks.1.attn.hook_pattern", 2), is_pattern_hook("blocks.1.attn.hook_z", 2)
+        (True, False)
+    """
+    parts = name.split(".")
+    return (len(parts) == 4 and parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) < n_layers
+            and parts[2:] == ["attn", "hook_pattern"])
+
+

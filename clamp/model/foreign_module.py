@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from clamp.errors import ConfigError
-from clamp.model.transformer import HookPoint
+from clamp.model.layers import HookPoint
 from clamp.tasks.batch import Batch
 
 ATTN_LEAVES = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z")

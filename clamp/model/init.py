@@ -35,35 +35,21 @@ difference.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from typing import TYPE_CHECKING, Callable, Literal, get_args
+from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clamp.errors import ConfigError
+from clamp.model.layers import RunLayerNorm, RunLinear
+from clamp.rng import stream
 
-if TYPE_CHECKING:
-    from clamp.model.transformer import Transformer
-
-from clamp.model.config import INIT_SCHEMES, Init  # noqa: E402,F401 - defined with ModelConfig (torch-free)
+from clamp.model.config import INIT_SCHEMES
 
 EMBED_STD = 0.02  # the authors' emb_init_scale: the scale of a standard normal truncated at ±2
 TRUNC = 2.0  # truncation, in units of the underlying normal's scale
 TRUNC_STD = 0.8796256610342398  # standard deviation of a standard normal truncated to [-2, 2]
-
-
-def stream(seed: int, name: str) -> torch.Generator:
-    """A generator for one named random draw of a run: seeded from ``(seed, name)`` alone.
-
-    Example:
-        >>> a = torch.rand(2, generator=stream(0, "blocks.0.attn.W_Q.weight"))
-        >>> torch.equal(a, torch.rand(2, generator=stream(0, "blocks.0.attn.W_Q.weight")))
-        True
-    """
-    digest = hashlib.sha256(f"clamp/{int(seed)}/{name}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def truncated_normal(shape: tuple[int, ...], scale: float, gen: torch.Generator) -> Tensor:
@@ -92,10 +78,8 @@ def lecun_normal(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> T
 Rule = Callable[[tuple[int, ...], torch.Generator], Tensor]
 
 
-def singh2024_rules(model: "Transformer") -> dict[str, Rule]:
+def singh2024_rules(model: nn.Module) -> dict[str, Rule]:
     """Parameter name -> how to draw one run's slice of it (``shape`` without the run axis)."""
-    from clamp.model.transformer import RunLayerNorm, RunLinear
-
     rules: dict[str, Rule] = {
         "token_embed": lambda shape, gen: truncated_normal(shape, EMBED_STD, gen),
         "pos_embed": lambda shape, gen: truncated_normal(shape, EMBED_STD, gen),
@@ -113,7 +97,7 @@ def singh2024_rules(model: "Transformer") -> dict[str, Rule]:
 
 
 @torch.no_grad()
-def init_run(model: "Transformer", r: int, seed: int) -> None:
+def init_run(model: nn.Module, r: int, seed: int) -> None:
     """Initialise run ``r`` of ``model`` under ``model.cfg.init`` (any scheme but "torch"), from ``seed``.
 
     Each parameter's slice for run ``r`` is drawn from :func:`stream` ``(seed, name)``.

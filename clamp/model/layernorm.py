@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clamp.model import native
+import clamp.model.native as native
 
 EPS = 1e-5  # torch.nn.functional.layer_norm's default
 

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from clamp.model import native
+import clamp.model.native as native
 
 Layout = Literal["dt", "td"]
 

@@ -35,61 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _nn_module
 
-from clamp.model import init as init_schemes
-from clamp.model import shortattn
-from clamp.tasks.batch import Batch
+import clamp.model.init as init_schemes
+import clamp.model.shortattn as shortattn
 from clamp.errors import ConfigError
-from clamp.model.layernorm import run_layer_norm
+from clamp.model.config import ModelConfig, head_axis, is_pattern_hook
+from clamp.model.layers import HookPoint, RunLayerNorm, RunLinear, rope, rope_tables
+from clamp.tasks.batch import Batch
 
-from clamp.model.config import _POSITIONS, INIT_SCHEMES, Init, ModelConfig, Positions, head_axis  # noqa: F401 - torch-free home
-
-
-
-
-class HookPoint(nn.Identity):
-    """A named identity module: the place to read or replace an activation."""
-
-
-class RunLinear(nn.Module):
-    """``R`` independent linear maps: weight ``[R, d_in, d_out]``, optional bias ``[R, d_out]``."""
-
-    def __init__(self, n_runs: int, d_in: int, d_out: int, bias: bool) -> None:
-        super().__init__()
-        self.d_in, self.d_out = d_in, d_out
-        self.weight = nn.Parameter(torch.empty(n_runs, d_in, d_out))
-        self.bias = nn.Parameter(torch.empty(n_runs, d_out)) if bias else None
-
-    def init_run(self, r: int, gen: torch.Generator) -> None:
-        # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-        bound = 1.0 / math.sqrt(self.d_in) if self.d_in else 0.0
-        self.weight.data[r] = (torch.rand(self.d_in, self.d_out, generator=gen) * 2 - 1) * bound
-        if self.bias is not None:
-            self.bias.data[r] = (torch.rand(self.d_out, generator=gen) * 2 - 1) * bound
-
-    def forward(self, x: Tensor) -> Tensor:  # [R, ..., d_in] -> [R, ..., d_out]
-        shape = x.shape
-        flat = x.reshape(shape[0], -1, shape[-1])  # (R, N, d_in)
-        if self.bias is None:
-            out = torch.bmm(flat, self.weight)
-        else:
-            out = torch.baddbmm(self.bias.unsqueeze(1), flat, self.weight)
-        return out.view(*shape[:-1], self.d_out)
-
-
-class RunLayerNorm(nn.Module):
-    """LayerNorm with a per-run gain ``[R, D]`` and bias ``[R, D]``."""
-
-    def __init__(self, n_runs: int, d: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(n_runs, d))
-        self.bias = nn.Parameter(torch.zeros(n_runs, d))
-
-    def init_run(self, r: int, gen: torch.Generator) -> None:
-        self.weight.data[r] = 1.0
-        self.bias.data[r] = 0.0
-
-    def forward(self, x: Tensor) -> Tensor:  # [R, B, T, D]
-        return run_layer_norm(x, self.weight, self.bias)
 
 
 # Attention over short contexts runs in a "heads-last" layout (see clamp.model.shortattn):
@@ -98,22 +50,6 @@ class RunLayerNorm(nn.Module):
 # R*B*H axis vectorises well.  Longer contexts use batched matmuls.  Hook
 # tensors have the documented shapes either way (as permuted views).
 HEADS_LAST_MAX_T = 32
-
-
-def _rope_tables(T: int, dh: int, base: float, device: torch.device) -> tuple[Tensor, Tensor]:
-    half = dh // 2
-    freqs = base ** (-torch.arange(half, dtype=torch.float32, device=device) / half)
-    angles = torch.arange(T, dtype=torch.float32, device=device)[:, None] * freqs  # (T, half)
-    return angles.cos(), angles.sin()
-
-
-def rope(x: Tensor, base: float) -> Tensor:
-    """Rotary position embedding over the last dim of ``x`` ``[R, B, T, H, dh]``."""
-    cos, sin = _rope_tables(x.shape[2], x.shape[-1], base, x.device)
-    cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)  # (T, 1, half)
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 class Attention(nn.Module):
@@ -149,7 +85,7 @@ class Attention(nn.Module):
             neg = torch.full((T, T), float("-inf"), device=device).triu(1)[:, :, None]
             rot = None
             if self.cfg.positions == "rope":
-                rot = shortattn.rope_rotation(*_rope_tables(T, self.cfg.d_head_resolved, self.cfg.rope_base, device))
+                rot = shortattn.rope_rotation(*rope_tables(T, self.cfg.d_head_resolved, self.cfg.rope_base, device))
             self._tables[key] = (neg, rot)
         return self._tables[key]
 
@@ -367,7 +303,7 @@ class Transformer(nn.Module):
             >>> # logits, cache = model.run_with_cache(batch, ["blocks.1.attn.hook_pattern"])
         """
         cache: dict[str, Tensor] = {}
-        patterns = {n: self.blocks[int(n.split(".")[1])].attn for n in names if _is_pattern(n, len(self.blocks))}
+        patterns = {n: self.blocks[int(n.split(".")[1])].attn for n in names if is_pattern_hook(n, len(self.blocks))}
         if len(patterns) == len(names) and batch.tokens.shape[2] <= HEADS_LAST_MAX_T:
             # Attention patterns only: have the layers hand them over instead of hooking them,
             # so that the layers keep their fused path (the numbers are the same).
@@ -394,11 +330,3 @@ class Transformer(nn.Module):
     def state_for_run(self, r: int) -> dict[str, Tensor]:
         """Parameters of run ``r`` alone (leading axis dropped)."""
         return {k: v[r].detach().clone() for k, v in self.state_dict().items()}
-
-
-def _is_pattern(name: str, n_layers: int) -> bool:
-    parts = name.split(".")
-    return (len(parts) == 4 and parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) < n_layers
-            and parts[2:] == ["attn", "hook_pattern"])
-
-

@@ -52,10 +52,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _AUTO = "\x00auto"  # sentinel for Study.control: "control" if an arm has that name, else None
 
 
-class StudyError(ConfigError):
-    """A study file, or an override of it, is invalid; the message names the file, line and fix."""
-
-
 def _call_site() -> str | None:
     """``file:line`` of the first frame outside this module (where an Arm/Study was written)."""
     frame = sys._getframe(2)

@@ -33,8 +33,9 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
-from clamp.tasks.bursty_config import BurstyConfig  # noqa: F401 - the config's home is torch-free
+from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.base import EvalView, TaskBase, standard_metrics
+from clamp.tasks.bursty_config import BurstyConfig  # the sampler reads its config
 
 EVALUATORS = ("train", "in_context", "swapped", "in_weights")
 

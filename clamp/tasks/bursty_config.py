@@ -8,9 +8,10 @@ built only by ``build()``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from clamp.errors import ConfigError
+from clamp.importpath import resolve
 from clamp.phase import PhaseRule
 
 
@@ -49,10 +50,10 @@ class BurstyConfig:
         if self.n_novel_classes < self.n_pairs // self.burst:
             raise ConfigError(f"BurstyConfig.n_novel_classes={self.n_novel_classes} is fewer than n_pairs / burst.")
 
-    def build(self) -> "BurstyTask":
-        from clamp.tasks.bursty import BurstyTask  # imports torch
-
-        return BurstyTask(self)
+    def build(self) -> Any:
+        """The sampler, :class:`clamp.tasks.bursty.BurstyTask` (imports torch)."""
+        # Looked up by import path, not imported: the task module imports this config module.
+        return resolve("clamp.tasks.bursty:BurstyTask", "task")(self)
 
     def dims(self) -> dict[str, int]:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""

@@ -36,10 +36,11 @@ import torch
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.tasks import items
+from clamp.tasks.items import cluster_means, low_rank_means, non_negative
 from clamp.tasks.measures import add_head_scores, induction_strength
-from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
-from clamp.tasks.fewshot_config import FewShotConfig, STREAMS  # noqa: F401 - the config's home is torch-free
+from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.base import EvalView, TaskBase, standard_metrics
+from clamp.tasks.fewshot_config import FewShotConfig, STREAMS  # the sampler reads its config
 
 EVALUATORS = ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars")
 
@@ -74,15 +75,15 @@ class FewShotTask(TaskBase):
         n_ex = cfg.n_exemplars + cfg.n_heldout_exemplars
         d = cfg.d_in
         mu = torch.randn(n_cls, d, generator=gen) / math.sqrt(d)
-        mu = items.cluster_means(mu, cfg.clusters, cfg.cluster_spread, cfg.vectors_seed)
-        mu = items.low_rank_means(mu, cfg.rank, cfg.vectors_seed)
+        mu = cluster_means(mu, cfg.clusters, cfg.cluster_spread, cfg.vectors_seed)
+        mu = low_rank_means(mu, cfg.rank, cfg.vectors_seed)
         if cfg.shared > 0:
             m = torch.randn(d, generator=gen).abs() / math.sqrt(d)
             mu = math.sqrt(1 - cfg.shared) * mu + math.sqrt(cfg.shared) * m
         eta = torch.randn(n_cls, n_ex, d, generator=gen) / math.sqrt(d)
         eps = cfg.exemplar_noise
         vectors = (mu[:, None, :] + eps * eta) / math.sqrt(1 + eps**2)  # (classes, exemplars, d_in)
-        self.vectors = items.non_negative(vectors, cfg.nonneg) * cfg.item_scale
+        self.vectors = non_negative(vectors, cfg.nonneg) * cfg.item_scale
 
         sets = list(itertools.combinations(range(cfg.n_labels), cfg.n_pairs))
         order = torch.randperm(len(sets), generator=gen).tolist()

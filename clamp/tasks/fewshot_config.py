@@ -8,9 +8,10 @@ built only by ``build()``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from clamp.errors import ConfigError
+from clamp.importpath import resolve
 from clamp.phase import PhaseRule
 
 STREAMS = ("shared", "independent")
@@ -77,10 +78,10 @@ class FewShotConfig:
         if self.d_in < 1 or self.exemplar_noise < 0 or self.n_heldout_exemplars < 0:
             raise ConfigError("FewShotConfig.d_in must be positive, exemplar_noise and n_heldout_exemplars non-negative.")
 
-    def build(self) -> "FewShotTask":
-        from clamp.tasks.fewshot import FewShotTask  # imports torch
-
-        return FewShotTask(self)
+    def build(self) -> Any:
+        """The sampler, :class:`clamp.tasks.fewshot.FewShotTask` (imports torch)."""
+        # Looked up by import path, not imported: the task module imports this config module.
+        return resolve("clamp.tasks.fewshot:FewShotTask", "task")(self)
 
     def dims(self) -> dict[str, int]:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""

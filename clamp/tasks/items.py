@@ -21,12 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-
-def stream(seed: int, name: str) -> torch.Generator:
-    """The named random stream of :func:`clamp.model.init.stream` (imported late: tasks load before the model)."""
-    from clamp.model.init import stream as named_stream
-
-    return named_stream(seed, name)
+from clamp.rng import stream
 
 
 def cluster_means(mu: Tensor, clusters: int, spread: float, seed: int) -> Tensor:

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
-from clamp.tasks.markov_config import MarkovConfig  # noqa: F401 - the config's home is torch-free
+from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.base import EvalView, TaskBase, standard_metrics
+from clamp.tasks.markov_config import MarkovConfig  # the sampler reads its config
 
 
 

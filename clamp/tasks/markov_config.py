@@ -8,9 +8,10 @@ built only by ``build()``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from clamp.errors import ConfigError
+from clamp.importpath import resolve
 from clamp.phase import PhaseRule
 
 
@@ -36,10 +37,10 @@ class MarkovConfig:
         if not self.alpha > 0:
             raise ConfigError(f"MarkovConfig.alpha={self.alpha} must be positive (the Dirichlet concentration).")
 
-    def build(self) -> "MarkovTask":
-        from clamp.tasks.markov import MarkovTask  # imports torch
-
-        return MarkovTask(self)
+    def build(self) -> Any:
+        """The sampler, :class:`clamp.tasks.markov.MarkovTask` (imports torch)."""
+        # Looked up by import path, not imported: the task module imports this config module.
+        return resolve("clamp.tasks.markov:MarkovTask", "task")(self)
 
     def dims(self) -> dict[str, int]:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""

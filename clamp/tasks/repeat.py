@@ -27,8 +27,9 @@ from torch import Tensor
 from clamp.errors import ConfigError
 from clamp.tasks.measures import (add_head_scores, copying_scores, induction_targets, prefix_matching,
                                   prefix_matching_score)
-from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
-from clamp.tasks.repeat_config import RepeatConfig  # noqa: F401 - the config's home is torch-free
+from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.base import EvalView, TaskBase, standard_metrics
+from clamp.tasks.repeat_config import RepeatConfig  # the sampler reads its config
 
 
 

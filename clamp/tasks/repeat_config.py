@@ -8,9 +8,10 @@ built only by ``build()``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from clamp.errors import ConfigError
+from clamp.importpath import resolve
 from clamp.phase import PhaseRule
 
 
@@ -52,10 +53,10 @@ class RepeatConfig:
         """True for the fixed layout (the repeat always at position ``half``)."""
         return self.max_prefix == 0 and self.min_half in (None, self.half)
 
-    def build(self) -> "RepeatTask":
-        from clamp.tasks.repeat import RepeatTask  # imports torch
-
-        return RepeatTask(self)
+    def build(self) -> Any:
+        """The sampler, :class:`clamp.tasks.repeat.RepeatTask` (imports torch)."""
+        # Looked up by import path, not imported: the task module imports this config module.
+        return resolve("clamp.tasks.repeat:RepeatTask", "task")(self)
 
     def dims(self) -> dict[str, int]:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""

@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clamp.errors import ConfigError
-from clamp.tasks.base import IGNORE, Batch, EvalView, TaskBase, standard_metrics
+from clamp.tasks.batch import IGNORE, Batch
+from clamp.tasks.base import EvalView, TaskBase, standard_metrics
 from clamp.tasks.measures import (add_head_scores, copying_scores, icl_positions, icl_score, icl_score_band,
                                   induction_targets, per_token_loss, prefix_matching)
-from clamp.tasks.text_config import TextConfig, SUFFIXES, _corpus, _files  # noqa: F401 - the config's home is torch-free
+from clamp.tasks.text_config import TextConfig, SUFFIXES, _corpus, _files  # the sampler reads its config
 
 CACHE = Path(os.environ.get("CLAMP_CACHE", Path.home() / ".cache" / "clamp"))
 

@@ -13,9 +13,10 @@ import os
 import sysconfig
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 from clamp.errors import ConfigError
+from clamp.importpath import resolve
 from clamp.phase import PhaseRule
 
 SUFFIXES = (".py", ".txt", ".md", ".rst")  # files read from a folder
@@ -75,10 +76,10 @@ class TextConfig:
     def vocab(self) -> int:
         return 256 if self.tokenizer == "byte" else self.bpe_vocab
 
-    def build(self) -> "TextTask":
-        from clamp.tasks.text import TextTask  # imports torch
-
-        return TextTask(self)
+    def build(self) -> Any:
+        """The sampler, :class:`clamp.tasks.text.TextTask` (imports torch)."""
+        # Looked up by import path, not imported: the task module imports this config module.
+        return resolve("clamp.tasks.text:TextTask", "task")(self)
 
     def dims(self) -> dict[str, int]:
         """The sizes the model takes from this task (the same as the built task's ``dims()``, without torch)."""

@@ -38,7 +38,8 @@ from clamp.store import METRICS_HEADER, append_metrics, atomic_write_text
 from clamp.tasks.measures import per_run_loss
 from clamp.training.evaluation import add_evaluation_metrics, pattern_hook_names
 from clamp.model.foreign import build_model
-from clamp.model.transformer import ModelConfig, Transformer
+from clamp.model.config import ModelConfig
+from clamp.model.transformer import Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
 
 from clamp.training.config import TrainConfig  # noqa: F401 - its home is torch-free

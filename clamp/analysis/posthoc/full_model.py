@@ -43,10 +43,11 @@ from clamp.analysis.posthoc.heads import head_scores
 from clamp.analysis.posthoc.progress import knocked_out, progress_measures
 from clamp.analysis.posthoc.redundancy import redundancy, redundancy_summary
 from clamp.errors import ConfigError
-from clamp.model.transformer import ModelConfig
+from clamp.model.config import ModelConfig
 from clamp.store import atomic_write_text, checkpoints, read_json
 from clamp.tasks import FewShotConfig, task_from_dict
-from clamp.training.trainer import RunSeeds, TrainConfig, Trainer
+from clamp.training.trainer import RunSeeds, Trainer
+from clamp.training.config import TrainConfig
 
 TABLES = ("head_scores", "redundancy", "redundancy_summary", "additivity", "composition", "composition_summary", "progress")
 KEYS = ["arm", "seed", "sequences_seen"]
