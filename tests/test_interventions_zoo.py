@@ -21,7 +21,7 @@ from clamp.interventions import (
 )
 from clamp.interventions.checks import PROBE_SEED
 from clamp.interventions.effects import Compiled, Op
-from clamp.interventions.kinds import builtin_kinds
+from clamp.interventions.registry import builtin_kinds
 from clamp.model.config import ModelConfig
 from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig

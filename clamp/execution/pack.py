@@ -208,7 +208,8 @@ class _Run:
 def _intervener_factory(interventions: list, task_cfg: Any) -> Callable | None:
     if not interventions:
         return None
-    from clamp.interventions import intervention_from_dict, make_intervener
+    from clamp.interventions import make_intervener
+    from clamp.interventions.registry import intervention_from_dict
 
     objs = [intervention_from_dict(d) for d in interventions]
     return make_intervener(objs, task_cfg.build())

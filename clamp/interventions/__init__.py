@@ -26,8 +26,8 @@ from clamp.interventions.constructors import (
     ideal_layer1, knockout_heads, match_clamp, perfect_copy, prev_token_pattern_clamp, replace_windows,
     uniform_pattern_clamp,
 )
-from clamp.interventions.kinds import builtin_kinds
-from clamp.interventions.spec import KINDS, Intervention, Window, intervention_from_dict
+from clamp.interventions.registry import builtin_kinds, intervention_from_dict
+from clamp.interventions.spec import KINDS, Intervention, Window
 
 globals().update(builtin_kinds())  # Clamp, PatternClamp, ..., NnsightIntervention, and any kind added to kinds/
 

@@ -137,7 +137,7 @@ def per_seed_donor_model(model: Any, donor: Donor) -> Any:
 
 def graft_donors(interventions: Iterable[Any]) -> list[Any]:
     """The interventions (objects or dicts) that graft from a per-seed :class:`Donor`."""
-    from clamp.interventions.spec import intervention_from_dict
+    from clamp.interventions.registry import intervention_from_dict
 
     out = []
     for iv in interventions:

@@ -28,6 +28,7 @@ runs.
 
 Example:
     >>> from clamp.interventions import Knockout
+    >>> from clamp.interventions.registry import intervention_from_dict
     >>> iv = Knockout(site="blocks.1.attn.hook_v", keep=(0,))
     >>> intervention_from_dict(iv.to_dict()) == iv
     True
@@ -39,7 +40,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from clamp.errors import ConfigError
-from clamp.importpath import import_path, resolve
+from clamp.importpath import import_path
 from clamp.interventions.when import When, is_triggered
 
 if TYPE_CHECKING:  # torch-side types, imported only by type checkers
@@ -227,39 +228,4 @@ class Intervention:
         return "its edit reproduces the values already there"
 
 
-def intervention_from_dict(d: dict) -> Intervention:
-    """Rebuild an intervention from :meth:`Intervention.to_dict` output.
-
-    Built-in kinds are found by their kind string, user kinds by import path.
-    Rejects unknown kinds and unknown keys with a :class:`ConfigError`.
-
-    Example:
-        >>> intervention_from_dict({"kind": "perfect_copy", "layer": 1, "head": 0}).name
-        'perfect_copy_L1H0'
-    """
-    if not isinstance(d, dict):
-        raise ConfigError(f"an intervention must be a dict with a 'kind' key, got {type(d).__name__}.")
-    d = dict(d)
-    kind = d.pop("kind", None)
-    import clamp.interventions.kinds  # noqa: F401  (registers the built-in kinds)
-
-    if isinstance(kind, str) and ":" in kind:
-        cls = resolve(kind, "intervention kind")
-        if not (isinstance(cls, type) and issubclass(cls, Intervention)):
-            raise ConfigError(f"{kind!r} is not an Intervention subclass.")
-    elif kind in KINDS:
-        cls = KINDS[kind]
-    else:
-        raise ConfigError(f"unknown intervention kind {kind!r}; choose one of {sorted(KINDS)}, "
-                          "or 'module:QualName' of a user kind.")
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ConfigError(f"intervention kind {kind!r} got unknown keys {sorted(unknown)}; valid keys are {sorted(known)}.")
-    try:
-        return cls(**d)
-    except TypeError as e:
-        raise ConfigError(f"intervention kind {kind!r}: {e}") from None
-
-
-__all__ = ["KINDS", "Window", "Intervention", "intervention_from_dict"]
+__all__ = ["KINDS", "Window", "Intervention"]

@@ -15,7 +15,8 @@ import difflib
 from typing import Any, Sequence
 
 from clamp.errors import ConfigError
-from clamp.interventions.spec import Intervention, intervention_from_dict
+from clamp.interventions.spec import Intervention
+from clamp.interventions.registry import intervention_from_dict
 from clamp.model.config import ModelConfig, head_axis, hook_names
 
 

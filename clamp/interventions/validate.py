@@ -21,7 +21,8 @@ import torch
 from clamp.errors import ConfigError
 from clamp.names import fired as fired_name
 from clamp.interventions.checks import Probe
-from clamp.interventions.spec import Intervention, Window, intervention_from_dict
+from clamp.interventions.spec import Intervention, Window
+from clamp.interventions.registry import intervention_from_dict
 from clamp.interventions.when import is_triggered
 from clamp.interventions.static import check_name, check_windows
 from clamp.model.config import ModelConfig

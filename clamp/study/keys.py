@@ -168,7 +168,7 @@ def key_from_record(record: dict) -> str | None:
     if not isinstance(cfg, dict) or "seed" not in record:
         return None
     try:
-        from clamp.interventions import intervention_from_dict
+        from clamp.interventions.registry import intervention_from_dict
         from clamp.model.config import ModelConfig
         from clamp.tasks import task_from_dict
         from clamp.training.config import TrainConfig

@@ -85,7 +85,7 @@ def evaluate(model: Transformer, batch: Batch, task: Any, interventions: Sequenc
         logits, cache = model.run_with_cache(batch, cache_names)
         fired = 0
     else:
-        from clamp.interventions import intervention_from_dict
+        from clamp.interventions.registry import intervention_from_dict
 
         ivs = [intervention_from_dict(iv) if isinstance(iv, dict) else iv for iv in interventions]
         applier = _applier(model, ivs, task)

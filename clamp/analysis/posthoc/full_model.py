@@ -89,7 +89,7 @@ def analyse_run(arm_rec: dict, seed: int, folder: Path, *, every_checkpoint: boo
                 method: Literal["zero", "mean", "resample"] = "zero", device: str = "cpu",
                 log: Any = None) -> dict[str, list[pd.DataFrame]]:
     """All analyses of one run's checkpoints (see the module docstring); tables keyed by name, not yet concatenated."""
-    from clamp.interventions import intervention_from_dict
+    from clamp.interventions.registry import intervention_from_dict
 
     model_cfg = ModelConfig.from_dict(arm_rec["model"])
     task_cfg = task_from_dict(arm_rec["task"])

@@ -4,7 +4,7 @@ Why this package exists: a kind is ONE class -- fields, validation
 (:meth:`~clamp.interventions.spec.Intervention.check`) and effect
 (:meth:`~clamp.interventions.spec.Intervention.compile`) -- so adding a built-in
 kind means adding one module to this folder: it is found here, registered by its
-``kind`` string and exported by :mod:`clamp.interventions` and :mod:`clamp`
+``kind`` string (:mod:`clamp.interventions.registry`) and exported by :mod:`clamp.interventions` and :mod:`clamp`
 without editing any other file.  Kind modules import torch only inside their
 methods, so declaring interventions stays cheap.
 """
@@ -14,16 +14,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from clamp.interventions.spec import KINDS, Intervention
-
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
-
-
-def builtin_kinds() -> dict[str, type[Intervention]]:
-    """Class name -> class of every built-in kind (what :mod:`clamp.interventions` exports)."""
-    return {cls.__name__: cls for cls in KINDS.values()}
-
-
-__all__ = ["builtin_kinds"]
