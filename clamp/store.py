@@ -35,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -53,6 +54,24 @@ ATTENTION_HEADER = "sequences_seen,run,layer,head,query,key,value\n"
 
 def run_dir(study_dir: str | Path, arm: str, seed: int) -> Path:
     return Path(study_dir) / "runs" / arm / f"seed{seed}"
+
+
+def seed_of(folder: str | Path) -> int | None:
+    """The seed of a run folder (``seed<seed>``), or None for any other name.
+
+    Example:
+        >>> seed_of("runs/control/seed12"), seed_of("runs/control/.stale")
+        (12, None)
+    """
+    m = re.fullmatch(r"seed(-?\d+)", Path(folder).name)
+    return int(m.group(1)) if m else None
+
+
+def run_seeds(study_dir: str | Path, arm: str) -> list[int]:
+    """The seeds of the run folders found under ``runs/<arm>/``, sorted."""
+    folder = Path(study_dir) / "runs" / arm
+    found = (seed_of(p) for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ()
+    return sorted(s for s in found if s is not None)
 
 
 def checkpoint_path(run_folder: str | Path, seen: int) -> Path:
@@ -223,7 +242,7 @@ def _number(text: str) -> float:
 
 def read_metric_rows(path: str | Path, *, metrics: Iterable[str] | None = None, up_to: float | None = None,
                      run: int | str | None = None) -> MetricRows:
-    """Read a run's (or ``clamp train``'s) ``metrics.csv``: the one reader every stage uses.
+    r"""Read a run's (or ``clamp train``'s) ``metrics.csv``: the one reader every stage uses.
 
     Rows with the wrong number of fields (never written by clamp) are skipped; a field that
     does not parse as a number reads as NaN, never as text.
@@ -277,7 +296,7 @@ def read_metric_rows(path: str | Path, *, metrics: Iterable[str] | None = None, 
 
 
 def read_curve(path: str | Path, metric: str, *, up_to: float | None = None) -> tuple[list[int], list[float]]:
-    """One metric of a run's ``metrics.csv`` as ``(sequences seen, values)``; empty lists without a file.
+    r"""One metric of a run's ``metrics.csv`` as ``(sequences seen, values)``; empty lists without a file.
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "metrics.csv"
@@ -293,7 +312,7 @@ def read_curve(path: str | Path, metric: str, *, up_to: float | None = None) -> 
 
 
 def trigger_events(path: str | Path, up_to: float) -> dict[str, int]:
-    """The first evaluation (<= ``up_to``) at which each ``trigger/...`` row of a run's ``metrics.csv`` reads 1.
+    r"""The first evaluation (<= ``up_to``) at which each ``trigger/...`` row of a run's ``metrics.csv`` reads 1.
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "metrics.csv"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clamp.analysis.report import build_report, summary_frame, write_summary
+from clamp.analysis.report import build_report
+from clamp.analysis.summary import summary_frame, write_summary
 from clamp.phase import PhaseRule, crossing_time
 from clamp.store import ATTENTION_HEADER, METRICS_HEADER
 

@@ -20,10 +20,9 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from clamp.analysis.figures import arm_styles  # noqa: E402
-from clamp.analysis.report import (  # noqa: E402
-    build_report, curves_figure, fired_totals, heads_figure, intervention_words, reference_lines, window_words,
-)
+from clamp.analysis.plots import arm_styles, curves_figure, heads_figure, reference_lines  # noqa: E402
+from clamp.analysis.report import build_report  # noqa: E402
+from clamp.analysis.summary import fired_totals, intervention_words, window_words  # noqa: E402
 from test_report import make_results  # noqa: E402
 
 FEWSHOT = {"phase": {"metric": "train/loss", "threshold": 0.4 * math.log(2), "direction": "below"},

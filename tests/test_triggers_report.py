@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from clamp.analysis.report import curves_figure, window_words
-from clamp.analysis.trigger_marks import trigger_times
+from clamp.analysis.plots import curves_figure
+from clamp.analysis.summary import window_words
+from clamp.analysis.plots import trigger_times
 
 
 def _df() -> pd.DataFrame:

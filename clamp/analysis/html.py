@@ -27,10 +27,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from clamp.analysis.figures import arm_colours
+from clamp.analysis.metrics import read_metrics
+from clamp.analysis.plots import arm_colours
+from clamp.analysis.summary import STATUS_ORDER, fired_totals, intervention_words, phase_rules, summary_frame
 from clamp.store import atomic_write_text, read_json
-
-_STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:0 18px 40px;color:#1d1d1f}
@@ -220,11 +220,6 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     Example:
         >>> # build_html("results/quickstart")  # usually via clamp.analysis.report.build_report
     """
-    from clamp.analysis.report import (  # noqa: PLC0415 - report imports this module lazily too
-        _phase_rules, fired_totals, intervention_words, summary_frame,
-    )
-    from clamp.analysis.results import read_metrics
-
     study_dir = Path(study_dir)
     study = study if study is not None else read_json(study_dir / "study.json")
     metrics = metrics if metrics is not None else read_metrics(study_dir)
@@ -241,7 +236,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     body.append(f"<h1>Study <code>{_e(name)}</code></h1>")
     if study.get("description"):
         body.append("".join(f"<p>{_e(p.strip())}</p>" for p in study["description"].strip().split("\n\n")))
-    rules = " / ".join(f"{r['metric']} {r.get('direction', 'below')} {float(r['threshold']):.4g}" for r in _phase_rules(study))
+    rules = " / ".join(f"{r['metric']} {r.get('direction', 'below')} {float(r['threshold']):.4g}" for r in phase_rules(study))
     body.append('<ul class="meta">'
                 f"<li>{len(arms)} arm(s) × {len(study.get('seeds', []))} seed(s) {_e(study.get('seeds'))}, "
                 f"{int(study.get('n_sequences', 0)):,} sequences each; control: <code>{_e(study.get('control'))}</code></li>"
@@ -302,7 +297,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     body.append('<h2 id="runs">Runs</h2>')
     if len(summary):
         counts = summary["status"].value_counts()
-        body.append("<p>" + _e(", ".join(f"{counts[s]} {s}" for s in _STATUS_ORDER if s in counts)) + "</p>")
+        body.append("<p>" + _e(", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if s in counts)) + "</p>")
         cols = [c for c in ("arm", "seed", "status", "sequences_seen", "crossed_at", "final_train_loss", "wall_seconds",
                             "error") if c in summary.columns]
         view = summary[cols].copy()

@@ -440,7 +440,8 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
 
     Returns 1 if any step failed (each failure is reported; the runs' files are never touched), else 0.
     """
-    from clamp.analysis.report import build_report, write_summary
+    from clamp.analysis.report import build_report
+    from clamp.analysis.summary import write_summary
 
     code = 0
     study_dir = Path(study_dir)

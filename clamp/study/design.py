@@ -106,7 +106,9 @@ class Arm:
             None (the default) uses ``Study.n_sequences``, and leaves the arm's run keys unchanged.
 
     Example:
-        >>> Arm(name="control", model=ModelConfig(), task=FewShotConfig(), lr=1e-3).train_config(n_sequences=64, eval_every=32, eval_size=16).lr
+        >>> from clamp.tasks import FewShotConfig
+        >>> arm = Arm(name="control", model=ModelConfig(), task=FewShotConfig(), lr=1e-3)
+        >>> arm.train_config(n_sequences=64, eval_every=32, eval_size=16).lr
         0.001
     """
 
@@ -201,6 +203,7 @@ class Study:
             (:class:`~clamp.phase.StopAfterPhase`); None (the default) trains every run to its budget.
 
     Example:
+        >>> from clamp.tasks import FewShotConfig
         >>> Study(name="s", arms=[Arm(name="control", model=ModelConfig(), task=FewShotConfig())], seeds=[0, 1],
         ...       n_sequences=1000, eval_every=100).control
         'control'

@@ -52,7 +52,10 @@ def apply_overrides(study: Study, overrides: Sequence[str]) -> Study:
     wrong types raise :class:`StudyError` before anything runs.
 
     Example:
-        >>> s = Study(name="s", arms=[Arm(name="control")], n_sequences=100)
+        >>> from clamp.model.config import ModelConfig
+        >>> from clamp.tasks import FewShotConfig
+        >>> s = Study(name="s", arms=[Arm(name="control", model=ModelConfig(), task=FewShotConfig())], n_sequences=100,
+        ...           eval_every=50)
         >>> s2 = apply_overrides(s, ["arms.control.lr=3e-5", "seeds=0,1"])
         >>> s2.arms[0].lr, s2.seeds
         (3e-05, (0, 1))

@@ -12,8 +12,11 @@ the components with multiple-comparison control over the scan, and draws the
 layer x head heatmap for components named ``L<l>H<h>``).
 
 Example:
+    >>> from clamp.model.config import ModelConfig
     >>> from clamp.study.design import Arm
-    >>> arms = scan(control=Arm(name="control"), components=heads(layer=0, n_heads=2))
+    >>> from clamp.tasks import FewShotConfig
+    >>> control = Arm(name="control", model=ModelConfig(n_layers=2, n_heads=2, d_model=8), task=FewShotConfig())
+    >>> arms = scan(control=control, components=heads(layer=0, n_heads=2))
     >>> [a.name for a in arms]
     ['control', 'ko__L0H0', 'ko__L0H1']
     >>> [iv.name for iv in arms[1].interventions]

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from clamp.analysis.figures import save_figure
+from clamp.analysis.plots import save_figure
 from clamp.analysis.posthoc.plots import plot_additivity, plot_composition, plot_induction, plot_progress, plot_redundancy
 from clamp.analysis.posthoc.additivity import additivity
 from clamp.analysis.posthoc.composition import classify_heads, composition

@@ -24,7 +24,7 @@ _MARK = {"sigmoid_mid": "o", "sigmoid_onset": "v", "steepest": "s", "changepoint
 
 
 def _colours(arms: Sequence[str]) -> dict[str, tuple]:
-    from clamp.analysis.figures import arm_colours  # the same colour per arm as every other figure
+    from clamp.analysis.plots import arm_colours  # the same colour per arm as every other figure
 
     return arm_colours(arms)
 
@@ -170,6 +170,6 @@ def plot_estimator_agreement(phase_times: pd.DataFrame, rule: PhaseRule, arms: S
 
 def save(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` (the analysis side's one saver); returns the paths."""
-    from clamp.analysis.figures import save_figure
+    from clamp.analysis.plots import save_figure
 
     return save_figure(fig, stem)

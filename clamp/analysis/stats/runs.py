@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,9 @@ from typing import Any
 import pandas as pd
 
 from clamp.errors import ConfigError
-from clamp.store import read_metric_rows
+from clamp.analysis.metrics import read_run_metrics
+from clamp.analysis.stats.relative import reference_metrics, retime
+from clamp.store import read_metric_rows, run_seeds
 from clamp.analysis.stats.phase import ESTIMATORS, estimate_phase
 from clamp.phase import PhaseRule, Span, arm_windows
 
@@ -155,8 +156,6 @@ class RunRecord:
 
 def _read_metrics(path: Path, seed: int, wanted: set[str]) -> pd.DataFrame | None:
     """One run's metrics (:func:`clamp.analysis.results.read_run_metrics`), or None without a file."""
-    from clamp.analysis.results import read_run_metrics
-
     return read_run_metrics(path, seed, wanted) if path.is_file() else None
 
 
@@ -175,18 +174,11 @@ def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
     ``run.json`` gets ``unknown``.
     """
     root = Path(study_dir) / "runs"
-    from clamp.analysis.stats.relative import reference_metrics
-
     wanted = {r.metric for r in spec.rules} | reference_metrics(spec.rules)
     records = []
     for arm in spec.arms:
-        seeds = set(spec.seeds)
+        seeds = set(spec.seeds) | set(run_seeds(root.parent, arm.name))
         arm_dir = root / arm.name
-        if arm_dir.is_dir():
-            for p in arm_dir.iterdir():
-                m = re.fullmatch(r"seed(-?\d+)", p.name)
-                if m and p.is_dir():
-                    seeds.add(int(m.group(1)))
         for seed in sorted(seeds):
             run_dir = arm_dir / f"seed{seed}"
             status = "missing"
@@ -251,8 +243,6 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
                 these.append({**base, **extra, "estimator": t.estimator, "time": t.time, "event": t.event,
                               "included": run.status == "finished" and math.isfinite(t.time), "note": note})
             if rule.relative_to:  # timed from a per-run event (clamp.analysis.stats.relative)
-                from clamp.analysis.stats.relative import retime
-
                 these = retime(these, run.metrics, rule)
             rows += these
     relative = any(r.relative_to for r in rules)

@@ -1,0 +1,163 @@
+"""What a study's results say, as data and words: the per-run summary table, interventions and windows in words.
+
+Why this file exists: ``summary.csv``, ``report.md``, ``index.html`` and the notebook API show the
+same facts (each run's status, final metrics and crossing; what each arm's interventions do
+and when; how often they fired); they are computed once, here, from the stored files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from clamp.analysis.metrics import read_metrics
+from clamp.interventions.when import When
+from clamp.names import FIRED_PREFIX
+from clamp.phase import LN2, PhaseRule, arm_windows, crossing_time
+from clamp.store import atomic_write_text, read_json, run_dir
+
+STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
+
+
+def load_metrics(study_dir: str | Path) -> pd.DataFrame:
+    """All runs' metrics in long format: ``arm, seed, sequences_seen, metric, value`` (see :func:`clamp.analysis.results.read_metrics`)."""
+    return read_metrics(study_dir)
+
+
+def phase_rules(study: dict) -> list[dict]:
+    """The phase rule(s) a ``study.json`` records, as dicts (Singh et al.'s rule when it records none)."""
+    phase = study.get("phase") or {"metric": "train/loss", "threshold": 0.4 * LN2, "direction": "below"}
+    return phase if isinstance(phase, list) else [phase]
+
+
+def summary_frame(study_dir: str | Path) -> pd.DataFrame:
+    """One row per (arm, seed) of the study, with status, final metrics and crossing time."""
+    study_dir = Path(study_dir)
+    study = read_json(study_dir / "study.json") or {}
+    metrics = load_metrics(study_dir)
+    rules = phase_rules(study)
+    rows = []
+    for arm in study.get("arms", []):
+        for seed in study.get("seeds", []):
+            rec = read_json(run_dir(study_dir, arm["name"], seed) / "run.json") or {"status": "pending"}
+            row = {"arm": arm["name"], "seed": seed, "status": rec.get("status", "pending")}
+            m = metrics[(metrics["arm"] == arm["name"]) & (metrics["seed"] == seed)]
+            row["sequences_seen"] = int(m["sequences_seen"].max()) if len(m) else 0
+            for i, rule in enumerate(rules):
+                r = PhaseRule.from_dict(rule)  # the statistics' own crossing rule (persistence, windows, relapse)
+                c = crossing_time(m["sequences_seen"][m["metric"] == r.metric], m["value"][m["metric"] == r.metric], r,
+                                  windows=arm_windows(arm))
+                row["crossed_at" if i == 0 else f"crossed_at_{i}"] = c.time if c.event else float("nan")
+            if len(m):
+                last = m[m["sequences_seen"] == m["sequences_seen"].max()].set_index("metric")["value"]
+                for name in sorted(last.index):
+                    if name.endswith("/loss") or name.endswith("/acc"):
+                        row[f"final_{name.replace('/', '_')}"] = float(last[name])
+            row["diverged_at"] = rec.get("diverged_at")
+            row["wall_seconds"] = rec.get("timings", {}).get("wall_seconds")
+            row["hash"] = rec.get("hash")
+            row["error"] = (rec.get("error") or "").splitlines()[0] if rec.get("error") else ""
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_summary(study_dir: str | Path) -> Path:
+    """Write ``summary.csv`` (one row per run) atomically; returns its path."""
+    path = Path(study_dir) / "summary.csv"
+    atomic_write_text(path, summary_frame(study_dir).to_csv(index=False))
+    return path
+
+
+def fmt(v) -> str:  # noqa: ANN001
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
+    return str(v)
+
+
+def window_words(windows: Sequence[dict] | None) -> str:
+    """An intervention's windows in words, in sequences seen.
+
+    Example:
+        >>> window_words([{"start": 0, "stop": 20000}, {"start": 30000, "stop": None}])
+        'sequences 0–20,000 and 30,000–end of training'
+    """
+    if not windows:
+        return "whole training"
+    def end(v: object, none: str) -> str:  # a number, None, or a trigger's dict (clamp.When)
+        if isinstance(v, dict):
+            return f"[{When.from_dict(v).describe()}]"
+        return none if v is None else f"{int(v):,}"
+
+    parts = [end(w.get("start") or 0, "0") + "–" + end(w.get("stop"), "end of training") for w in windows]
+    return "sequences " + " and ".join(parts)
+
+
+_QUIET_KEYS = {"kind", "name", "windows"}
+
+
+def intervention_words(item: dict) -> str:
+    """One intervention of ``study.json`` in words: name, kind, its non-empty settings and its windows.
+
+    Generic over kinds (built-in or a user's): every setting the record stores is shown.
+
+    Example:
+        >>> intervention_words({"kind": "knockout", "name": "ko", "windows": [{"start": 0, "stop": None}],
+        ...                     "site": "blocks.1.attn.hook_v", "keep": [0], "heads": None})
+        'ko (knockout; site=blocks.1.attn.hook_v, keep=[0]) during sequences 0–end of training'
+    """
+    settings = ", ".join(f"{k}={v}" for k, v in item.items() if k not in _QUIET_KEYS and v not in (None, [], {}, ""))
+    name = item.get("name") or item.get("kind")
+    kind = f"{item.get('kind')}; {settings}" if settings else f"{item.get('kind')}"
+    return f"{name} ({kind}) during {window_words(item.get('windows'))}"
+
+
+def fired_totals(df: pd.DataFrame, arm: str) -> dict[str, float]:
+    """How many times each intervention of ``arm`` fired in the whole run: the sum of its ``fired/<name>``
+    counts over every evaluation (so over all its windows), median over seeds.
+
+    A window that ended before the last evaluation still counts: the total is over
+    the run, not the last interval.  0 means it never fired.
+
+    Example:
+        >>> d = pd.DataFrame({"arm": "a", "seed": [0, 0, 0], "sequences_seen": [0, 10, 20],
+        ...                   "metric": "fired/clamp", "value": [1.0, 4.0, 0.0]})
+        >>> fired_totals(d, "a")
+        {'clamp': 5.0}
+    """
+    d = df[(df["arm"] == arm) & df["metric"].str.startswith(FIRED_PREFIX)]
+    if not len(d):
+        return {}
+    per_run = d.groupby(["metric", "seed"])["value"].sum().groupby("metric").median()
+    return {m.removeprefix(FIRED_PREFIX): float(v) for m, v in per_run.items()}
+
+
+def intervention_text(arm: dict) -> str:
+    items = arm.get("interventions") or []
+    if not items:
+        return "none"
+    return "; ".join(f"`{i.get('name') or i.get('kind')}` ({window_words(i.get('windows'))})" for i in items)
+
+
+def fired_text(df: pd.DataFrame, arm: str) -> str:
+    return ", ".join(f"{name}: {v:,.0f}" for name, v in fired_totals(df, arm).items())
+
+
+def budget_lines(study: dict) -> list[str]:
+    """Report lines for arms with their own length, and for stopping after the phase change."""
+    n = study.get("n_sequences", 0)
+    own = [f"`{a['name']}` {a['n_sequences']:,}" for a in study.get("arms", []) if a.get("n_sequences", n) != n]
+    out = [f"- arms with their own length: {', '.join(own)} sequences"] if own else []
+    stop = study.get("stop_after_phase")
+    if stop:
+        out.append(f"- runs stop {stop['margin']:,} sequences (+ {stop['relative']:g} x the crossing time) after their "
+                   "phase change (primary rule); their curves end there, and they count as crossed, not censored")
+    return out
+
+
+__all__ = ["STATUS_ORDER", "budget_lines", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "phase_rules", "summary_frame", "window_words",
+           "write_summary"]
