@@ -72,8 +72,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("clamp.execution.commands", "run (or resume) a study file and write results/<study>/"),
     "list": ("clamp.execution.commands", "list the study files in studies/"),
     "report": ("clamp.execution.commands", "rebuild summary, statistics, plots and report.md from stored CSVs (no training)"),
-    "stats": ("clamp.analysis.stats", "recompute phase-change statistics of a study from its stored metrics"),
-    "analyse": ("clamp.analysis.posthoc", "post-hoc full-model analyses of a study's checkpoints"),
+    "stats": ("clamp.analysis.stats.command", "recompute phase-change statistics of a study from its stored metrics"),
+    "analyse": ("clamp.analysis.posthoc.command", "post-hoc full-model analyses of a study's checkpoints"),
 }
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from clamp.cli import main
 from clamp.errors import ConfigError
-from clamp.execution.runner import plan, run_study
+from clamp.execution.plan import plan
+from clamp.execution.runner import run_study
 from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.study.load import load_study

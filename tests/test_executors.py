@@ -14,7 +14,8 @@ from clamp.errors import ConfigError
 from clamp.execution.executors import make_executor
 from clamp.execution.executors.transfer import collect, files_to_send, unpack, write_back
 from clamp.execution.pack import execute_pack
-from clamp.execution.runner import plan, run_study
+from clamp.execution.plan import plan
+from clamp.execution.runner import run_study
 from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.study.overrides import select

@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("submitit")
 
 from clamp.execution.executors.slurm_executor import SlurmExecutor, refresh  # noqa: E402
-from clamp.execution.runner import plan, run_study  # noqa: E402
+from clamp.execution.plan import plan
+from clamp.execution.runner import run_study  # noqa: E402
 from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study  # noqa: E402
 from clamp.study.overrides import select  # noqa: E402

@@ -14,7 +14,8 @@ import clamp.training.trainer
 from clamp.model.config import ModelConfig
 from clamp.execution.pack import merge_states, split_state
 from clamp.store import truncate_rows
-from clamp.execution.runner import InlineExecutor, run_study
+from clamp.execution.executors.local import InlineExecutor
+from clamp.execution.runner import run_study
 from clamp.study.overrides import apply_overrides
 from clamp.study.design import Arm, Study, StudyError
 from clamp.tasks import FewShotConfig

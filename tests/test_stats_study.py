@@ -10,7 +10,7 @@ import pytest
 
 from clamp.cli import main
 from clamp.errors import ConfigError
-from clamp.analysis.stats import compute_statistics, load_study
+from clamp.analysis.stats import compute_statistics, read_study_spec
 
 LN2 = math.log(2)
 X = np.arange(0, 200_001, 2_000)
@@ -152,7 +152,7 @@ def test_bad_study_files_name_the_fix(tmp_path: Path):
     assert main(["stats", str(tmp_path)]) == 2
     (tmp_path / "study.json").write_text(json.dumps({"arms": [{"name": "a"}], "control": "ctrl"}))
     with pytest.raises(ConfigError, match="'control'='ctrl' is not an arm"):
-        load_study(tmp_path)
+        read_study_spec(tmp_path)
 
 
 def test_missing_and_running_runs_are_listed_not_compared(tmp_path: Path):

@@ -17,7 +17,8 @@ import pytest
 
 import clamp.model.transformer as transformer
 from clamp.cli import main
-from clamp.execution.runner import plan, run_study
+from clamp.execution.plan import plan
+from clamp.execution.runner import run_study
 from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.load import load_study

@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 
 from clamp.execution.pack import PackJob, peak_resident_mib
 from clamp.store import read_json
-from clamp.execution.runner import InlineExecutor, ProcessExecutor, run_study
+from clamp.execution.executors.local import InlineExecutor, ProcessExecutor
+from clamp.execution.runner import run_study
 from clamp.study.load import load_study
 
 

@@ -10,6 +10,6 @@ What enters: a :class:`clamp.study.Study`.  What leaves: ``results/<study>/``
 with ``study.json`` and per-run ``run.json``, ``metrics.csv``, checkpoints.
 
 Modules: :mod:`.runner` (plan, executors, ``clamp run``), :mod:`.pack` (what a
-worker runs), :mod:`.progress` (progress display), :mod:`.store` (results
+worker runs), :mod:`.progress_measures` (progress display), :mod:`.store` (results
 layout and atomic writes).
 """

@@ -3,8 +3,8 @@
 Why this file exists: ``clamp list`` and a rejected study file must answer in about a second, and
 :mod:`clamp.execution.runner` imports torch (the packs it plans are torch objects).  The commands
 are parsed here, the study is loaded and its overrides applied with the static checks only
-(:func:`clamp.study.design.load_study`, torch-free), and the runner is imported only once the study
-passed them: it runs the probe checks (:func:`clamp.study.design.probe_study`) before the dry run
+(:func:`clamp.study.load.load_study`, torch-free), and the runner is imported only once the study
+passed them; the probe checks (:func:`clamp.study.checks.probe_study`) then run before the dry run
 or any training.
 """
 
@@ -13,19 +13,62 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clamp.errors import ConfigError  # noqa: F401 - raised by the commands' callees
-from clamp.study.design import StudyError
+from clamp.errors import ConfigError
+from clamp.store import check_output_folder
+from clamp.study.design import Study, StudyError
 from clamp.study.load import list_studies, load_study
-from clamp.study.overrides import apply_overrides
+from clamp.study.overrides import apply_overrides, select
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """``clamp run``: the static checks here (no torch), then the runner's probe checks and the run."""
+    """``clamp run``: the static checks here (no torch), then :func:`run_checked`."""
     study = load_study(args.study)
     study = apply_overrides(study, args.set or [])
-    from clamp.execution.runner import run_loaded
+    return run_checked(args, study)
 
-    return run_loaded(args, study)
+
+def run_checked(args: argparse.Namespace, study: Study) -> int:
+    """``clamp run`` once the study passed the static checks: the probe checks (torch), then the dry run or the run."""
+    from clamp.execution.plan import STALE_DIR, conflict_message, job_label, plan  # torch: only past the static checks
+    from clamp.execution.runner import run_study
+    from clamp.study.checks import probe_study
+
+    probe_study(study, args.study)  # the probe checks (imports torch), before anything is written or trained
+    if args.dry_run:
+        check_output_folder(args.out)
+        selected = select(study, args.arms, args.seeds)
+        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace)
+        if p.conflicts:
+            raise StudyError(conflict_message(Path(args.out) / study.name, p.conflicts))
+        for a, s, st in p.skipped:
+            print(f"skip   {a} seed {s} ({st})")
+        for e in p.stale:
+            print(f"stale  {e.arm} seed {e.seed} ({e.status}; {e.why}): moved to runs/{STALE_DIR}/, then trained anew")
+        for j in p.jobs:
+            how = f"resume at {j.resume_from:,}" if j.resume_from is not None else "start"
+            budget = f", {j.train['n_sequences']:,} sequences" if j.train["n_sequences"] != study.n_sequences else ""
+            print(f"{how:<6} {job_label(j)} ({len(j.runs)} run(s) packed{budget})")
+        return 0
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
+    from clamp.execution.executors import options_from_args
+
+    return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
+                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
+                     replace=args.replace, executor=args.executor, executor_options=options_from_args(args),
+                     validate=False)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from clamp.execution.runner import finish_study  # torch, pandas: only when the command runs
+
+    study_dir = Path(args.study_dir)
+    if not (study_dir / "study.json").is_file():
+        raise ConfigError(f"{study_dir}: no study.json here; give a folder written by `clamp run` (results/<study>).")
+    code = finish_study(study_dir, quiet=args.quiet)
+    if not args.quiet:
+        print(f"report: {study_dir / 'index.html'} (open it in a browser; plain text: {study_dir / 'report.md'})")
+    return code
 
 
 def _list_command(args: argparse.Namespace) -> int:
@@ -46,12 +89,6 @@ def _list_command(args: argparse.Namespace) -> int:
         print(f"{path}  {study.name}: arms [{arms}], seeds {list(study.seeds)}, {study.n_sequences:,} sequences"
               + (f"\n    {first}" if first else ""))
     return code
-
-
-def _report_command(args: argparse.Namespace) -> int:
-    from clamp.execution.runner import _report_command as report
-
-    return report(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,4 +126,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report_command)
 
 
-__all__ = ["register", "run_command"]
+__all__ = ["register", "run_checked", "run_command"]

@@ -43,7 +43,6 @@ import torch
 from torch import Tensor
 
 from clamp.model.foreign import model_from_dict
-from clamp.model.config import ModelConfig
 from clamp.tasks import task_from_dict
 from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
                          atomic_write_json, checkpoint_path, csv_text, read_curve, read_json, truncate_rows)

@@ -1,22 +1,16 @@
 """Running a study: plan the runs, skip finished ones, resume interrupted ones, isolate failures.
 
 Why this file exists: it turns a :class:`clamp.study.design.Study` into files under
-``results/<study>/`` and is the home of ``clamp run``, ``clamp list`` and
-``clamp report``.
+``results/<study>/`` (:func:`run_study`), then the summary, statistics and pages
+(:func:`finish_study`).  The command line is :mod:`clamp.execution.commands`.
 
-- **Plan.** Each (arm, seed) is keyed by a canonical, versioned hash of the resolved
-  arm config and seed (:mod:`clamp.study.keys`; runs recorded under the earlier key are
-  recognised).  A run whose ``run.json`` is finished (or diverged) with the same key is
+- **Plan** (:mod:`clamp.execution.plan`): a run finished (or diverged) with the same key is
   skipped and its files are not touched; any other run with the same key resumes from
-  its last checkpoint.  A run of another configuration is never deleted: it is moved to
-  ``runs/.stale/`` (a finished one only with ``--replace``), and a partial rerun that
-  would leave two configurations under one arm is refused (:mod:`clamp.execution.reconcile`).
-  Runs of an arm that start from the same point are packed onto the run axis
-  (``pack=False`` trains each alone).
-- **Execute.** Packs go to an :class:`Executor`: in-process for one job, a
-  spawn-context process pool otherwise (workers receive plain configs, never a
-  model: nnsight wrappers cannot be pickled, and threads must not trace).  A
-  distributed executor only needs to implement :meth:`Executor.run`.
+  its last checkpoint; a run of another configuration is never deleted (moved to
+  ``runs/.stale/``, a finished one only with ``--replace``), and a partial rerun that
+  would leave two configurations under one arm is refused.
+- **Execute.** Packs go to an executor (:mod:`clamp.execution.executors`): in-process for
+  one job, a spawn-context process pool otherwise, Ray or Slurm on request.
 - **Isolate.** A pack that raises marks its runs ``failed`` with the traceback;
   a worker process that dies fails only its own pack and the others go on in a fresh
   pool; the exit status is 1 when any run is not finished (2 when the disk filled up).
@@ -24,262 +18,24 @@ Why this file exists: it turns a :class:`clamp.study.design.Study` into files un
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures as cf
 import errno
-import fcntl
-import multiprocessing as mp
 import os
-import signal
 import sys
-import threading
-import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Sequence
 
-import torch
-
-from clamp.errors import ConfigError
-from clamp.model.foreign import is_foreign
-from clamp.execution.pack import PackJob, RunSpec, execute_pack
+from clamp.execution.executors.local import Executor, InlineExecutor, Outcome, ProcessExecutor
+from clamp.execution.pack import PackJob
+from clamp.execution.plan import conflict_message, job_label, move_aside, plan
 from clamp.execution.progress import Progress
 from clamp.execution.provenance import invocation, merge_study_record
-from clamp.store import atomic_write_json, checkpoints, read_json, remove_temporaries, run_dir, study_lock
-from clamp.study.overrides import apply_overrides, select
-from clamp.execution.reconcile import DONE, STALE_DIR, Existing, conflict_message, move_aside, survey
+from clamp.store import atomic_write_json, check_output_folder, read_json, remove_temporaries, study_lock
+from clamp.study.checks import validate_study
 from clamp.study.design import Study, StudyError
-from clamp.study.keys import arm_record
+from clamp.study.keys import KEY_VERSION
+from clamp.study.overrides import select
 from clamp.study.records import study_record
-from clamp.study.load import list_studies, load_study
-from clamp.study.checks import probe_study, validate_study
-from clamp.study.keys import KEY_VERSION, run_key, stop_after
-from clamp.store import check_output_folder
-
-EventSink = Callable[[dict], None]
-Outcome = list[dict]
-
-
-class Executor(Protocol):
-    """Runs packs somewhere and reports back.
-
-    ``run`` yields ``(job, outcomes)`` as each pack ends (``outcomes`` from
-    :func:`clamp.execution.pack.execute_pack`, or the exception that killed the pack's
-    worker), and passes progress events to ``on_event`` meanwhile.
-    """
-
-    def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
-        ...
-
-
-class InlineExecutor:
-    """Runs packs one after another in this process (``--jobs 1``)."""
-
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads
-
-    def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
-        old = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            for job in jobs:
-                try:
-                    yield job, execute_pack(job, on_event)
-                except Exception as e:  # noqa: BLE001 - execute_pack reports its own failures; this is a last resort
-                    yield job, e
-        finally:
-            torch.set_num_threads(old)
-
-
-_worker_queue = None
-_worker_claims = None  # shared array: slot i holds the pid of the worker training pack i (0 when none)
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this worker when the runner dies (even by SIGKILL), so no orphan keeps writing files."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _worker_init(queue, threads: int, parent: int, lock_path: str, claims=None) -> None:  # noqa: ANN001 - multiprocessing objects
-    global _worker_queue, _worker_claims
-    _die_with_parent(parent)
-    _worker_queue = queue
-    _worker_claims = claims
-    torch.set_num_threads(threads)
-    # A shared lock on the study folder: a new `clamp run` waits until this worker has gone.
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_SH)
-
-
-def _worker_run(job: PackJob, slot: int = -1) -> Outcome:
-    if _worker_claims is not None and slot >= 0:
-        _worker_claims[slot] = os.getpid()  # shared memory: visible to the runner at once, even if we are killed next
-    try:
-        return execute_pack(job, _worker_queue.put if _worker_queue is not None else None)
-    finally:
-        if _worker_claims is not None and slot >= 0:
-            _worker_claims[slot] = 0
-
-
-class WorkerDied(RuntimeError):
-    """The worker process training a pack ended without reporting (killed by a signal, out of memory, a crash)."""
-
-
-def _how_it_died(code: int | None) -> str:
-    if code is None or code >= 0:
-        return f"exit status {code}"
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
-    hint = " (often the out-of-memory killer: try fewer --jobs or a smaller pack)" if -code == signal.SIGKILL else ""
-    return f"killed by {name}{hint}"
-
-
-class ProcessExecutor:
-    """A local pool of ``jobs`` spawned worker processes, ``threads`` torch threads each.
-
-    A worker that dies (SIGKILL, out of memory, segfault) breaks a
-    :class:`concurrent.futures.ProcessPoolExecutor` and every pack still in it; here only
-    the pack(s) the dead worker was training fail (:class:`WorkerDied`): the others are
-    resubmitted to a fresh pool and go on (a pack that was interrupted restarts from where
-    it started, which gives the same numbers).
-    """
-
-    def __init__(self, jobs: int, threads: int = 1, lock_path: str | None = None) -> None:
-        self.jobs, self.threads, self.lock_path = jobs, threads, lock_path
-
-    def run(self, jobs: Sequence[PackJob], on_event: EventSink) -> Iterator[tuple[PackJob, Outcome | BaseException]]:
-        todo = list(jobs)
-        while todo:
-            todo = yield from self._one_pool(todo, on_event)
-
-    def _one_pool(self, jobs: list[PackJob], on_event: EventSink):  # noqa: ANN202 - a generator returning the packs to retry
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        claims = ctx.Array("q", len(jobs), lock=False)
-        lock_path = self.lock_path or os.devnull
-        pool = cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(jobs)) or 1, mp_context=ctx, initializer=_worker_init,
-                                      initargs=(queue, self.threads, os.getpid(), lock_path, claims))
-        futures = {pool.submit(_worker_run, job, i): i for i, job in enumerate(jobs)}
-        pending = set(futures)
-        done_slots: set[int] = set()
-        procs: dict[int, object] = {}
-        broken = False
-        try:
-            while pending and not broken:
-                done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
-                procs.update(getattr(pool, "_processes", None) or {})
-                self._drain(queue, on_event)
-                for fut in done:
-                    exc = fut.exception()
-                    if isinstance(exc, cf.BrokenExecutor):
-                        broken = True
-                        continue
-                    done_slots.add(futures[fut])
-                    yield jobs[futures[fut]], (exc if exc is not None else fut.result())
-            self._drain(queue, on_event)
-        finally:
-            in_flight = {i: int(claims[i]) for i in range(len(jobs)) if claims[i] and i not in done_slots}
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-        if not broken:
-            return []
-        self._drain(queue, on_event)
-        codes = {pid: getattr(p, "exitcode", None) for pid, p in procs.items()}
-        dead = {pid for pid, c in codes.items() if c not in (None, 0, -signal.SIGTERM)}
-        culprits = {i for i, pid in in_flight.items() if pid in dead} or set(in_flight)
-        if not culprits:  # nothing tells which pack killed its worker: fail what was left rather than loop
-            culprits = {i for i in range(len(jobs)) if i not in done_slots}
-        for i in sorted(culprits):
-            how = _how_it_died(codes.get(in_flight.get(i, -1)))
-            yield jobs[i], WorkerDied(f"the worker process training this pack died ({how}); "
-                                      "rerun `clamp run` to resume it from its last checkpoint")
-        return [jobs[i] for i in range(len(jobs)) if i not in done_slots and i not in culprits]
-
-    @staticmethod
-    def _drain(queue, on_event: EventSink) -> None:  # noqa: ANN001
-        while True:
-            try:
-                on_event(queue.get_nowait())
-            except Exception:  # noqa: BLE001 - queue.Empty, or a half-torn queue during shutdown
-                return
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a ``clamp run`` will do: packs to train, runs to skip, runs of another configuration to move aside.
-
-    ``conflicts`` are finished runs of another configuration that this invocation may not
-    replace (see :mod:`clamp.execution.reconcile`); :func:`run_study` refuses to start while any remain.
-    """
-
-    jobs: tuple[PackJob, ...]
-    skipped: tuple[tuple[str, int, str], ...]  # (arm, seed, status)
-    stale: tuple[Existing, ...]
-    selected: int
-    conflicts: tuple[Existing, ...] = ()
-
-
-def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, replace: bool = False) -> Plan:
-    """Decide, for each selected (arm, seed), whether to skip, resume or start it; group into packs.
-
-    Reads the results folder only; nothing is written or moved here.
-    """
-    groups: dict[tuple, list[RunSpec]] = {}
-    skipped = []
-    found = survey(study, study_dir, runs, replace=replace)
-    records = {a.name: arm_record(study, a) for a in study.arms}
-    for arm, seed in runs:
-        folder = run_dir(study_dir, arm.name, seed)
-        rec = found.matched.get((arm.name, int(seed)))
-        start = None
-        if rec is not None and rec.get("status") in DONE:
-            skipped.append((arm.name, seed, rec["status"]))
-            continue
-        if rec is not None:
-            points = set(records[arm.name]["schedule"]["checkpoints"])
-            have = [s for s in checkpoints(folder) if s in points]
-            start = max(have) if have else None
-        spec = RunSpec(arm=arm.name, seed=int(seed), hash=run_key(study, arm, seed), folder=str(folder.resolve()))
-        key = (arm.name, start) if pack and not is_foreign(arm.model) else (arm.name, start, seed)  # foreign: one run each
-        groups.setdefault(key, []).append(spec)
-    jobs = []
-    for i, (key, specs) in enumerate(groups.items()):
-        arm = study.arm(key[0])
-        rec = records[arm.name]
-        jobs.append(PackJob(
-            job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
-            interventions=rec["interventions"], runs=tuple(specs),
-            checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
-            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())), stop_after=stop_after(study),
-        ))
-    return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
-                conflicts=found.conflicts)
-
-
-def _label(job: PackJob) -> str:
-    seeds = [r.seed for r in job.runs]
-    s = f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else "s" + ",".join(map(str, seeds))
-    return f"{job.arm} {s}"
 
 
 def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] | None = None,
@@ -303,7 +59,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
             ``{"partition": "gpu", "time_min": 120}`` for Slurm.
         analyse: run statistics and build the plots and report afterwards (``summary.csv`` is always written).
         replace: move finished runs of another configuration to ``runs/.stale/`` and train the current one
-            (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.reconcile`).
+            (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.plan`).
         validate: check every arm (task, model, interventions) before anything is written, as
             :func:`clamp.study.design.load_study` does; ``clamp run`` passes False (its study was just loaded).
 
@@ -372,7 +128,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         statuses: dict[tuple[str, int], str] = {(a, s): st for a, s, st in the_plan.skipped}
         by_id = {j.job_id: j for j in the_plan.jobs}
         for j in the_plan.jobs[:n_jobs]:
-            progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
+            progress.start_pack(j.job_id, label=job_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
                                 n=j.train["n_sequences"])
 
         ended: set[int] = set()
@@ -382,7 +138,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
                 return
             if ev["job"] not in progress.packs and ev["job"] in by_id:
                 j = by_id[ev["job"]]
-                progress.start_pack(j.job_id, label=_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
+                progress.start_pack(j.job_id, label=job_label(j), n_runs=len(j.runs), start=j.resume_from or 0,
                                 n=j.train["n_sequences"])
             progress.update(ev["job"], ev["seen"], ev.get("n_runs"))
 
@@ -474,56 +230,4 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
     return code
 
 
-# --- command line -----------------------------------------------------------------------------
-
-def run_loaded(args: argparse.Namespace, study: Study) -> int:
-    """``clamp run`` after the study was loaded and overridden (static checks, without torch, in
-    :mod:`clamp.execution.commands`): the probe checks, then the dry run or the run itself."""
-    probe_study(study, args.study)  # the probe checks (imports torch), before anything is written or trained
-    if args.dry_run:
-        check_output_folder(args.out)
-        selected = select(study, args.arms, args.seeds)
-        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace)
-        if p.conflicts:
-            raise StudyError(conflict_message(Path(args.out) / study.name, p.conflicts))
-        for a, s, st in p.skipped:
-            print(f"skip   {a} seed {s} ({st})")
-        for e in p.stale:
-            print(f"stale  {e.arm} seed {e.seed} ({e.status}; {e.why}): moved to runs/{STALE_DIR}/, then trained anew")
-        for j in p.jobs:
-            how = f"resume at {j.resume_from:,}" if j.resume_from is not None else "start"
-            budget = f", {j.train['n_sequences']:,} sequences" if j.train["n_sequences"] != study.n_sequences else ""
-            print(f"{how:<6} {_label(j)} ({len(j.runs)} run(s) packed{budget})")
-        return 0
-    if args.jobs is not None and args.jobs < 1:
-        raise ConfigError(f"--jobs {args.jobs}: need at least 1.")
-    from clamp.execution.executors import options_from_args
-
-    return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
-                     pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
-                     replace=args.replace, executor=args.executor, executor_options=options_from_args(args),
-                     validate=False)
-
-
-def _report_command(args: argparse.Namespace) -> int:
-    study_dir = Path(args.study_dir)
-    if not (study_dir / "study.json").is_file():
-        raise ConfigError(f"{study_dir}: no study.json here; give a folder written by `clamp run` (results/<study>).")
-    code = finish_study(study_dir, quiet=args.quiet)
-    if not args.quiet:
-        print(f"report: {study_dir / 'index.html'} (open it in a browser; plain text: {study_dir / 'report.md'})")
-    return code
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    from clamp.execution.commands import run_command
-
-    return run_command(args)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``run``, ``list`` and ``report`` (defined in :mod:`clamp.execution.commands`, torch-free)."""
-    from clamp.execution.commands import register as register_commands
-
-    register_commands(sub)
-
+__all__ = ["finish_study", "run_study"]

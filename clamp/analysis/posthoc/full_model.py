@@ -40,7 +40,7 @@ from clamp.analysis.posthoc.plots import plot_additivity, plot_composition, plot
 from clamp.analysis.posthoc.additivity import additivity
 from clamp.analysis.posthoc.composition import classify_heads, composition
 from clamp.analysis.posthoc.heads import head_scores
-from clamp.analysis.posthoc.progress import knocked_out, progress_measures
+from clamp.analysis.posthoc.progress_measures import knocked_out, progress_measures
 from clamp.analysis.posthoc.redundancy import redundancy, redundancy_summary
 from clamp.errors import ConfigError
 from clamp.model.config import ModelConfig

@@ -43,7 +43,7 @@ from clamp.analysis.stats.compare import CORRECTIONS, Correction, adjust_pvalues
 from clamp.analysis.stats.factorial import Effect, additivity, factorial_effects, not_estimable
 from clamp.analysis.stats.phase import ESTIMATORS
 from clamp.phase import PhaseRule
-from clamp.analysis.stats.runs import StudySpec, load_runs, load_study, phase_table, recorded_metrics
+from clamp.analysis.stats.runs import StudySpec, load_runs, phase_table, read_study_spec, recorded_metrics
 from clamp.analysis.stats.sentences import comparison_sentence, fmt_p, markdown, robustness_sentence
 
 
@@ -192,7 +192,7 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
     if n_boot < 100:
         raise ConfigError(f"n_boot={n_boot} is too small for a bootstrap CI; use at least 100 (default 4000).")
     root = Path(study_dir)
-    spec = load_study(root)
+    spec = read_study_spec(root)
     dest = root
     if phase is not None:
         rules = [r if isinstance(r, PhaseRule) else PhaseRule.parse(r) for r in phase]
@@ -291,7 +291,7 @@ def _factorial_lines(fact: pd.DataFrame | None, confidence: float) -> list[str]:
 
 def _write_plots(folder: Path, phase: pd.DataFrame, spec: StudySpec) -> list[Path]:
     """Each rule's own figures (the primary rule's unsuffixed, the others' with ``__<rule slug>``)."""
-    from clamp.analysis.stats import plots
+    import clamp.analysis.stats.plots as plots
 
     arms = [a.name for a in spec.arms]
     written: list[Path] = []

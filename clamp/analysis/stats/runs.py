@@ -128,7 +128,7 @@ class StudySpec:
         return any(a.factors for a in self.arms)
 
 
-def load_study(study_dir: str | Path) -> StudySpec:
+def read_study_spec(study_dir: str | Path) -> StudySpec:
     """Read ``study_dir/study.json``.
 
     Raises:

@@ -3,7 +3,7 @@
 Why this package exists: a study grows past one machine, and clamp hands its packs
 to the engines researchers already run (Ray, Slurm via submitit) instead of a
 home-made scheduler.  Every executor implements
-:class:`clamp.execution.runner.Executor` (``run(jobs, on_event)`` yielding each
+:class:`clamp.execution.executors.local.Executor` (``run(jobs, on_event)`` yielding each
 pack's outcomes or the exception that killed it), so planning, skipping,
 resuming, failure isolation, progress and the report are the runner's, the same
 for every engine; a pack computes the same numbers wherever it runs.

@@ -1,11 +1,12 @@
-"""What a results folder already holds, against what the study now asks for.
+"""Planning a ``clamp run``: what the results folder already holds, and the packs still to train.
 
 Why this file exists: a rerun must never delete finished work nor leave runs of two
-configurations under one arm name.  Before anything is written, every run folder of
-the study's arms (every seed on disk, selected or not) is compared with the current
-configuration by its key (:func:`clamp.study.keys.same_run`):
+configurations under one arm name, and what it trains must be decided before anything is
+written.  Each (arm, seed) is keyed by :func:`clamp.study.keys.run_key` and every run folder
+of the study's arms (every seed on disk, selected or not) is compared with the current
+configuration (:func:`clamp.study.keys.same_run`):
 
-- **same run**: finished or diverged ones are skipped, others resume;
+- **same run**: finished or diverged ones are skipped, others resume from their last checkpoint;
 - **another configuration, not finished** (pending, running, failed): moved aside to
   ``runs/.stale/<arm>/seed<seed>-<old key>/`` and listed; nothing is deleted;
 - **another configuration, finished or diverged, selected**: a conflict, unless
@@ -14,7 +15,8 @@ configuration by its key (:func:`clamp.study.keys.same_run`):
   after an edit): always a conflict, since the folder would otherwise hold both.
 
 Conflicts stop ``clamp run`` before training with one message naming ``--out`` and
-``--replace`` (exit 2).
+``--replace`` (exit 2).  Runs of an arm that start from the same point are packed onto the
+run axis (``pack=False`` trains each alone); :func:`plan` reads the folder only.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from clamp.store import read_json, run_dir
-from clamp.study.keys import legacy_key, run_key, same_run
+from clamp.execution.pack import PackJob, RunSpec
+from clamp.model.foreign import is_foreign
+from clamp.store import checkpoints, read_json, run_dir
+from clamp.study.design import Study
+from clamp.study.keys import arm_record, legacy_key, run_key, same_run, stop_after
 
 DONE = ("finished", "diverged")
 STALE_DIR = ".stale"
@@ -158,4 +163,62 @@ def move_aside(study_dir: str | Path, e: Existing) -> Path:
     return dest
 
 
-__all__ = ["DONE", "STALE_DIR", "Existing", "Survey", "conflict_message", "move_aside", "survey"]
+@dataclass(frozen=True)
+class Plan:
+    """What a ``clamp run`` will do: packs to train, runs to skip, runs of another configuration to move aside.
+
+    ``conflicts`` are finished runs of another configuration that this invocation may not
+    replace (see :mod:`clamp.execution.reconcile`); :func:`run_study` refuses to start while any remain.
+    """
+
+    jobs: tuple[PackJob, ...]
+    skipped: tuple[tuple[str, int, str], ...]  # (arm, seed, status)
+    stale: tuple[Existing, ...]
+    selected: int
+    conflicts: tuple[Existing, ...] = ()
+
+
+def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, replace: bool = False) -> Plan:
+    """Decide, for each selected (arm, seed), whether to skip, resume or start it; group into packs.
+
+    Reads the results folder only; nothing is written or moved here.
+    """
+    groups: dict[tuple, list[RunSpec]] = {}
+    skipped = []
+    found = survey(study, study_dir, runs, replace=replace)
+    records = {a.name: arm_record(study, a) for a in study.arms}
+    for arm, seed in runs:
+        folder = run_dir(study_dir, arm.name, seed)
+        rec = found.matched.get((arm.name, int(seed)))
+        start = None
+        if rec is not None and rec.get("status") in DONE:
+            skipped.append((arm.name, seed, rec["status"]))
+            continue
+        if rec is not None:
+            points = set(records[arm.name]["schedule"]["checkpoints"])
+            have = [s for s in checkpoints(folder) if s in points]
+            start = max(have) if have else None
+        spec = RunSpec(arm=arm.name, seed=int(seed), hash=run_key(study, arm, seed), folder=str(folder.resolve()))
+        key = (arm.name, start) if pack and not is_foreign(arm.model) else (arm.name, start, seed)  # foreign: one run each
+        groups.setdefault(key, []).append(spec)
+    jobs = []
+    for i, (key, specs) in enumerate(groups.items()):
+        arm = study.arm(key[0])
+        rec = records[arm.name]
+        jobs.append(PackJob(
+            job_id=i, arm=arm.name, model=rec["model"], task=rec["task"], train=rec["train"],
+            interventions=rec["interventions"], runs=tuple(specs),
+            checkpoints=tuple(rec["schedule"]["checkpoints"]), extra_evals=tuple(rec["schedule"]["extra_evals"]),
+            resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())), stop_after=stop_after(study),
+        ))
+    return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
+                conflicts=found.conflicts)
+
+
+def job_label(job: PackJob) -> str:
+    seeds = [r.seed for r in job.runs]
+    s = f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else "s" + ",".join(map(str, seeds))
+    return f"{job.arm} {s}"
+
+
+__all__ = ["Plan", "job_label", "plan", "DONE", "STALE_DIR", "Existing", "Survey", "conflict_message", "move_aside", "survey"]

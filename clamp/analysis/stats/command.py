@@ -1,0 +1,66 @@
+"""``clamp stats``: recompute a study's phase-change statistics from its stored metrics, optionally under other rules.
+
+Why this file exists: the command line of the statistics, kept apart from the package's
+``__init__`` (which is for users) and loaded only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from clamp.errors import ConfigError
+from clamp.phase import PhaseRule
+
+
+def _stats_command(args: argparse.Namespace) -> int:
+    from clamp.analysis.stats.pipeline import compute_statistics  # pandas, scipy: only when the command runs
+
+    rules = None
+    if args.phase:
+        persist: int | str = 0
+        if args.persist is not None:
+            persist = "end" if args.persist == "end" else _int_arg(args.persist)
+        rules = [PhaseRule.parse(p, persist=persist, outside_windows=args.outside_windows) for p in args.phase]
+    elif args.persist is not None or args.outside_windows:
+        raise ConfigError("--persist and --outside-windows modify a rule given with --phase; "
+                          "e.g. clamp stats results/x --phase 'train/loss<0.277' --persist end.")
+    compute_statistics(args.study_dir, alpha=args.alpha, quiet=args.quiet, n_boot=args.n_boot,
+                       correction=args.correction, phase=rules)
+    return 0
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--persist {text!r} must be a number of sequences or 'end'.") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``clamp stats <study_dir> [--phase 'METRIC<THRESHOLD']`` to the command line.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); sub = p.add_subparsers()
+        >>> register(sub)
+        >>> a = p.parse_args(["stats", "results/demo", "--alpha", "0.01", "--phase", "train/loss<0.1"])
+        >>> a.alpha, a.phase
+        (0.01, ['train/loss<0.1'])
+    """
+    p = subparsers.add_parser("stats", help="recompute phase-change statistics of a study from its stored metrics")
+    p.add_argument("study_dir", help="the study folder, results/<study>")
+    p.add_argument("--phase", action="append", metavar="'METRIC<THRESHOLD'",
+                   help="recompute under another phase rule ('METRIC<T' or 'METRIC>T'; repeat for several, the "
+                        "first is primary) into stats_<rule>/, leaving the study's own statistics untouched")
+    p.add_argument("--persist", default=None, metavar="N|end",
+                   help="with --phase: the metric must stay past the threshold N sequences (or to the end)")
+    p.add_argument("--outside-windows", action="store_true",
+                   help="with --phase: ignore evaluations inside each arm's intervention windows")
+    p.add_argument("--alpha", type=float, default=None, help="significance level (default: the study's, else 0.05)")
+    p.add_argument("--n-boot", type=int, default=4000, help="bootstrap resamples per comparison")
+    p.add_argument("--correction", choices=("holm", "bonferroni", "none"), default="holm",
+                   help="multiple-comparison correction across a study's comparisons")
+    p.add_argument("--quiet", action="store_true", help="do not print the summary")
+    p.set_defaults(func=_stats_command)
+
+
+__all__ = ["register"]
