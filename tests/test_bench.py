@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clamp.bench import flops_per_sequence, harness_flops_per_step, main, packing_bound, ratio, run_bench
+from clamp.bench.throughput import flops_per_sequence, harness_flops_per_step, main, packing_bound, ratio, run_bench
 from clamp.bench.study import memory_at
 from clamp.model.config import ModelConfig
 

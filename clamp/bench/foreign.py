@@ -26,13 +26,12 @@ from typing import Any, Callable
 
 import torch
 
+from clamp.bench.flagship import BATCH
 from clamp.tasks import FewShotConfig
-
-BATCH = 32
 
 
 def _step(model: Any, mode: str, n_runs: int, task_cfg: FewShotConfig) -> Callable[[], Any]:
-    from clamp.bench import flagship_interventions
+    from clamp.bench.flagship import flagship_interventions
     from clamp.training.config import TrainConfig
     from clamp.training.trainer import Trainer
 
