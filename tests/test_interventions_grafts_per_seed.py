@@ -17,7 +17,7 @@ import torch
 
 import clamp
 from clamp.errors import ConfigError
-from clamp.execution.pack import merge_states
+from clamp.execution.checkpoint import merge_states
 from clamp.execution.runner import run_study
 from clamp.interventions import GraftOutput, GraftParams, Window, intervention_from_dict, make_intervener, replace_windows
 from clamp.interventions.donors import Donor, per_seed_donor_model

@@ -12,7 +12,7 @@ import torch
 
 import clamp.training.trainer
 from clamp.model.config import ModelConfig
-from clamp.execution.pack import merge_states, split_state
+from clamp.execution.checkpoint import merge_states, split_state
 from clamp.store import truncate_rows
 from clamp.execution.executors.local import InlineExecutor
 from clamp.execution.runner import run_study

@@ -8,7 +8,7 @@ per-run checkpoints and ``run.json``.
 
 Checkpoints are per run even when runs are packed: the packed trainer state is
 split along the run axis (every model and Adam tensor has a leading ``R`` axis)
-and merged back on resume, so a run can resume in a different pack.
+and merged back on resume (:mod:`clamp.execution.checkpoint`), so a run can resume in a different pack.
 
 Divergence: when a run's training loss becomes NaN/inf, or its evaluation loss rises above
 :data:`DIVERGENCE_FACTOR` times its value at the first evaluation, it is marked ``diverged``
@@ -27,7 +27,6 @@ pack-mates go on with the same numbers.
 
 from __future__ import annotations
 
-import copy
 import errno
 import math
 import os
@@ -42,6 +41,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from clamp.execution.checkpoint import load_run_state, merge_states, split_state
+from clamp.interventions.donors import grafts_record
 from clamp.model.foreign import model_from_dict
 from clamp.tasks import task_from_dict
 from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
@@ -55,7 +56,6 @@ from clamp.training.trainer import RunSeeds, Trainer
 from clamp.training.config import TrainConfig
 from clamp.interventions.triggers import record_triggers, restore_triggers
 
-CHECKPOINT_FORMAT = 1
 Sink = Callable[[dict], None]
 
 
@@ -125,62 +125,6 @@ class _Regroup(Exception):
         self.runs = runs
 
 
-def split_state(state: dict[str, Any], n_runs: int) -> list[dict[str, Any]]:
-    """Split a packed :meth:`Trainer.state_dict` into one state per run (leading axis kept, size 1)."""
-
-    def part(t: Tensor, r: int) -> Tensor:
-        if t.dim() == 0 or n_runs == 1:  # one run: nothing to split (a foreign model's tensors have no run axis)
-            return t.detach().cpu().clone()
-        if t.shape[0] != n_runs:
-            raise ValueError(f"cannot split a tensor of shape {tuple(t.shape)} over {n_runs} runs")
-        return t[r : r + 1].detach().cpu().clone()
-
-    out = []
-    for r in range(n_runs):
-        opt = state["opt"]
-        out.append({
-            "format": CHECKPOINT_FORMAT,
-            "step": int(state["step"]),
-            "model": {k: part(v, r) for k, v in state["model"].items()},
-            "opt": {"state": {i: {k: part(v, r) if torch.is_tensor(v) else v for k, v in s.items()}
-                              for i, s in opt["state"].items()},
-                    "param_groups": copy.deepcopy(opt["param_groups"])},
-            "data_gen": state["data_gens"][r].clone(),
-            "batch_loss_sum": state["batch_loss_sum"][r : r + 1].clone(),
-            "batch_loss_n": int(state["batch_loss_n"]),
-            "heldout_seen": state.get("heldout_seen"),
-        })
-    return out
-
-
-def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Inverse of :func:`split_state`: per-run states -> one packed trainer state."""
-    steps = {s["step"] for s in states}
-    if len(steps) != 1:
-        raise ValueError(f"cannot pack runs at different steps {sorted(steps)}")
-
-    def cat(ts: list[Tensor]) -> Tensor:
-        return ts[0].clone() if ts[0].dim() == 0 else torch.cat(ts, dim=0)
-
-    first = states[0]
-    opt_state = {i: {k: cat([s["opt"]["state"][i][k] for s in states]) if torch.is_tensor(v) else v
-                     for k, v in st.items()} for i, st in first["opt"]["state"].items()}
-    return {
-        "step": first["step"],
-        "model": {k: cat([s["model"][k] for s in states]) for k in first["model"]},
-        "opt": {"state": opt_state, "param_groups": copy.deepcopy(first["opt"]["param_groups"])},
-        "data_gens": [s["data_gen"] for s in states],
-        "batch_loss_sum": torch.cat([s["batch_loss_sum"] for s in states]),
-        "batch_loss_n": first["batch_loss_n"],
-        "heldout_seen": first.get("heldout_seen"),
-    }
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A per-run checkpoint, loaded without unpickling arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 class _Run:
     """Per-run bookkeeping inside a pack."""
 
@@ -229,7 +173,7 @@ def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
     runs = [_Run(spec, i) for i, spec in enumerate(job.runs)]
     t0 = time.time()
     try:
-        return _execute(job, runs, sink, t0)
+        return PackRun(job, runs, sink, t0).run()
     except Exception as e:  # noqa: BLE001 - isolate the failure to this pack's runs
         tb = traceback.format_exc()
         disk_full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -272,199 +216,226 @@ def _timings(run: _Run, t0: float, job: PackJob, finished: bool = False) -> dict
     return t
 
 
-def _execute(job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> list[dict]:
-    import_study_modules(job.study_modules)  # before anything is rebuilt from its dict
-    model_cfg = model_from_dict(job.model)  # a ModelConfig, or a foreign ModelSpec (clamp.model.foreign)
-    task_cfg = task_from_dict(job.task)
-    train_cfg = TrainConfig.from_dict(job.train)
-    seeds = [RunSeeds.from_seed(r.spec.seed) for r in runs]
-    from clamp.interventions.donors import grafts_record
+class PackRun:
+    """Training one pack to its end: the trainer, the runs on its run axis, and their files.
 
-    def build(members: list[_Run]) -> Trainer:
-        return Trainer(model_cfg, task_cfg, train_cfg, [RunSeeds.from_seed(r.spec.seed) for r in members],
-                       intervener_factory=_intervener_factory(job.interventions, task_cfg),
-                       metrics=[resolve(p) for p in job.metrics])
+    One object per :func:`execute_pack` call.  :meth:`run` trains on the schedule
+    (evaluations, checkpoints), marks runs that diverge, and finishes runs that stop after
+    their phase change by rebuilding the trainer from the others' split state.
+    """
 
-    trainer = build(runs)
-    members = list(runs)  # the runs on the trainer's run axis, in order (run.index is the position)
-    prov = run_provenance()
-    stop = job.stop_after
-    if stop is not None:
-        stop_rule, phase_rule = stop_from_setting(stop)
+    def __init__(self, job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> None:
+        import_study_modules(job.study_modules)  # before anything is rebuilt from its dict
+        self.job, self.runs, self.sink, self.t0 = job, runs, sink, t0
+        self.model_cfg = model_from_dict(job.model)  # a ModelConfig, or a foreign ModelSpec (clamp.model.foreign)
+        self.task_cfg = task_from_dict(job.task)
+        self.train_cfg = TrainConfig.from_dict(job.train)
+        self.trainer = self.build(runs)
+        self.members = list(runs)  # the runs on the trainer's run axis, in order (run.index is the position)
+        self.stop = job.stop_after
+        if self.stop is not None:
+            self.stop_rule, self.phase_rule = stop_from_setting(self.stop)
+        self.ckpts, self.extra = set(job.checkpoints), set(job.extra_evals)
+        self.last_eval = -1
+        self.last_sink = 0.0
+        self.fault = injector(job.arm, [r.spec.seed for r in runs])  # None unless CLAMP_FAULT asks for one (tests)
 
-    for run in runs:
-        run.folder.mkdir(parents=True, exist_ok=True)
-        prev_timings = run.record.get("timings", {})
-        attempts = prev_timings.get("attempts", 0) + 1
-        earlier = list(run.record.get("earlier_attempts", []))
-        if job.resume_from is not None and isinstance(run.record.get("provenance"), dict):
-            earlier.append(run.record["provenance"])  # a resumed run keeps who computed its first part
-        run.record = {
-            "schema_version": RUN_SCHEMA,
-            "arm": run.spec.arm, "seed": run.spec.seed,
-            "seeds": {"init": seeds[run.index].init, "data": seeds[run.index].data, "eval": seeds[run.index].eval},
-            "status": "running", "hash": run.spec.hash, "key_version": KEY_VERSION, "config": job.record,
-            "resumed_from": job.resume_from,
-            "provenance": dict(prov),
-            **({"initial_loss": run.record["initial_loss"]} if job.resume_from is not None and "initial_loss" in run.record else {}),
-            "earlier_attempts": earlier,
-            "timings": {**prev_timings, "attempts": attempts},
-        }
-        grafts = grafts_record(job.interventions, run.spec.seed)  # per-seed donors used (absent when none)
-        if grafts:
-            run.record["grafts"] = grafts
-    if job.resume_from is not None:
-        states = [load_checkpoint(checkpoint_path(r.folder, job.resume_from)) for r in runs]
-        trainer.load_state_dict(merge_states(states))
-        restore_triggers(trainer, runs, job.resume_from)  # triggered windows: state rebuilt from metrics.csv
-        if trainer.seen != job.resume_from:
-            raise RuntimeError(f"checkpoint at {job.resume_from} holds step {trainer.step}; the study's batch size changed?")
-    # A resume from the checkpoint at 0 evaluates at 0 again (trainer.step == 0 below): keep no row of 0 then.
-    keep_to = job.resume_from if job.resume_from else -1
-    for run in runs:
-        truncate_rows(run.metrics, METRICS_HEADER, keep_to)
-        truncate_rows(run.attention, ATTENTION_HEADER, keep_to)
-        if job.resume_from is None:
-            for p in (run.folder / "checkpoints").glob("*.pt"):
-                p.unlink()
-        elif stop is not None:
-            run.curve = read_curve(run.metrics, phase_rule.metric, up_to=job.resume_from)
-            run.crossed_at, _ = stop_point(*run.curve, phase_rule, stop_rule)
-        run.write_json(timings=_timings(run, t0, job))
+    def build(self, members: list[_Run]) -> Trainer:
+        return Trainer(self.model_cfg, self.task_cfg, self.train_cfg, [RunSeeds.from_seed(r.spec.seed) for r in members],
+                       intervener_factory=_intervener_factory(self.job.interventions, self.task_cfg),
+                       metrics=[resolve(p) for p in self.job.metrics])
 
-    last_eval = {"seen": -1}
-    last_sink = {"t": 0.0}
+    # ----------------------------------------------------------------- starting (or resuming)
 
-    def live() -> list[_Run]:
-        return [r for r in members if r.diverged_at is None]
+    def start(self) -> None:
+        """Write each run's starting record, load the checkpoint to resume from, and trim files past it."""
+        job, trainer = self.job, self.trainer
+        prov = run_provenance()
+        for run in self.runs:
+            run.folder.mkdir(parents=True, exist_ok=True)
+            prev_timings = run.record.get("timings", {})
+            attempts = prev_timings.get("attempts", 0) + 1
+            earlier = list(run.record.get("earlier_attempts", []))
+            if job.resume_from is not None and isinstance(run.record.get("provenance"), dict):
+                earlier.append(run.record["provenance"])  # a resumed run keeps who computed its first part
+            seeds = RunSeeds.from_seed(run.spec.seed)
+            run.record = {
+                "schema_version": RUN_SCHEMA,
+                "arm": run.spec.arm, "seed": run.spec.seed,
+                "seeds": {"init": seeds.init, "data": seeds.data, "eval": seeds.eval},
+                "status": "running", "hash": run.spec.hash, "key_version": KEY_VERSION, "config": job.record,
+                "resumed_from": job.resume_from,
+                "provenance": dict(prov),
+                **({"initial_loss": run.record["initial_loss"]} if job.resume_from is not None and "initial_loss" in run.record else {}),
+                "earlier_attempts": earlier,
+                "timings": {**prev_timings, "attempts": attempts},
+            }
+            grafts = grafts_record(job.interventions, run.spec.seed)  # per-seed donors used (absent when none)
+            if grafts:
+                run.record["grafts"] = grafts
+        if job.resume_from is not None:
+            states = [load_run_state(checkpoint_path(r.folder, job.resume_from)) for r in self.runs]
+            trainer.load_state_dict(merge_states(states))
+            restore_triggers(trainer, self.runs, job.resume_from)  # triggered windows: state rebuilt from metrics.csv
+            if trainer.seen != job.resume_from:
+                raise RuntimeError(f"checkpoint at {job.resume_from} holds step {trainer.step}; the study's batch size changed?")
+        # A resume from the checkpoint at 0 evaluates at 0 again (trainer.step == 0 below): keep no row of 0 then.
+        keep_to = job.resume_from if job.resume_from else -1
+        for run in self.runs:
+            truncate_rows(run.metrics, METRICS_HEADER, keep_to)
+            truncate_rows(run.attention, ATTENTION_HEADER, keep_to)
+            if job.resume_from is None:
+                for p in (run.folder / "checkpoints").glob("*.pt"):
+                    p.unlink()
+            elif self.stop is not None:
+                run.curve = read_curve(run.metrics, self.phase_rule.metric, up_to=job.resume_from)
+                run.crossed_at, _ = stop_point(*run.curve, self.phase_rule, self.stop_rule)
+            run.write_json(timings=_timings(run, self.t0, job))
 
-    def diverge(run: _Run, seen: int, why: str) -> None:
+    # ----------------------------------------------------------------- during training
+
+    def live(self) -> list[_Run]:
+        return [r for r in self.members if r.diverged_at is None]
+
+    def diverge(self, run: _Run, seen: int, why: str) -> None:
         run.diverged_at = seen
-        run.write_json(status="diverged", diverged_at=seen, error=why, timings=_timings(run, t0, job, finished=True))
+        run.write_json(status="diverged", diverged_at=seen, error=why,
+                       timings=_timings(run, self.t0, self.job, finished=True))
 
-    fault = injector(job.arm, [r.spec.seed for r in runs])  # None unless CLAMP_FAULT asks for one (tests)
+    def report(self, seen: int) -> None:
+        if self.sink is not None:
+            self.sink({"job": self.job.job_id, "seen": seen, "n_runs": len(self.live()), "pid": os.getpid(),
+                       "rss_mib": resident_mib()})
 
-    def on_step(seen: int, losses: Tensor) -> None:
-        if fault is not None:
-            fault(seen)
-        for run in live():
+    def on_step(self, seen: int, losses: Tensor) -> None:
+        if self.fault is not None:
+            self.fault(seen)
+        for run in self.live():
             v = float(losses[run.index])
             if not math.isfinite(v):
-                diverge(run, seen, f"training loss became {v} at {seen} sequences seen")
-        if not live():
+                self.diverge(run, seen, f"training loss became {v} at {seen} sequences seen")
+        if not self.live():
             raise _StopPack
         now = time.time()
-        if sink is not None and now - last_sink["t"] > 0.5:
-            last_sink["t"] = now
-            sink({"job": job.job_id, "seen": seen, "n_runs": len(live()), "pid": os.getpid(), "rss_mib": resident_mib()})
+        if self.sink is not None and now - self.last_sink > 0.5:
+            self.last_sink = now
+            self.report(seen)
 
-    def on_eval(seen: int, metrics: dict[str, Tensor]) -> None:
-        if seen == last_eval["seen"]:
+    def on_eval(self, seen: int, metrics: dict[str, Tensor]) -> None:
+        if seen == self.last_eval:
             return  # Trainer.run evaluates at 0 on every call made before the first step
-        last_eval["seen"] = seen
+        self.last_eval = seen
         loss = metrics.get("train/loss")
-        for run in live():
+        for run in self.live():
             if loss is not None and not math.isfinite(float(loss[run.index])):
-                diverge(run, seen, f"evaluation loss became {float(loss[run.index])} at {seen} sequences seen")
+                self.diverge(run, seen, f"evaluation loss became {float(loss[run.index])} at {seen} sequences seen")
                 continue
             append_metrics(run.metrics, seen, run.spec.seed, {name: metrics[name][run.index] for name in metrics})
-            if record_triggers(trainer, run, metrics, seen):
+            if record_triggers(self.trainer, run, metrics, seen):
                 run.write_json()
             if loss is not None:
                 v = float(loss[run.index])
                 start = run.record.setdefault("initial_loss", v)  # the first evaluation's (kept through resumes)
                 if exploded(v, start):
-                    diverge(run, seen, f"evaluation loss {v:.4g} at {seen} sequences seen is more than "
-                                       f"{DIVERGENCE_FACTOR:g}x its starting value {start:.4g} (no NaN, but diverged)")
-        if not live():
+                    self.diverge(run, seen, f"evaluation loss {v:.4g} at {seen} sequences seen is more than "
+                                            f"{DIVERGENCE_FACTOR:g}x its starting value {start:.4g} (no NaN, but diverged)")
+        if not self.live():
             raise _StopPack
-        values = None if stop is None else metrics.get(phase_rule.metric)
+        values = None if self.stop is None else metrics.get(self.phase_rule.metric)
         if values is not None:
             stopping = []
-            for run in live():
+            for run in self.live():
                 run.curve[0].append(seen)
                 run.curve[1].append(float(values[run.index]))
                 # The statistics' own crossing (clamp.phase.crossing_time) decides where a run stops.
-                run.crossed_at, stop_at = stop_point(*run.curve, phase_rule, stop_rule)
-                if stop_at is not None and seen < train_cfg.n_sequences:
+                run.crossed_at, stop_at = stop_point(*run.curve, self.phase_rule, self.stop_rule)
+                if stop_at is not None and seen < self.train_cfg.n_sequences:
                     stopping.append(run)
             if stopping:
                 raise _Regroup(stopping)
 
-    def save(run: _Run, state: dict, seen: int) -> None:
+    def save(self, run: _Run, state: dict, seen: int) -> None:
         state.update(seen=seen, hash=run.spec.hash, seed=run.spec.seed)
         atomic_torch_save(checkpoint_path(run.folder, seen), state)
-        run.write_json(last_checkpoint=seen, timings=_timings(run, t0, job))
+        run.write_json(last_checkpoint=seen, timings=_timings(run, self.t0, self.job))
 
-    def checkpoint(parts: list[dict] | None = None) -> None:
-        seen = trainer.seen
-        _record_attention(trainer, live(), seen)
-        parts = parts if parts is not None else split_state(trainer.state_dict(), len(members))
-        for run in live():
-            save(run, parts[run.index], seen)
+    def checkpoint(self, parts: list[dict] | None = None) -> None:
+        seen = self.trainer.seen
+        _record_attention(self.trainer, self.live(), seen)
+        parts = parts if parts is not None else split_state(self.trainer.state_dict(), len(self.members))
+        for run in self.live():
+            self.save(run, parts[run.index], seen)
 
-    ckpts = set(job.checkpoints)
-    extra = set(job.extra_evals)
-
-    def schedule() -> None:
+    def schedule(self) -> None:
+        """Train to the end: evaluations on the trainer's cadence, plus every checkpoint and dense point."""
+        trainer = self.trainer
         if trainer.step == 0:
-            trainer.run(until=0, on_eval=on_eval)
-            if 0 in ckpts:
-                checkpoint()
-        for point in sorted(p for p in ckpts | extra if p > trainer.seen):
-            trainer.run(until=point, on_eval=on_eval, on_step=on_step)
-            if last_eval["seen"] != trainer.seen:
-                on_eval(trainer.seen, trainer.evaluate())
-            if point in ckpts:
-                checkpoint()
-        trainer.run(on_eval=on_eval, on_step=on_step)  # to the configured end, if the schedule stopped short
+            trainer.run(until=0, on_eval=self.on_eval)
+            if 0 in self.ckpts:
+                self.checkpoint()
+        for point in sorted(p for p in self.ckpts | self.extra if p > trainer.seen):
+            trainer.run(until=point, on_eval=self.on_eval, on_step=self.on_step)
+            if self.last_eval != trainer.seen:
+                self.on_eval(trainer.seen, trainer.evaluate())
+            if point in self.ckpts:
+                self.checkpoint()
+        trainer.run(on_eval=self.on_eval, on_step=self.on_step)  # to the configured end, if the schedule stopped short
 
-    while members:
-        try:
-            schedule()
-            break
-        except _StopPack:
-            break
-        except _Regroup as regroup:
-            # Finish the runs past their margin here (checkpoint, attention, run.json), then rebuild the
-            # trainer from the others' split state: the stopped runs cost nothing more.
-            seen = trainer.seen
-            parts = split_state(trainer.state_dict(), len(members))
-            if seen in ckpts:
-                checkpoint(parts)
-            else:
-                _record_attention(trainer, regroup.runs, seen)
-                for run in regroup.runs:
-                    save(run, parts[run.index], seen)
-            for run in regroup.runs:
-                run.stopped_at = seen
-                run.write_json(status="finished", sequences_seen=seen, timings=_timings(run, t0, job, finished=True),
-                               stopped_early={"at": seen, "crossed_at": run.crossed_at, "budget": train_cfg.n_sequences,
-                                              "margin": stop["margin"], "relative": stop["relative"],
-                                              "rule": phase_rule.to_dict()})
-            keep = [r for r in members if r.stopped_at is None]
-            if not keep:
-                members = []
+    def regroup(self, stopping: list[_Run]) -> None:
+        """Finish the runs past their margin (checkpoint, attention, run.json), then rebuild the trainer from
+        the others' split state: the stopped runs cost nothing more, the others go on with the same numbers."""
+        seen = self.trainer.seen
+        parts = split_state(self.trainer.state_dict(), len(self.members))
+        if seen in self.ckpts:
+            self.checkpoint(parts)
+        else:
+            _record_attention(self.trainer, stopping, seen)
+            for run in stopping:
+                self.save(run, parts[run.index], seen)
+        for run in stopping:
+            run.stopped_at = seen
+            run.write_json(status="finished", sequences_seen=seen,
+                           timings=_timings(run, self.t0, self.job, finished=True),
+                           stopped_early={"at": seen, "crossed_at": run.crossed_at, "budget": self.train_cfg.n_sequences,
+                                          "margin": self.stop["margin"], "relative": self.stop["relative"],
+                                          "rule": self.phase_rule.to_dict()})
+        keep = [r for r in self.members if r.stopped_at is None]
+        if not keep:
+            self.members = []
+            return
+        self.trainer = self.build(keep)
+        self.trainer.load_state_dict(merge_states([parts[r.index] for r in keep]))
+        restore_triggers(self.trainer, keep, seen)
+        for i, run in enumerate(keep):
+            run.index = i
+        self.members = keep
+        self.report(seen)
+
+    # ----------------------------------------------------------------- the whole pack
+
+    def run(self) -> list[dict]:
+        """Train the pack to its end; returns one outcome per run: ``{"arm", "seed", "status", "error"}``."""
+        self.start()
+        while self.members:
+            try:
+                self.schedule()
                 break
-            trainer = build(keep)
-            trainer.load_state_dict(merge_states([parts[r.index] for r in keep]))
-            restore_triggers(trainer, keep, seen)
-            for i, run in enumerate(keep):
-                run.index = i
-            members = keep
-            if sink is not None:
-                sink({"job": job.job_id, "seen": seen, "n_runs": len(live()), "pid": os.getpid(), "rss_mib": resident_mib()})
-
-    out = []
-    for run in runs:
-        if run.diverged_at is None and run.stopped_at is None:
-            extra_info = {} if stop is None else {"crossed_at": run.crossed_at}
-            run.write_json(status="finished", sequences_seen=trainer.seen, timings=_timings(run, t0, job, finished=True),
-                           **extra_info)
-        out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record["status"], "error": run.record.get("error")})
-    if sink is not None:
-        sink({"job": job.job_id, "seen": trainer.seen, "n_runs": 0, "pid": os.getpid(), "rss_mib": resident_mib()})
-    return out
+            except _StopPack:
+                break
+            except _Regroup as regroup:
+                self.regroup(regroup.runs)
+        out = []
+        for run in self.runs:
+            if run.diverged_at is None and run.stopped_at is None:
+                extra_info = {} if self.stop is None else {"crossed_at": run.crossed_at}
+                run.write_json(status="finished", sequences_seen=self.trainer.seen,
+                               timings=_timings(run, self.t0, self.job, finished=True), **extra_info)
+            out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record["status"],
+                        "error": run.record.get("error")})
+        if self.sink is not None:
+            self.sink({"job": self.job.job_id, "seen": self.trainer.seen, "n_runs": 0, "pid": os.getpid(),
+                       "rss_mib": resident_mib()})
+        return out
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from clamp.errors import ConfigError
-from clamp.interventions.effects import checkpoint_runs, load_checkpoint, position_axis, slice_index
+from clamp.interventions.effects import checkpoint_runs, load_packed_weights, position_axis, slice_index
 from clamp.model.foreign import build_model
 from clamp.model.config import ModelConfig, head_axis
 from clamp.model.transformer import Transformer
@@ -133,7 +133,7 @@ def slice_shape(site: str, heads: tuple | None, positions: tuple | None, probe: 
 
 def check_checkpoint(path: str, run: int | None, probe: Probe, errs: list[str]) -> None:
     try:
-        state = load_checkpoint(path)
+        state = load_packed_weights(path)
     except ConfigError as e:
         errs.append(str(e))
         return

@@ -100,14 +100,14 @@ def donor_state(donor: Donor, seeds: Iterable[int]) -> dict:
     """One packed ``Transformer.state_dict()``: run ``r`` holds the donor checkpoint of ``seeds[r]``."""
     import torch
 
-    from clamp.interventions.effects import checkpoint_runs, load_checkpoint
+    from clamp.interventions.effects import checkpoint_runs, load_packed_weights
 
     parts = []
     for s in seeds:
         why = donor.problem(s)
         if why:
             raise ConfigError(why)
-        st = load_checkpoint(str(donor.path(s)))
+        st = load_packed_weights(str(donor.path(s)))
         if checkpoint_runs(st) != 1:
             raise ConfigError(f"donor checkpoint {donor.path(s)} holds {checkpoint_runs(st)} runs, not one; "
                               "a per-seed donor is a run folder's own checkpoint")

@@ -216,7 +216,7 @@ def induction_row(batch: Batch, T: int, strength: float) -> Tensor:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def load_checkpoint(path: str) -> dict[str, Tensor]:
+def load_packed_weights(path: str) -> dict[str, Tensor]:
     """A packed ``Transformer.state_dict()`` from a file (a ``Trainer.state_dict()`` also works)."""
     if not os.path.exists(path):
         raise ConfigError(f"checkpoint {path!r} does not exist; save one with torch.save(model.state_dict(), path).")
@@ -241,7 +241,7 @@ def donor_model(model: Transformer, path: str, run: int | None) -> Transformer:
     if not isinstance(model, Transformer):  # a foreign model (clamp.model.foreign) has no run axis to index
         raise ConfigError("checkpoint grafts and reference means from a checkpoint need the built-in model (ModelConfig); "
                           "a foreign model's checkpoint has no run axis: use ModuleEdit or an NnsightIntervention")
-    state = load_checkpoint(path)
+    state = load_packed_weights(path)
     R, Rc = model.n_runs, checkpoint_runs(state)
     if run is None:
         if Rc not in (1, R):
@@ -329,5 +329,5 @@ def ablate(method: str, cur: Tensor) -> Tensor:
 
 
 __all__ = ["Context", "Op", "Compiled", "build_pattern", "induction_row", "slice_index", "selection_mask",
-           "replace_slice", "slice_op", "resolve_heads", "ablate", "load_checkpoint", "donor_model",
+           "replace_slice", "slice_op", "resolve_heads", "ablate", "load_packed_weights", "donor_model",
            "reference_batch", "position_axis"]
