@@ -208,7 +208,7 @@ def test_foreign_bench_reports_every_configuration():
 
 
 def test_module_edit_is_validated_against_the_model():
-    from clamp.interventions.kinds.module_site import ModuleEdit
+    from clamp.interventions.kinds.module_edit import ModuleEdit
 
     task = FEWSHOT.build()
     spec = GPT2.resolve(task.dims())

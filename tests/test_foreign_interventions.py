@@ -21,7 +21,7 @@ from clamp.interventions import (
     uniform_pattern_clamp, validate_interventions,
 )
 from clamp.interventions.effects import build_pattern
-from clamp.interventions.kinds.module_site import ModuleEdit, parse_index
+from clamp.interventions.kinds.module_edit import ModuleEdit, parse_index
 from clamp.model.adapters import Adapter
 from clamp.model.foreign import ForeignModel, ModelSpec
 from clamp.tasks import FewShotConfig

@@ -15,7 +15,7 @@ from clamp.interventions import (
     ideal_layer1, intervention_from_dict, knockout_heads, make_intervener, match_clamp, perfect_copy,
     prev_token_pattern_clamp, validate_interventions,
 )
-from clamp.interventions.kinds.module_site import ModuleEdit  # foreign models (clamp.model.foreign)
+from clamp.interventions.kinds.module_edit import ModuleEdit  # foreign models (clamp.model.foreign)
 from clamp.model.config import ModelConfig
 from clamp.tasks import FewShotConfig, RepeatConfig
 from clamp.training.config import TrainConfig

@@ -245,7 +245,7 @@ def test_bad_donor_settings_are_refused(kw, fragment):
 
 def test_checkpoint_grafts_still_validate(results):
     # the file-based source is unchanged: a valid checkpoint graft passes validation, a missing file is named
-    from clamp.interventions.validate import validate_interventions
+    from clamp.interventions.probe import validate_interventions
 
     cfg, task = MODEL.resolve(TASK.build().dims()), TASK.build()
     ck = str(file_of(results, 1))

@@ -19,7 +19,7 @@ from clamp.interventions import (
     Clamp, FunctionClamp, GraftOutput, GraftParams, HeadScale, IdealLayer1, Knockout, NnsightIntervention,
     PatternClamp, PerfectCopy, PreservingAblation, Window, make_intervener, replace_windows, validate_interventions,
 )
-from clamp.interventions.checks import PROBE_SEED
+from clamp.interventions.probe import PROBE_SEED
 from clamp.interventions.effects import Compiled, Op
 from clamp.interventions.registry import builtin_kinds
 from clamp.model.config import ModelConfig

@@ -31,11 +31,23 @@ from clamp.interventions.spec import KINDS, Intervention, Window
 
 globals().update(builtin_kinds())  # Clamp, PatternClamp, ..., NnsightIntervention, and any kind added to kinds/
 
+# What a user kind's compile() and check() work with (they import torch, so they load on first use).
+_TORCH_SIDE = {"Compiled": "clamp.interventions.effects", "Op": "clamp.interventions.effects",
+               "Context": "clamp.interventions.effects", "Probe": "clamp.interventions.probe"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_SIDE:
+        import importlib
+
+        return getattr(importlib.import_module(_TORCH_SIDE[name]), name)
+    raise AttributeError(f"module 'clamp.interventions' has no attribute {name!r}")
+
 
 def validate_interventions(interventions: Sequence[Intervention | dict], model_cfg: Any, task: Any,
                            n_sequences: int | None, *, probe_changes: bool = True) -> None:
-    """See :func:`clamp.interventions.validate.validate_interventions` (imported on first use: it needs torch)."""
-    from clamp.interventions.validate import validate_interventions as validate
+    """See :func:`clamp.interventions.probe.validate_interventions` (imported on first use: it needs torch)."""
+    from clamp.interventions.probe import validate_interventions as validate
 
     validate(interventions, model_cfg, task, n_sequences, probe_changes=probe_changes)
 
@@ -54,9 +66,10 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
     before training), so a bad arm fails before the first step.
 
     Example:
-        >>> from clamp.model.transformer import ModelConfig
+        >>> from clamp.model.config import ModelConfig
         >>> from clamp.tasks import FewShotConfig
-        >>> from clamp.training.trainer import Trainer, TrainConfig
+        >>> from clamp.training.config import TrainConfig
+        >>> from clamp.training.trainer import Trainer
         >>> task_cfg = FewShotConfig(n_classes=10, d_in=8)
         >>> t = Trainer(ModelConfig(n_layers=2, n_heads=2, d_model=8), task_cfg,
         ...             TrainConfig(n_sequences=64, eval_every=32, eval_size=16), seeds=[0],
@@ -78,6 +91,7 @@ def make_intervener(interventions: Sequence[Intervention | dict], task: Any,
 
 __all__ = [
     "Intervention", "Window", "KINDS", "intervention_from_dict", "validate_interventions", "make_intervener",
+    "Compiled", "Op", "Context", "Probe",
     *sorted(builtin_kinds()),
     "knockout_heads", "prev_token_pattern_clamp", "uniform_pattern_clamp", "match_clamp", "ideal_layer1",
     "perfect_copy", "replace_windows",

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from clamp.errors import ConfigError
 from clamp.interventions.kinds.ablations import TARGET_HOOK, Knockout, Method, Target
-from clamp.interventions.kinds.circuits import IdealLayer1, PerfectCopy
+from clamp.interventions.kinds.singh2024 import IdealLayer1, PerfectCopy
 from clamp.interventions.kinds.clamps import PatternClamp
 from clamp.interventions.spec import Intervention, Window
 

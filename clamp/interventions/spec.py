@@ -44,7 +44,7 @@ from clamp.importpath import import_path
 from clamp.interventions.when import When, is_triggered
 
 if TYPE_CHECKING:  # torch-side types, imported only by type checkers
-    from clamp.interventions.checks import Probe
+    from clamp.interventions.probe import Probe
     from clamp.interventions.effects import Compiled
 
 KINDS: dict[str, type["Intervention"]] = {}  # built-in kind string -> class

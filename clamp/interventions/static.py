@@ -3,7 +3,7 @@
 Why this file exists: loading a study (``clamp list``, a rejected study file, the first step of
 ``clamp run``) must answer in about a second, so it cannot import torch or build a probe model.  What
 can be told from the configs alone is checked here, with the same messages as the full check
-(:mod:`clamp.interventions.validate`, which ``clamp run`` and ``--dry-run`` still run on a probe batch
+(:mod:`clamp.interventions.probe`, which ``clamp run`` and ``--dry-run`` still run on a probe batch
 before any training): a duplicate or malformed name, a window that never opens, a hook name the model
 does not have, a head or layer out of range.  Whatever passes here is checked again there; a kind's own
 ``check()`` and the no-op probe run only there.
@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from clamp.errors import ConfigError
 from clamp.interventions.spec import Intervention
 from clamp.interventions.registry import intervention_from_dict
+from clamp.interventions.when import is_triggered
 from clamp.model.config import ModelConfig, head_axis, hook_names
 
 
@@ -24,10 +25,8 @@ def check_windows(iv: Intervention, n_sequences: int | None, errs: list[str]) ->
     """A window list that is empty, backwards, or opens after the run ends."""
     if not iv.windows:
         errs.append("windows is empty, so it never applies; give at least one Window (Window() = always)")
-    from clamp.interventions.when import is_triggered
-
     for w in iv.windows:
-        if is_triggered(w):  # an event window (clamp.When): checked against the arm's metrics by trigger_checks
+        if is_triggered(w):  # an event window (clamp.When): checked against the arm's metrics by clamp.study.checks
             continue
         if not isinstance(w.start, int) or w.start < 0:
             errs.append(f"window start={w.start} must be a non-negative integer (sequences seen)")
@@ -52,12 +51,23 @@ def suggest(site: str, names: list[str]) -> str:
     return f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"valid names are {names}"
 
 
-def _heads_ok(heads: Any, H: int, errs: list[str], what: str = "head index") -> None:
-    if not isinstance(heads, (tuple, list)):
-        return
-    bad = [h for h in heads if not isinstance(h, int) or not 0 <= h < H]
-    if bad:
-        errs.append(f"{what} {bad} out of range: the model has {H} heads per layer (0..{H - 1})")
+def heads_out_of_range(heads: Sequence[Any], H: int, what: str = "head index") -> str | None:
+    """The problem with head indices outside ``0..H-1`` (None if every one is in range)."""
+    bad = [h for h in heads if not isinstance(h, int) or isinstance(h, bool) or not 0 <= h < H]
+    return f"{what} {bad} out of range: the model has {H} heads per layer (0..{H - 1})" if bad else None
+
+
+def layer_out_of_range(layer: Any, L: int) -> str | None:
+    """The problem with a layer outside ``0..L-1`` (None if it is in range)."""
+    if isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer < L:
+        return None
+    return (f"layer={layer} is out of range: the model has {L} layer(s) (0..{L - 1}); "
+            "pick a layer in range or raise ModelConfig.n_layers")
+
+
+def _heads_ok(heads: Any, H: int, errs: list[str]) -> None:
+    if isinstance(heads, (tuple, list)) and (problem := heads_out_of_range(heads, H)):
+        errs.append(problem)
 
 
 def check_model_fields(iv: Intervention, cfg: ModelConfig, errs: list[str]) -> None:
@@ -73,9 +83,8 @@ def check_model_fields(iv: Intervention, cfg: ModelConfig, errs: list[str]) -> N
         return
     H, L = cfg.n_heads, cfg.n_layers
     layer = getattr(iv, "layer", None)
-    if isinstance(layer, int) and not isinstance(layer, bool) and not 0 <= layer < L:
-        errs.append(f"layer={layer} is out of range: the model has {L} layer(s) (0..{L - 1}); "
-                    "pick a layer in range or raise ModelConfig.n_layers")
+    if isinstance(layer, int) and not isinstance(layer, bool) and (problem := layer_out_of_range(layer, L)):
+        errs.append(problem)
     if isinstance(site, str) and head_axis(site) is None:
         return  # the probe's check says what is wrong with heads on a hook without a head axis
     _heads_ok(getattr(iv, "heads", None), H, errs)
@@ -118,4 +127,5 @@ def check_static(interventions: Sequence[Intervention | dict], model_cfg: Any, n
         raise ConfigError("invalid interventions:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-__all__ = ["check_static", "check_windows", "check_name", "check_model_fields", "suggest"]
+__all__ = ["check_model_fields", "check_name", "check_static", "check_windows", "heads_out_of_range",
+           "layer_out_of_range", "suggest"]

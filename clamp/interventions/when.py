@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from clamp.errors import ConfigError
 
-Op = Literal["<", ">", "<=", ">="]
+Comparison = Literal["<", ">", "<=", ">="]
 OPS = ("<", ">", "<=", ">=")
 
 
@@ -58,7 +58,7 @@ class When:
     """
 
     metric: str
-    op: Op
+    op: Comparison
     threshold: float
     delay: int = 0
     duration: int | None = None

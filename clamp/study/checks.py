@@ -76,7 +76,7 @@ def probe_study(study: Study, path: str | Path | None = None) -> None:
         StudyError: naming the arm before any training.
     """
     from clamp.interventions.donors import check_donors
-    from clamp.interventions.validate import validate_interventions
+    from clamp.interventions.probe import validate_interventions
 
     for arm in study.arms:
         try:

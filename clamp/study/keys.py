@@ -40,7 +40,7 @@ def canonical(cfg: Any) -> dict:
     Keys that are not fields (an intervention's or task's ``kind``) are kept.
 
     Example:
-        >>> from clamp.model.transformer import ModelConfig
+        >>> from clamp.model.config import ModelConfig
         >>> canonical(ModelConfig(n_layers=1))
         {'n_layers': 1}
     """

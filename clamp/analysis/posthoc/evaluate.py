@@ -72,7 +72,7 @@ def evaluate(model: Transformer, batch: Batch, task: Any, interventions: Sequenc
         RuntimeError: when an intervention active at ``seen`` did not edit any activation.
 
     Example:
-        >>> from clamp.model.transformer import ModelConfig
+        >>> from clamp.model.config import ModelConfig
         >>> from clamp.tasks import FewShotConfig
         >>> task = FewShotConfig(n_classes=10, d_in=8).build()
         >>> model = Transformer(ModelConfig(n_layers=2, n_heads=2, d_model=8).resolve(task.dims()), [0])

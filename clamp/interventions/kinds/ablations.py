@@ -63,7 +63,7 @@ class Knockout(Intervention):
         return f"knockout{method}_{site_tag(self.site)}_{heads_tag(self.heads, self.keep)}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_checkpoint, check_choice, check_site
+        from clamp.interventions.probe import check_checkpoint, check_choice, check_site
 
         errs: list[str] = []
         if self.heads is not None and self.keep is not None:
@@ -173,7 +173,7 @@ class PreservingAblation(Intervention):
         return f"ablate_L{self.layer}{heads_tag(self.heads)}_keep_{self.preserve}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_choice, check_heads, check_layer
+        from clamp.interventions.probe import check_choice, check_heads, check_layer
 
         errs: list[str] = []
         if check_layer(self.layer, probe, errs) and self.layer >= probe.cfg.n_layers - 1:

@@ -44,7 +44,7 @@ class Clamp(Intervention):
         return f"clamp_{site_tag(self.site)}_{heads_tag(self.heads)}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_site, check_value_shape, slice_shape
+        from clamp.interventions.probe import check_site, check_value_shape, slice_shape
 
         errs: list[str] = []
         if check_site(self.site, self.heads, self.positions, probe, errs):
@@ -107,7 +107,7 @@ class PatternClamp(Intervention):
         return f"{self.pattern}_L{self.layer}{heads}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_choice, check_heads, check_layer, check_meta, check_site
+        from clamp.interventions.probe import check_choice, check_heads, check_layer, check_meta, check_site
 
         errs: list[str] = []
         if check_layer(self.layer, probe, errs) and check_heads(self.heads or (), probe, errs):
@@ -201,7 +201,7 @@ class FunctionClamp(Intervention):
         import torch
 
         from clamp.errors import ConfigError
-        from clamp.interventions.checks import check_site, check_value_shape, slice_shape
+        from clamp.interventions.probe import check_site, check_value_shape, slice_shape
 
         errs: list[str] = []
         if not check_site(self.site, self.heads, self.positions, probe, errs):

@@ -47,7 +47,7 @@ class _DonorSource:
         return donor_model(model, self.checkpoint, self.checkpoint_run)
 
     def _check_source(self, probe: Any, errs: list[str]) -> None:
-        from clamp.interventions.checks import check_checkpoint
+        from clamp.interventions.probe import check_checkpoint
 
         if self.donor is None:
             check_checkpoint(self.checkpoint, self.checkpoint_run, probe, errs)
@@ -127,7 +127,7 @@ class GraftOutput(_DonorSource, Intervention):
         return f"graft_{site_tag(self.site)}{heads}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_site
+        from clamp.interventions.probe import check_site
 
         errs: list[str] = []
         check_site(self.site, self.heads, self.positions, probe, errs)
@@ -189,7 +189,7 @@ class GraftParams(_DonorSource, Intervention):
         return f"graft_params_L{self.layer}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_layer
+        from clamp.interventions.probe import check_layer
 
         errs: list[str] = []
         check_layer(self.layer, probe, errs)

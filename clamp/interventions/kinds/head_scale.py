@@ -52,7 +52,7 @@ class HeadScale(Intervention):
     def check(self, probe: Any) -> list[str]:
         import math
 
-        from clamp.interventions.checks import check_layer, check_site
+        from clamp.interventions.probe import check_layer, check_site
 
         errs: list[str] = []
         if not self.heads:

@@ -37,7 +37,7 @@ class IdealLayer1(Intervention):
         return "ideal_layer1" if self.layer == 1 else f"ideal_below_L{self.layer}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_meta
+        from clamp.interventions.probe import check_meta
 
         errs: list[str] = []
         L = probe.cfg.n_layers
@@ -90,7 +90,7 @@ class PerfectCopy(Intervention):
         return f"perfect_copy_L{self.layer}H{self.head}"
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_heads, check_meta
+        from clamp.interventions.probe import check_heads, check_meta
 
         errs: list[str] = []
         L = probe.cfg.n_layers

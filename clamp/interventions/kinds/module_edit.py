@@ -104,7 +104,7 @@ class ModuleEdit(Intervention):
         return tuple(torch.empty(cache[site].shape[1:])[parse_index(self.index)].shape)
 
     def check(self, probe: Any) -> list[str]:
-        from clamp.interventions.checks import check_choice, check_value_shape
+        from clamp.interventions.probe import check_choice, check_value_shape
 
         errs: list[str] = []
         check_choice(self.method, METHODS, "method", errs)

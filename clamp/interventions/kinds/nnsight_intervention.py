@@ -64,7 +64,7 @@ class NnsightIntervention(Intervention):
 
     def check(self, probe: Any) -> list[str]:
         from clamp.errors import ConfigError
-        from clamp.interventions.checks import check_site
+        from clamp.interventions.probe import check_site
 
         errs: list[str] = []
         check_site(self.site, None, None, probe, errs)
