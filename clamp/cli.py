@@ -77,7 +77,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _register_module(mod_name: str):  # noqa: ANN202 - the module's register function, or None
+def _register_module(mod_name: str):
     try:
         mod = __import__(mod_name, fromlist=["register"])
     except ModuleNotFoundError as e:
@@ -87,7 +87,7 @@ def _register_module(mod_name: str):  # noqa: ANN202 - the module's register fun
     return getattr(mod, "register", None)
 
 
-def _registrars(command: str | None = None):  # noqa: ANN202 - yields register functions
+def _registrars(command: str | None = None):
     """Register functions for the parser: the one module ``command`` needs (others as help-only stubs), or all."""
     yield _register_train
     yield _register_bench

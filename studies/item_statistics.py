@@ -3,7 +3,7 @@
 Singh et al.'s items are frozen ResNet-18 features of Omniglot characters: non-negative,
 of low effective dimension and clustered by alphabet.  clamp's default items are
 isotropic Gaussian class means, and with the authors' own code on them the full model's
-phase change comes at 6.5e5 sequences instead of the paper's 2.7e5 (SCIENCE.md §4).
+phase change comes at 6.5e5 sequences instead of the paper's 2.7e5 (docs/science.md §4).
 Each arm here changes ONE property of the items (``clamp.tasks.items``), keeping their
 norm, on the full model and on the single-active-head control, with the authors'
 initialisation and independent random streams:

@@ -49,7 +49,7 @@ def icl_knockout(view) -> dict:
     from clamp.tasks.measures import icl_positions, icl_score, induction_targets, per_token_loss, prefix_matching
 
     model, batch = view.model, view.batch
-    R, T = batch.tokens.shape[0], batch.tokens.shape[2]
+    T = batch.tokens.shape[2]
     last = model.cfg.n_layers - 1
     # a probe: each sequence's first half repeated (in-distribution tokens)
     half = T // 2

@@ -2,7 +2,7 @@
 
 No knockouts and no clamps: all eight layer-2 heads are free to become
 induction heads.  The runs are the raw material of the full-model analyses in
-:mod:`clamp.analysis.posthoc` (SCIENCE.md §2, "Further findings"):
+:mod:`clamp.analysis.posthoc` (docs/science.md §2, "Further findings"):
 
 - induction strength of every layer-2 head at every checkpoint;
 - redundancy (knock one layer-2 head out / keep one alone) and additivity

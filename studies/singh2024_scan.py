@@ -1,6 +1,6 @@
 """Closed-loop clamps and a head scan on Singh et al.'s full model (2 layers x 8 heads).
 
-Two questions on the few-shot task (SCIENCE.md section 2), in one study:
+Two questions on the few-shot task (docs/science.md §2), in one study:
 
 1. **Which layer-1 heads drive the phase change?**  A scan (``clamp.scan``)
    knocks out each of the 8 heads of the paper's layer 1 (``blocks.0``) from

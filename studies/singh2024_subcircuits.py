@@ -2,7 +2,7 @@
 
 One layer-2 head (head 0 of ``blocks.1``) is left active; the other seven are
 knocked out by zeroing their values, so that one head has to do all the work
-(SCIENCE.md §2).  Each arm then clamps a different part of the induction
+(docs/science.md §2).  Each arm then clamps a different part of the induction
 circuit from initialisation, at every step and every evaluation:
 
 =================  =======================================================  ===================
@@ -39,16 +39,10 @@ phase-change rule and the head scores come from it), the three held-out sets eve
 (128 each; their curves need less resolution, and evaluating them every 1e3 would cost
 a quarter of the training time instead of a tenth).
 
-Budgets.  The clamped arms cross at 3e4-3.7e5 sequences; the control and
-prev_token arms did not cross within 6e5 (training loss still 0.71, on the ln 2
-plateau, at 6e5 in every seed).  The authors' own JAX code, run on these exact class
-vectors, is also still on the plateau at 6e5 for the single-head control (loss
-0.63) and crosses at 6.5e5 for the full 8-head model, where ours crosses later
-still (2 of 5 seeds by 1e6, ``singh2024_full_model``); in the paper the single-head
-control is slower than the full model (3.1e5 vs 2.7e5).  So these two arms get
-2e6 sequences (``Arm(n_sequences=...)``): about 2x the full model's crossing here
-and 3x the authors' full model on these items, which should leave few if any
-runs censored; the other arms keep 6e5.
+Budgets.  With the authors' initialisation the clamped arms cross at 1.8e4-1.25e5
+sequences, the control at 6.7e5-1.08e6 and prev_token at 3.8e5-8.2e5 (seeds 0-4, the
+README's table).  So control and prev_token get 2e6 sequences (``Arm(n_sequences=...)``),
+about twice their slowest crossing, and the other arms keep 6e5, several times theirs.
 
 Stopping.  Every run stops 5e4 sequences plus a quarter of its crossing time
 after it crosses (``StopAfterPhase(margin=50_000, relative=0.25)``): its threshold
@@ -71,7 +65,7 @@ ACTIVE_HEAD = 0  # the one layer-2 head left on
 # Singh et al.'s model and optimiser: 2 layers x 8 heads, d_model 64, attention-only, pre-LN, RoPE;
 # Adam, constant lr 1e-5, batch 32 (ModelConfig's and Arm's defaults, spelled out here).
 # Their initialisation (init="singh2024": label embedding truncated normal std 0.02, LeCun-normal linear
-# maps, zero biases, one random stream per parameter; SCIENCE.md section 4) and separate random streams
+# maps, zero biases, one random stream per parameter; docs/science.md §4) and separate random streams
 # for classes, labels and orders, so that a change of one part leaves the others' draws unchanged.
 MODEL = ModelConfig(n_layers=2, n_heads=8, d_model=64, attn_only=True, layernorm=True, positions="rope",
                     init="singh2024")

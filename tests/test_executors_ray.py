@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from clamp.execution.executors.ray_executor import RayExecutor  # noqa: E402
 from clamp.execution.runner import run_study  # noqa: E402
-from clamp.model.config import ModelConfig
+from clamp.model.config import ModelConfig  # noqa: E402
 from clamp.study.design import Arm, Study  # noqa: E402
 from clamp.tasks import FewShotConfig  # noqa: E402
 from clamp.training.trainer import Trainer  # noqa: E402

@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("submitit")
 
-from clamp.execution.executors.slurm_executor import SlurmExecutor, refresh  # noqa: E402
+from clamp.execution.executors.slurm_executor import SlurmExecutor, refresh
 from clamp.execution.plan import plan
-from clamp.execution.runner import run_study  # noqa: E402
+from clamp.execution.runner import run_study
 from clamp.model.config import ModelConfig
-from clamp.study.design import Arm, Study  # noqa: E402
-from clamp.study.overrides import select  # noqa: E402
-from clamp.tasks import FewShotConfig  # noqa: E402
+from clamp.study.design import Arm, Study
+from clamp.study.overrides import select
+from clamp.tasks import FewShotConfig
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

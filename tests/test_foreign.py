@@ -6,7 +6,6 @@ The tiny Hugging Face models are built from configs (no download).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,7 +20,6 @@ from clamp.study.design import Arm, Study, StudyError
 from clamp.study.checks import validate_study
 from clamp.study.keys import run_key
 from clamp.tasks import FewShotConfig, RepeatConfig
-from clamp.tasks.measures import per_run_loss
 from clamp.training.config import TrainConfig
 from clamp.training.trainer import Trainer
 

@@ -150,7 +150,7 @@ def _header_index(browser: Browser, table: str, header: str) -> int:
     return i
 
 
-def _broken_copy(study: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001
+def _broken_copy(study: Path, tmp_path: Path, edit) -> Path:
     d = tmp_path / "copy"
     shutil.copytree(study, d)
     page = d / "index.html"

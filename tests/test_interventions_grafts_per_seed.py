@@ -25,7 +25,7 @@ from clamp.model.config import ModelConfig
 from clamp.model.transformer import Transformer
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.keys import canonical
-from clamp.tasks import Batch, FewShotConfig
+from clamp.tasks import FewShotConfig
 from clamp.tasks.measures import per_run_loss
 from clamp.training.config import TrainConfig
 from clamp.training.trainer import Trainer

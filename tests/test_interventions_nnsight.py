@@ -15,7 +15,7 @@ import torch
 
 from clamp.errors import ConfigError
 from clamp.interventions import (
-    NnsightIntervention, Window, intervention_from_dict, make_intervener, replace_windows, validate_interventions,
+    NnsightIntervention, Window, intervention_from_dict, make_intervener, validate_interventions,
 )
 from clamp.model.config import ModelConfig
 from clamp.model.transformer import Transformer

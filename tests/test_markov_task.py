@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from clamp.tasks import IGNORE, Batch, MarkovConfig, task_from_dict
+from clamp.tasks import IGNORE, MarkovConfig, task_from_dict
 from clamp.tasks.markov import _ce, reference_predictions
 from clamp.tasks.base import EvalView
 from clamp.tasks.measures import loss_and_accuracy

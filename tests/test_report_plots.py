@@ -17,13 +17,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import pandas as pd
+import pytest
 
-from clamp.analysis.plots import arm_styles, curves_figure, heads_figure, reference_lines  # noqa: E402
-from clamp.analysis.report import build_report  # noqa: E402
-from clamp.analysis.summary import fired_totals, intervention_words, window_words  # noqa: E402
-from test_report import make_results  # noqa: E402
+from clamp.analysis.plots import arm_styles, curves_figure, heads_figure, reference_lines
+from clamp.analysis.report import build_report
+from clamp.analysis.summary import fired_totals, intervention_words, window_words
+from test_report import make_results
 
 FEWSHOT = {"phase": {"metric": "train/loss", "threshold": 0.4 * math.log(2), "direction": "below"},
            "arms": [{"task": {"kind": "fewshot", "n_pairs": 2}}]}
@@ -43,7 +43,7 @@ def curves(arms: list[str], *, same: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["arm", "seed", "sequences_seen", "metric", "value"])
 
 
-def _lines(ax) -> dict[str, object]:  # noqa: ANN001
+def _lines(ax) -> dict[str, object]:
     return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
 
 
@@ -159,7 +159,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_posthoc_modules_neither_import_their_package_nor_the_report():
     for path in (ANALYSIS / "posthoc").glob("*.py"):
-        if path.name == "__init__.py":
+        if path.name in ("__init__.py", "command.py"):  # the command (not the analyses) rebuilds the pages
             continue
         imports = _imports(path)
         assert "clamp.analysis.posthoc" not in imports, f"{path.name} imports its own package (an import cycle)"
@@ -169,7 +169,7 @@ def test_posthoc_modules_neither_import_their_package_nor_the_report():
 def test_one_figure_saver_and_one_metrics_reader():
     for path in [ANALYSIS / "report.py", *(ANALYSIS / "posthoc").glob("*.py")]:
         src = path.read_text()
-        assert ".savefig(" not in src, f"{path.name} saves figures itself; use clamp.analysis.figures.save_figure"
+        assert ".savefig(" not in src, f"{path.name} saves figures itself; use clamp.analysis.plots.save_figure"
         assert "metrics.csv\")" not in src and "read_csv(p)" not in src, f"{path.name} reads metrics.csv itself"
 
 

@@ -13,7 +13,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def _drive(stream, **kw) -> Progress:  # noqa: ANN001
+def _drive(stream, **kw) -> Progress:
     p = Progress(name="demo", total_runs=4, done_runs=1, n_sequences=1000, stream=stream, planned=3000, every=0.0, **kw)
     p.start_pack(0, label="control s0-1", n_runs=2, start=0)
     p.t0 -= 10.0  # 10 s elapsed

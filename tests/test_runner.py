@@ -91,7 +91,7 @@ def test_rerun_skips_finished_runs_byte_for_byte_and_reruns_edited_arm(tmp_path)
     assert after["other/seed0/run.json"] != before["other/seed0/run.json"]
     # the old runs were moved aside, byte for byte, not deleted
     old_key = json.loads((tmp_path / "tiny/runs/.stale/other").glob("seed0-*").__next__().joinpath("run.json").read_text())["hash"]
-    moved = {k.replace(f"/seed0-{old_key}/", "/seed0/"): v for k, v in after.items() if k.startswith(f".stale/other/seed0-")}
+    moved = {k.replace(f"/seed0-{old_key}/", "/seed0/"): v for k, v in after.items() if k.startswith(".stale/other/seed0-")}
     assert moved == {".stale/" + k: v for k, v in before.items() if k.startswith("other/seed0/")}
 
 

@@ -1,7 +1,6 @@
 """The phase rule (issue 12 "A crossing that does not last", issue 13 item 4): persistence, relapse, windows, one home."""
 
 import json
-import math
 import subprocess
 from pathlib import Path
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from clamp.cli import main
 from clamp.analysis.stats.pipeline import compute_statistics

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd

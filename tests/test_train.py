@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 
 import pandas as pd
@@ -11,7 +10,7 @@ import torch
 
 from clamp.errors import ConfigError
 from clamp.model.config import ModelConfig
-from clamp.tasks import FewShotConfig, RepeatConfig
+from clamp.tasks import RepeatConfig
 from clamp.training.trainer import RunSeeds, Trainer, train
 from clamp.training.config import TrainConfig
 

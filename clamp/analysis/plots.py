@@ -177,7 +177,7 @@ def _pyplot():
     return plt
 
 
-def _band(ax, wide: pd.DataFrame, style: dict, label: str, seeds: bool = True) -> None:  # noqa: ANN001
+def _band(ax, wide: pd.DataFrame, style: dict, label: str, seeds: bool = True) -> None:
     """Median and interquartile band across the columns (seeds) of ``wide``; thin per-seed lines."""
     x = wide.index.to_numpy()
     color = style["color"]
@@ -209,7 +209,7 @@ def _wide(df: pd.DataFrame, arm: str, metric: str) -> pd.DataFrame:
     return d.pivot_table(index="sequences_seen", columns="seed", values="value", aggfunc="first").sort_index()
 
 
-def _grid(n: int, *, cols: int = 3, width: float = 4.4, height: float = 3.4, sharey: bool = True):  # noqa: ANN202
+def _grid(n: int, *, cols: int = 3, width: float = 4.4, height: float = 3.4, sharey: bool = True):
     """``n`` panels wrapped into rows of at most ``cols``; the unused panels are hidden."""
     plt = _pyplot()
     ncols = max(1, min(n, cols))
@@ -261,7 +261,7 @@ def plot_curves(df: pd.DataFrame, arms: Sequence[str], metric: str, plots: Path,
 
 
 def curves_figure(df: pd.DataFrame, arms: Sequence[str], metric: str, title: str, study: dict | None = None,
-                  control: str | None = None):  # noqa: ANN201 - a matplotlib Figure, or None
+                  control: str | None = None):
     """Median and IQR band across seeds per arm, the control drawn in every panel.
 
     With a control and two or more other arms, one panel per other arm (small
@@ -324,7 +324,7 @@ def plot_heads(df: pd.DataFrame, arms: Sequence[str], family: str, plots: Path, 
     return [] if fig is None else save_figure(fig, plots / f"heads_{family}")
 
 
-def heads_figure(df: pd.DataFrame, arms: Sequence[str], family: str, layers: Sequence[int] | None = None):  # noqa: ANN201
+def heads_figure(df: pd.DataFrame, arms: Sequence[str], family: str, layers: Sequence[int] | None = None):
     """Per-head score curves (``family`` e.g. ``induction``), one panel per arm wrapped into a grid (three per row),
     median and IQR across seeds."""
     names = sorted(m for m in df["metric"].unique() if m.startswith(f"{family}/"))

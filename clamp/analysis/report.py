@@ -48,7 +48,7 @@ def build_report(study_dir: str | Path) -> Path:
             + " / ".join(f"{r['metric']} is {r.get('direction', 'below')} {r['threshold']:.4g}" for r in phase_rules(study)),
             f"- code revision `{study.get('code_revision', 'unknown')}`; versions {study.get('versions', {})}",
             f"- machine: {study.get('machine', {})}",
-            f"- files: [study.json](study.json), [summary.csv](summary.csv)", ""]
+            "- files: [study.json](study.json), [summary.csv](summary.csv)", ""]
     out += ["## Arms", "", "Fired: how many times each intervention fired in the whole run, summed over every "
             "evaluation interval of its windows (median over seeds; 0 means it never fired).", "",
             "| arm | factors | interventions | fired | lr | batch | model | task |", "|---|---|---|---|---|---|---|---|"]

@@ -71,7 +71,7 @@ def write_summary(study_dir: str | Path) -> Path:
     return path
 
 
-def fmt(v) -> str:  # noqa: ANN001
+def fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     if isinstance(v, float):

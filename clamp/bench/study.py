@@ -30,7 +30,7 @@ class _Recorder:
         self.inner = inner
         self.events: list[tuple[float, dict]] = []
 
-    def run(self, jobs: Sequence[PackJob], on_event) -> Iterator:  # noqa: ANN001
+    def run(self, jobs: Sequence[PackJob], on_event) -> Iterator:
         def record(ev: dict) -> None:
             self.events.append((time.time(), ev))
             on_event(ev)

@@ -74,7 +74,7 @@ def _short(v: object, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _what_differs(study, arm, rec: dict) -> str:  # noqa: ANN001
+def _what_differs(study, arm, rec: dict) -> str:
     """A short phrase naming the first top-level difference between a stored run and the arm now."""
     from clamp.study.keys import arm_record
 
@@ -97,7 +97,7 @@ def _what_differs(study, arm, rec: dict) -> str:  # noqa: ANN001
     return text if len(text) < 160 else text[:157] + "..."
 
 
-def survey(study, study_dir: str | Path, selected: Sequence, *, replace: bool = False) -> Survey:  # noqa: ANN001
+def survey(study, study_dir: str | Path, selected: Sequence, *, replace: bool = False) -> Survey:
     """Compare every run folder of the study's arms with the current configuration (reads only)."""
     study_dir = Path(study_dir)
     chosen = {(arm.name, int(seed)) for arm, seed in selected}

@@ -2,7 +2,7 @@
 
 Why this file exists: importing nnsight patches torch process-wide, so it is
 kept behind one module that is imported lazily, when an arm with
-interventions first builds its intervener (see NNSIGHT.md).  The same plans
+interventions first builds its intervener (see docs/nnsight.md).  The same plans
 can also run through plain PyTorch forward hooks (``backend="hooks"``, which
 never imports nnsight): the benchmark uses that to measure what the trace
 costs, and the tests check that both backends train bit-identically.

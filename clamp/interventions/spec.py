@@ -37,15 +37,16 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 from clamp.errors import ConfigError
 from clamp.importpath import import_path
 from clamp.interventions.when import When, is_triggered
 
-if TYPE_CHECKING:  # torch-side types, imported only by type checkers
-    from clamp.interventions.probe import Probe
-    from clamp.interventions.effects import Compiled
+# The torch-side types a kind works with -- clamp.interventions.probe.Probe and clamp.interventions.effects.Compiled --
+# are annotated by name only (Any): this module is torch-free, and the probe is built on top of it.
+_Probe = Any
+_Compiled = Any
 
 KINDS: dict[str, type["Intervention"]] = {}  # built-in kind string -> class
 _BUILTIN_PREFIX = "clamp.interventions."
@@ -148,7 +149,7 @@ class Intervention:
     A kind (built-in or user) overrides:
 
     - :meth:`check` -- problems against the model/task (hook names, heads, layers,
-      value shapes), read from a :class:`~clamp.interventions.effects.Probe`;
+      value shapes), read from a :class:`~clamp.interventions.probe.Probe`;
     - :meth:`compile` -- its effect on one model: a
       :class:`~clamp.interventions.effects.Compiled` (ops at hook points);
     - optionally :meth:`noop_reason` -- why a configuration changes nothing
@@ -209,11 +210,11 @@ class Intervention:
 
     # ----------------------------------------------------------------- what a kind provides
 
-    def check(self, probe: "Probe") -> list[str]:
+    def check(self, probe: _Probe) -> list[str]:
         """Problems with this intervention on ``probe``'s model and task, each naming the fix; [] if none."""
         return []
 
-    def compile(self, model: Any, task: Any) -> "Compiled":
+    def compile(self, model: Any, task: Any) -> _Compiled:
         """Its effect on ``model`` (a :class:`~clamp.model.transformer.Transformer`): ops at hook points."""
         raise ConfigError(f"intervention kind {self.kind_key()!r} defines no compile(); "
                           "give the class a compile(self, model, task) method returning a Compiled.")
@@ -223,7 +224,7 @@ class Intervention:
         picks one there)."""
         return self
 
-    def noop_reason(self, probe: "Probe") -> str:
+    def noop_reason(self, probe: _Probe) -> str:
         """Why it changed nothing on ``probe`` (used in the validation message)."""
         return "its edit reproduces the values already there"
 

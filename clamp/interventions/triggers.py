@@ -27,7 +27,6 @@ uninterrupted one, and :func:`record_triggers` writes what fired when into
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch

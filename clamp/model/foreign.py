@@ -221,4 +221,4 @@ def __getattr__(name: str) -> Any:
         return ForeignModel
     raise AttributeError(f"module 'clamp.model.foreign' has no attribute {name!r}")
 
-__all__ = ["ModelSpec", "ForeignModel", "hf_gpt2", "hf_llama", "model_from_dict", "build_model", "is_foreign"]
+__all__ = ["ModelSpec", "ForeignModel", "hf_gpt2", "hf_llama", "model_from_dict", "build_model", "is_foreign"]  # noqa: F822 - ForeignModel loads on first use

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from clamp.errors import ConfigError
-from clamp.model.layers import HookPoint
+from clamp.model.layers import HookPoint, forward_with_cache
 from clamp.tasks.batch import Batch
 
 ATTN_LEAVES = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z")
@@ -263,18 +263,7 @@ class ForeignModel(nn.Module):
 
     def run_with_cache(self, batch: Batch, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
         """Forward pass that also returns the named activations ``[1, B, ...]``, detached."""
-        cache: dict[str, Tensor] = {}
-        handles = []
-        try:
-            for name in names:
-                def save(_m: Any, _i: Any, out: Tensor, name: str = name) -> None:
-                    cache[name] = out.detach()
-                handles.append(self.hook_point(name).register_forward_hook(save))
-            logits = self(batch)
-        finally:
-            for h in handles:
-                h.remove()
-        return logits, cache
+        return forward_with_cache(self, batch, names)
 
 
 __all__ = ["ForeignModel"]

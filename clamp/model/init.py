@@ -1,7 +1,7 @@
 """Initialisation schemes of the packed transformer, each parameter from its own random stream.
 
 Why this file exists: the initial weights decide how long a run sits on the loss
-plateau (SCIENCE.md §4: with Singh et al.'s initialisation clamp's copy arm
+plateau (docs/science.md §4: with Singh et al.'s initialisation clamp's copy arm
 crosses at 1.2e5 sequences, with PyTorch's defaults at 2.0e5), so the scheme is
 a model option (``ModelConfig.init``) and lives in one place.
 

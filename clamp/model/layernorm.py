@@ -29,7 +29,7 @@ def _torch(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
 class _RunLayerNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         x, w, b = x.contiguous(), w.contiguous(), b.contiguous()
         R, D = x.shape[0], x.shape[-1]
         M = x.numel() // (R * D)
@@ -42,7 +42,7 @@ class _RunLayerNorm(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102
+    def backward(ctx, g: Tensor):
         x, w, mean, rstd = ctx.saved_tensors
         g = g.contiguous()
         R, D = x.shape[0], x.shape[-1]

@@ -9,6 +9,7 @@ run axis ``R``: run ``r``'s slice is that run's own layer.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -78,4 +79,23 @@ def rope(x: Tensor, base: float) -> Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-__all__ = ["HookPoint", "RunLayerNorm", "RunLinear", "rope", "rope_tables"]
+def forward_with_cache(model: nn.Module, batch: object, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+    """``model(batch)`` with the activations at the named hook points (``model.hook_point(name)``) saved, detached.
+
+    The hooks are removed again whatever happens, so no trace of the caching outlives the call.
+    """
+    cache: dict[str, Tensor] = {}
+    handles = []
+    try:
+        for name in names:
+            def save(_m: nn.Module, _i: object, out: Tensor, name: str = name) -> None:
+                cache[name] = out.detach()
+            handles.append(model.hook_point(name).register_forward_hook(save))
+        logits = model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, cache
+
+
+__all__ = ["HookPoint", "RunLayerNorm", "RunLinear", "forward_with_cache", "rope", "rope_tables"]

@@ -231,7 +231,7 @@ class QKVScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, q: Tensor | None, k: Tensor | None, v: Tensor | None,  # noqa: D102
+    def forward(ctx, qkv: Tensor, q: Tensor | None, k: Tensor | None, v: Tensor | None,
                 rot: Rotation | None, scale: float, mask: Tensor):
         src = [qkv[:, :, :, i] if x is None else x for i, x in enumerate((q, k, v))]
         qT = _to_heads(src[0], "dt", rot)
@@ -243,7 +243,7 @@ class QKVScores(torch.autograd.Function):
         return _scores_fwd(qT, kT, scale, mask), vT
 
     @staticmethod
-    def backward(ctx, gs: Tensor | None, gv: Tensor | None):  # noqa: D102
+    def backward(ctx, gs: Tensor | None, gv: Tensor | None):
         qT, kT = ctx.saved_tensors
         if all(ctx.replaced):
             g = None  # nothing comes from the projection itself
@@ -278,13 +278,13 @@ class MixHeads(torch.autograd.Function):
     """``z[i, d, n] = sum_j pattern[i, j, n] v[j, d, n]``, returned as a contiguous ``[R, B, T, H, dh]``."""
 
     @staticmethod
-    def forward(ctx, pattern: Tensor, v: Tensor, shape: tuple[int, ...]) -> Tensor:  # noqa: D102
+    def forward(ctx, pattern: Tensor, v: Tensor, shape: tuple[int, ...]) -> Tensor:
         pattern, v = pattern.contiguous(), v.contiguous()
         ctx.save_for_backward(pattern, v)
         return _from_heads(_mix_fwd(pattern, v), shape, "td", None)
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102  g: [R, B, T, H, dh]
+    def backward(ctx, g: Tensor):
         pattern, v = ctx.saved_tensors
         gp, gv = _mix_bwd(pattern, v, _to_heads(g, "td", None), ctx.needs_input_grad[:2])
         return gp, gv, None
@@ -294,7 +294,7 @@ class Softmax(torch.autograd.Function):
     """Softmax over the key axis (dim 1) of ``[Tq, Tk, N]`` with the compiled kernel (CPU float32)."""
 
     @staticmethod
-    def forward(ctx, s: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, s: Tensor) -> Tensor:
         s = s.contiguous()
         T, N = s.shape[0], s.shape[2]
         p = torch.empty_like(s)
@@ -303,7 +303,7 @@ class Softmax(torch.autograd.Function):
         return p
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # noqa: D102
+    def backward(ctx, g: Tensor):
         (p,) = ctx.saved_tensors
         g = g.contiguous()
         gs = torch.empty_like(p)
@@ -333,7 +333,7 @@ class FusedAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor):  # noqa: D102
+    def forward(ctx, qkv: Tensor, rot: Rotation | None, scale: float, mask: Tensor):
         R, B, T, _, H, dh = qkv.shape
         N = R * B * H
         cr, sr = _rot_args(rot)
@@ -349,7 +349,7 @@ class FusedAttention(torch.autograd.Function):
         return z, p
 
     @staticmethod
-    def backward(ctx, gz: Tensor, _gp: Tensor | None):  # noqa: D102
+    def backward(ctx, gz: Tensor, _gp: Tensor | None):
         qkv, p = ctx.saved_tensors
         R, B, T, _, H, dh = qkv.shape
         cr, sr = _rot_args(ctx.rot)

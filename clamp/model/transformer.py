@@ -27,8 +27,7 @@ C output classes)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +37,8 @@ from torch.nn.modules import module as _nn_module
 import clamp.model.init as init_schemes
 import clamp.model.shortattn as shortattn
 from clamp.errors import ConfigError
-from clamp.model.config import ModelConfig, head_axis, is_pattern_hook
-from clamp.model.layers import HookPoint, RunLayerNorm, RunLinear, rope, rope_tables
+from clamp.model.config import ModelConfig, is_pattern_hook
+from clamp.model.layers import HookPoint, RunLayerNorm, RunLinear, forward_with_cache, rope, rope_tables
 from clamp.tasks.batch import Batch
 
 
@@ -302,7 +301,6 @@ class Transformer(nn.Module):
         Example:
             >>> # logits, cache = model.run_with_cache(batch, ["blocks.1.attn.hook_pattern"])
         """
-        cache: dict[str, Tensor] = {}
         patterns = {n: self.blocks[int(n.split(".")[1])].attn for n in names if is_pattern_hook(n, len(self.blocks))}
         if len(patterns) == len(names) and batch.tokens.shape[2] <= HEADS_LAST_MAX_T:
             # Attention patterns only: have the layers hand them over instead of hooking them,
@@ -315,17 +313,7 @@ class Transformer(nn.Module):
             finally:
                 for attn in patterns.values():
                     attn.capture = None
-        handles = []
-        try:
-            for name in names:
-                def save(_m, _i, out, name=name):
-                    cache[name] = out.detach()
-                handles.append(self.hook_point(name).register_forward_hook(save))
-            logits = self(batch)
-        finally:
-            for h in handles:
-                h.remove()
-        return logits, cache
+        return forward_with_cache(self, batch, names)
 
     def state_for_run(self, r: int) -> dict[str, Tensor]:
         """Parameters of run ``r`` alone (leading axis dropped)."""

@@ -111,7 +111,7 @@ def arm_metric_names(study: Study, arm: Arm) -> list[str]:
         return probe_metric_names(arm.model, arm.task, study.metrics)
     except ConfigError:
         raise
-    except Exception as e:  # noqa: BLE001 - a user function failing on the probe evaluation is the user's to fix
+    except Exception as e:
         raise ConfigError(f"a probe evaluation of this arm failed: {type(e).__name__}: {e} (the task's eval_metrics "
                           f"or one of Study.metrics {[getattr(f, '__name__', f) for f in study.metrics]}); "
                           "fix it before training.") from e

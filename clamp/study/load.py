@@ -99,7 +99,7 @@ def load_study(path: str | Path, *, probe: bool = False) -> Study:
         fix = _unknown_kwarg_fix(e)
         msg = fix or f"{e}. Fix: Arm, Study and configs take keyword arguments only (name=..., arms=[...])."
         raise StudyError(f"{_where(path, e)}: {msg}") from e
-    except Exception as e:  # noqa: BLE001 - any error while importing the user's file is reported the same way
+    except Exception as e:
         raise StudyError(f"{_where(path, e)}: importing the study file raised {type(e).__name__}: {e}. Fix the error on that line.") from e
     if not hasattr(module, "STUDY"):
         raise StudyError(f"{path}: defines no module-level STUDY. Fix: end the file with `STUDY = Study(name=..., arms=[...])`.")

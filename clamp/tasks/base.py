@@ -37,7 +37,7 @@ everything but ``dims`` and ``sample``)::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -45,7 +45,7 @@ from torch import Tensor
 
 from clamp.tasks.batch import IGNORE, Batch
 from clamp.tasks.measures import add_head_scores, loss_and_accuracy, prev_token_score
-from clamp.tasks.protocol import TaskConfig  # noqa: F401 - torch-free home (a study's Arm.task is typed with it)
+from clamp.tasks.protocol import TaskConfig
 from clamp.phase import PhaseRule
 
 

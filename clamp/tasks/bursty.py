@@ -12,7 +12,7 @@ drawn from a Zipf law of exponent ``zipf`` (0: uniform).
 Sequence: ``x1 l1 ... xN lN xq``; the loss is on the query only.  A bursty
 sequence holds ``N / burst`` classes ``burst`` times each and the query is one
 of them; otherwise the ``N`` context classes and the query class are drawn
-independently.  Evaluation sets (SCIENCE.md §5):
+independently.  Evaluation sets (docs/science.md §5):
 
 - ``train``: the training distribution;
 - ``in_context``: novel classes (never trained on) with labels assigned at random
@@ -26,13 +26,10 @@ independently.  Evaluation sets (SCIENCE.md §5):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from clamp.errors import ConfigError
 from clamp.tasks.batch import IGNORE, Batch
 from clamp.tasks.base import EvalView, TaskBase, standard_metrics
 from clamp.tasks.bursty_config import BurstyConfig  # the sampler reads its config
@@ -61,7 +58,7 @@ class BurstyTask(TaskBase):
         self.labels = torch.randint(cfg.n_labels, (cfg.n_classes,), generator=gen)  # the fixed class -> label map
         ranks = torch.arange(1, cfg.n_classes + 1, dtype=torch.float64)
         self.class_probs = (ranks ** -cfg.zipf / (ranks ** -cfg.zipf).sum()).float()
-        N, T = cfg.n_pairs, 2 * cfg.n_pairs + 1
+        T = 2 * cfg.n_pairs + 1
         self._item_mask = torch.zeros(T, dtype=torch.bool)
         self._item_mask[0:T:2] = True
 

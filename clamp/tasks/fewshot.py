@@ -1,6 +1,6 @@
 """Singh et al.'s few-shot in-context classification task, with synthetic items.
 
-Why this file exists: it is the flagship task (SCIENCE.md §2).  A sequence is
+Why this file exists: it is the flagship task (docs/science.md §2).  A sequence is
 ``x1 l1 x2 l2 ... xq``: N item-label pairs then a query item whose class
 appears exactly once in the context.  Labels are re-drawn per sequence from a
 small vocabulary, so the task can only be solved in context.
@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from clamp.errors import ConfigError
 from clamp.tasks.items import cluster_means, low_rank_means, non_negative
 from clamp.tasks.measures import add_head_scores, induction_strength
 from clamp.tasks.batch import IGNORE, Batch
 from clamp.tasks.base import EvalView, TaskBase, standard_metrics
-from clamp.tasks.fewshot_config import FewShotConfig, STREAMS  # the sampler reads its config
+from clamp.tasks.fewshot_config import FewShotConfig  # the sampler reads its config
 
 EVALUATORS = ("train", "heldout_pairs", "heldout_classes", "heldout_exemplars")
 

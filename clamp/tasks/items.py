@@ -4,7 +4,7 @@ Why this file exists: Singh et al.'s items are frozen ResNet-18 features of Omni
 characters, which are non-negative (after a ReLU), of low effective dimension and
 clustered by alphabet; clamp's default items are isotropic Gaussian class means.
 With the authors' own code on clamp's items the phase change comes ≈2.4x later than
-in the paper (SCIENCE.md §4), so the items are the suspect.  These transforms give
+in the paper (docs/science.md §4), so the items are the suspect.  These transforms give
 :class:`clamp.tasks.FewShotConfig` options to change one property at a time
 (``clusters``/``cluster_spread``, ``rank``, ``nonneg``); each keeps the items' norm
 about 1 (before ``item_scale``), so that only the named property changes.

@@ -19,14 +19,11 @@ as the context grows.  ``markov/bigram_progress`` puts the model between them:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clamp.errors import ConfigError
 from clamp.tasks.batch import IGNORE, Batch
 from clamp.tasks.base import EvalView, TaskBase, standard_metrics
 from clamp.tasks.markov_config import MarkovConfig  # the sampler reads its config

@@ -16,15 +16,11 @@ can predict it.  Positions after the repeat are filled with fresh tokens.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clamp.errors import ConfigError
 from clamp.tasks.measures import (add_head_scores, copying_scores, induction_targets, prefix_matching,
                                   prefix_matching_score)
 from clamp.tasks.batch import IGNORE, Batch

@@ -19,13 +19,8 @@ prefix-matching heads).
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
-import sysconfig
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +31,7 @@ from clamp.tasks.batch import IGNORE, Batch
 from clamp.tasks.base import EvalView, TaskBase, standard_metrics
 from clamp.tasks.measures import (add_head_scores, copying_scores, icl_positions, icl_score, icl_score_band,
                                   induction_targets, per_token_loss, prefix_matching)
-from clamp.tasks.text_config import TextConfig, SUFFIXES, _corpus, _files  # the sampler reads its config
+from clamp.tasks.text_config import TextConfig, _corpus  # the sampler reads its config
 
 CACHE = Path(os.environ.get("CLAMP_CACHE", Path.home() / ".cache" / "clamp"))
 

@@ -23,11 +23,10 @@ Metrics are per run at each evaluation:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -42,7 +41,7 @@ from clamp.model.config import ModelConfig
 from clamp.model.transformer import Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
 
-from clamp.training.config import TrainConfig  # noqa: F401 - its home is torch-free
+from clamp.training.config import TrainConfig
 EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
 
 

@@ -1,7 +1,7 @@
 """Additivity of layer-2 heads: the loss as heads are added back, strongest first.
 
 Why this file exists: if the layer-2 induction heads are roughly additive
-(SCIENCE.md §2), the loss falls steadily as heads are restored one at a time
+(docs/science.md §2), the loss falls steadily as heads are restored one at a time
 in order of induction strength, starting from all of them knocked out, and
 reaches the full model's loss when the last one is back.  :func:`additivity`
 traces that curve for one model and batch (per run, since each run ranks its

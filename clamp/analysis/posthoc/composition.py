@@ -8,7 +8,7 @@ later layer keeps its clean attention patterns (a *pattern-preserving*
 ablation) leaves only the value path (and the head's direct path to the
 logits); keeping the clean values instead (*value-preserving*) leaves only the
 pattern path.  The loss increase in each case says which path the head acts
-through (SCIENCE.md §2).  Uses :class:`clamp.interventions.PreservingAblation`.
+through (docs/science.md §2).  Uses :class:`clamp.interventions.PreservingAblation`.
 
 An arm's own interventions (``base``: knockouts, clamps) are applied in every
 condition, the reference included; the clean pass of a preserving ablation

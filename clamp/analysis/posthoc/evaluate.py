@@ -3,8 +3,8 @@
 Why this file exists: every post-hoc analysis asks the same question many
 times -- "what are the loss and accuracy of this model on this batch if these
 interventions are applied?" -- and must never get a silent no-op for an answer
-(STYLE.md).  :func:`evaluate` answers it: it builds the intervener for the
-interventions as :func:`clamp.interventions.make_intervener` does (validated,
+(an intervention that silently does nothing is the worst bug here).  :func:`evaluate`
+answers it: it builds the intervener for the interventions as :func:`clamp.interventions.make_intervener` does (validated,
 once per distinct set), runs one forward without gradient, checks that every
 active intervention fired, and leaves the model exactly as it found it
 (nnsight's wrapper is removed again).  With no interventions the plain forward runs and

@@ -6,7 +6,7 @@ ideal on a checkpoint (no training) and measuring the loss shows how good the
 *remaining* subcircuits already are: with the match clamp (oracle induction
 pattern on a layer-2 head's query row) the loss measures the copy subcircuit;
 with the layer-1 clamp (ideal previous-token layer 1) it measures the match
-and copy subcircuits together (SCIENCE.md §2, "Progress measures").
+and copy subcircuits together (docs/science.md §2, "Progress measures").
 :func:`progress_measures` gives these losses for one model (one checkpoint).
 """
 

@@ -3,7 +3,7 @@
 Why this file exists: Singh et al. found that many layer-2 heads become
 induction heads of different strengths and that they are redundant: knocking
 out any one leaves accuracy near 1, while keeping only one gives an accuracy
-roughly monotone in that head's induction strength (SCIENCE.md §2, "Further
+roughly monotone in that head's induction strength (docs/science.md §2, "Further
 findings").  :func:`redundancy` measures both on a model and batch;
 :func:`redundancy_summary` gives the Spearman correlation between keep-alone
 performance and induction strength.  Heads are knocked out as in the

@@ -82,7 +82,7 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_init(queue, threads: int, parent: int, lock_path: str, claims=None) -> None:  # noqa: ANN001 - multiprocessing objects
+def _worker_init(queue, threads: int, parent: int, lock_path: str, claims=None) -> None:
     global _worker_queue, _worker_claims
     _die_with_parent(parent)
     _worker_queue = queue
@@ -136,7 +136,7 @@ class ProcessExecutor:
         while todo:
             todo = yield from self._one_pool(todo, on_event)
 
-    def _one_pool(self, jobs: list[PackJob], on_event: EventSink):  # noqa: ANN202 - a generator returning the packs to retry
+    def _one_pool(self, jobs: list[PackJob], on_event: EventSink):
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         claims = ctx.Array("q", len(jobs), lock=False)
@@ -181,7 +181,7 @@ class ProcessExecutor:
         return [jobs[i] for i in range(len(jobs)) if i not in done_slots and i not in culprits]
 
     @staticmethod
-    def _drain(queue, on_event: EventSink) -> None:  # noqa: ANN001
+    def _drain(queue, on_event: EventSink) -> None:
         while True:
             try:
                 on_event(queue.get_nowait())

@@ -101,7 +101,7 @@ class RayExecutor:
         return {"py_modules": [str(Path(clamp.__file__).parent)], "excludes": ["__pycache__", "*.pyc"],
                 "env_vars": {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}}
 
-    def _connect(self, ray) -> bool:  # noqa: ANN001
+    def _connect(self, ray) -> bool:
         """Connect (or start a local instance); True if this executor started Ray and must stop it."""
         if ray.is_initialized():
             return False
@@ -114,7 +114,7 @@ class RayExecutor:
                      **common)
         return True
 
-    def run(self, jobs: Sequence[PackJob], on_event) -> Iterator[tuple[PackJob, Any]]:  # noqa: ANN001
+    def run(self, jobs: Sequence[PackJob], on_event) -> Iterator[tuple[PackJob, Any]]:
         ray = _import_ray()
         from ray.util.queue import Queue
 
@@ -161,7 +161,7 @@ class RayExecutor:
                 ray.shutdown()
 
     @staticmethod
-    def _drain(queue, on_event) -> None:  # noqa: ANN001
+    def _drain(queue, on_event) -> None:
         try:
             n = queue.qsize()
             events = queue.get_nowait_batch(n) if n else []

@@ -121,7 +121,7 @@ class SlurmExecutor:
         self.cluster, self.extra, self.poll = cluster, dict(extra or {}), poll
         self.submitted: dict[int, Any] = {}  # job id -> submitit job
 
-    def _executor(self, gpus: float):  # noqa: ANN202
+    def _executor(self, gpus: float):
         submitit = _import_submitit()
         ex = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         params: dict[str, Any] = dict(timeout_min=self.time_min, cpus_per_task=self.threads, tasks_per_node=1, nodes=1,
@@ -139,7 +139,7 @@ class SlurmExecutor:
             raise ConfigError(f"Slurm options rejected by submitit: {e}\nFix the --slurm-* flags or executor_options.") from e
         return ex
 
-    def run(self, jobs: Sequence[PackJob], on_event) -> Iterator[tuple[PackJob, Any]]:  # noqa: ANN001
+    def run(self, jobs: Sequence[PackJob], on_event) -> Iterator[tuple[PackJob, Any]]:
         if not jobs:
             return
         gpus = self.gpus if self.gpus is not None else (1 if str(jobs[0].train.get("device", "cpu")).startswith("cuda") else 0)
