@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "clamp"
 ORDER = ["errors fields importpath names phase rng store", "tasks", "model", "interventions", "training", "study",
          "analysis", "execution", "bench", "cli __main__"]

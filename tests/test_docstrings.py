@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import doctest
 import importlib
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(".".join(p.with_suffix("").relative_to(ROOT).parts).removesuffix(".__init__")
                  for p in (ROOT / "clamp").rglob("*.py") if p.name != "__main__.py")
 

@@ -8,14 +8,13 @@ without training (and without torch for most files).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from clamp.study.keys import legacy_key, run_key
 import clamp
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PINNED = json.loads((ROOT / "tests" / "data" / "run_keys.json").read_text())
 
 

@@ -13,8 +13,8 @@ from clamp.names import (RESERVED_PREFIXES, check_user_metric_name, fired, head,
                          user_metric)
 from clamp.store import (METRICS_HEADER, append_metrics, last_evaluation, metric_rows_text, read_curve,
                          read_metric_rows, trigger_events)
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_writer_and_reader_round_trip_quoted_names_and_nan(tmp_path):

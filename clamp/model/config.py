@@ -129,7 +129,7 @@ def head_axis(hook_name: str) -> int | None:
 def hook_names(cfg: ModelConfig) -> list[str]:
     """The hook points of the built-in Transformer for ``cfg``, in forward order, without building it.
 
-    The same list as ``Transformer(cfg, seeds).hook_names()`` (tests/test_startup_static.py checks it on
+    The same list as ``Transformer(cfg, seeds).hook_names()`` (tests/cli/test_startup_static.py checks it on
     every architecture option), so a study's hook names are checked when it is loaded, before torch.
 
     Example:

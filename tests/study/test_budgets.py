@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,10 +18,10 @@ from clamp.study.overrides import apply_overrides, select
 from clamp.study.keys import run_key
 from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig
+from helpers import ROOT
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def study(long: int | None = 256) -> Study:

@@ -27,8 +27,8 @@ from clamp.model.transformer import Transformer
 from clamp.tasks import FewShotConfig
 from clamp.training.config import TrainConfig
 from clamp.training.trainer import Trainer
-from test_interventions_apply import kinds as apply_kinds
-from test_interventions_nnsight import read_only, sharpen
+from helpers.user_code import kinds as apply_kinds
+from helpers.user_code import read_only, sharpen
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)

@@ -13,8 +13,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+
 HEAVY = ("torch", "nnsight", "pandas", "scipy", "matplotlib")
 
 HEADER = """\

@@ -14,6 +14,7 @@ from clamp.model.config import ModelConfig
 from clamp.model.transformer import Transformer
 from clamp.rng import stream
 from clamp.tasks import FewShotConfig
+from helpers import ROOT
 
 TRUNC_STD = 0.8796256610342398  # sd of a standard normal truncated to [-2, 2]
 TRUNC_EXCESS_KURTOSIS = -0.6344632828703505  # its excess kurtosis (uniform: -1.2, normal: 0)
@@ -133,11 +134,10 @@ def test_streams_are_named_draws():
 
 def test_the_flagship_studies_use_the_authors_scheme():
     """What the moments test above checks is what the flagship studies train."""
-    from pathlib import Path
 
     from clamp.study import load_study
 
-    root = Path(__file__).resolve().parents[1] / "studies"
+    root = ROOT / "studies"
     for name in ("singh2024_subcircuits.py", "singh2024_full_model.py"):
         for arm in load_study(root / name).arms:
             assert arm.model.init == "singh2024" and arm.task.streams == "independent", (name, arm.name)

@@ -5,7 +5,7 @@ lr 1e-3, 4,000 sequences; about 15 s).  The full check on Singh's setup
 (2 x 8 heads, d_model 64, d_in 512, lr 1e-5, batch 32, 1e5 sequences; about
 2 minutes per arm) runs with::
 
-    python tests/test_interventions_singh.py --full
+    python tests/interventions/test_singh.py --full
 """
 
 from __future__ import annotations

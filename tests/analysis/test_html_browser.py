@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from clamp.analysis.browser import Browser, find_chromium
-from test_report import make_results
+from helpers.results import make_results
 
 if find_chromium() is None:
     if os.environ.get("CLAMP_REQUIRE_BROWSER"):

@@ -11,8 +11,8 @@ import pytest
 from clamp.errors import ConfigError
 from clamp.analysis.stats.pipeline import compute_statistics
 from clamp.phase import LN2, THRESHOLD, PhaseRule, arm_windows, crossing_time
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_home_for_phase_rule_ln2_and_the_crossing_function():

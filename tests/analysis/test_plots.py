@@ -23,7 +23,8 @@ import pytest
 from clamp.analysis.plots import arm_styles, curves_figure, heads_figure, reference_lines
 from clamp.analysis.report import build_report
 from clamp.analysis.summary import fired_totals, intervention_words, window_words
-from test_report import make_results
+from helpers.results import make_results
+from helpers import ROOT
 
 FEWSHOT = {"phase": {"metric": "train/loss", "threshold": 0.4 * math.log(2), "direction": "below"},
            "arms": [{"task": {"kind": "fewshot", "n_pairs": 2}}]}
@@ -143,7 +144,7 @@ def test_building_the_report_leaks_no_warning(tmp_path):
 
 # --- one concept, one home (issue 13 item 4) ---------------------------------------------------
 
-ANALYSIS = Path(__file__).resolve().parents[1] / "clamp" / "analysis"
+ANALYSIS = ROOT / "clamp" / "analysis"
 
 
 def _imports(path: Path) -> set[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +21,7 @@ from clamp.tasks import FewShotConfig, RepeatConfig, Task, TaskConfig, task_from
 from clamp.tasks.measures import induction_strength, loss_and_accuracy, prev_token_score
 from clamp.training.config import TrainConfig
 from clamp.training.trainer import Trainer
+from helpers import ROOT
 
 HELPER = '''
 from dataclasses import dataclass
@@ -168,7 +168,7 @@ def test_metrics_in_run_key_only_when_given(helper):
 
 @pytest.mark.slow
 def test_example_study_runs_and_records_its_metric(tmp_path):
-    study = load_study(Path(__file__).parent.parent / "studies" / "custom_task_metric.py")
+    study = load_study(ROOT / "studies" / "custom_task_metric.py")
     study = dataclasses.replace(study, n_sequences=1_000, seeds=(0,), eval_every=250)
     assert run_study(study, out=tmp_path, jobs=1, quiet=True) == 0
     m = pd.read_csv(tmp_path / "custom_task_metric" / "runs" / "control" / "seed0" / "metrics.csv")
@@ -194,7 +194,7 @@ def test_user_task_and_metric_in_worker_processes_and_resume(helper, tmp_path):
 @pytest.mark.slow
 def test_study_file_task_and_metric_in_worker_processes(tmp_path):
     """A task and a metric defined in the study file itself, trained in spawned workers (--jobs 2)."""
-    src = (Path(__file__).parent.parent / "studies" / "custom_task_metric.py").read_text()
+    src = (ROOT / "studies" / "custom_task_metric.py").read_text()
     src = src.replace("n_sequences=8_000", "n_sequences=256").replace("eval_every=250", "eval_every=128")
     src = src.replace('arms=[Arm(name="control"', 'arms=[Arm(name="other", model=ModelConfig(n_layers=1, n_heads=2, d_model=8), '
                       'task=NextParity(length=6), lr=1e-3), Arm(name="control"')

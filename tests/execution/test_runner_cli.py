@@ -15,6 +15,7 @@ import pytest
 
 from clamp.cli import main
 from clamp.training.trainer import Trainer
+from helpers import ROOT
 
 STUDY = """\
 from clamp.model.config import ModelConfig
@@ -42,7 +43,6 @@ def study_file(tmp_path: Path, arms=(("control", 1e-3), ("fast", 3e-3)), n=128, 
     return p
 
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def clamp(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from clamp.study.load import list_studies, load_study
 from clamp.study.keys import run_key
 from clamp.study.records import study_record
 from clamp.tasks import FewShotConfig
+from helpers import ROOT
 
 HEADER = """\
 from clamp.study.design import Arm, Study, Dense
@@ -184,6 +185,6 @@ def test_list_studies_reports_broken_files(tmp_path):
 
 
 def test_repo_studies_load():
-    root = Path(__file__).resolve().parents[1] / "studies"
+    root = ROOT / "studies"
     for path, study in list_studies(root):
         assert isinstance(study, Study), f"{path}: {study}"

@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from clamp.interventions import (
-    Clamp, FunctionClamp, GraftOutput, GraftParams, Knockout, PreservingAblation, Window, ideal_layer1,
+    Clamp, Knockout, PreservingAblation, Window, ideal_layer1,
     knockout_heads, make_intervener, match_clamp, perfect_copy, prev_token_pattern_clamp, replace_windows,
-    uniform_pattern_clamp,
 )
 from clamp.interventions.effects import build_pattern
 from clamp.tasks.measures import per_run_loss
@@ -26,6 +25,7 @@ from clamp.model.transformer import Transformer
 from clamp.tasks import Batch, FewShotConfig
 from clamp.training.config import TrainConfig
 from clamp.training.trainer import Trainer
+from helpers.user_code import kinds, shift_pattern
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
@@ -33,12 +33,6 @@ TRAIN = TrainConfig(n_sequences=64, batch_size=16, lr=1e-3, eval_every=32, eval_
 SEEDS = [0, 1]
 
 
-def shift_pattern(batch: Batch) -> torch.Tensor:
-    """A user pattern ``[R, B, 1 head, T, T]``: every row attends to position 0 (a function of the batch only)."""
-    R, B, T = batch.tokens.shape
-    p = torch.zeros(R, B, 1, T, T)
-    p[..., 0] = 1.0
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +45,6 @@ def checkpoint(tmp_path_factory) -> str:
     return str(path)
 
 
-def kinds(ckpt: str) -> dict[str, object]:
-    """One intervention of every kind (and variant), with the activation each sets."""
-    return {
-        "clamp": Clamp(site="blocks.0.attn.hook_z", heads=(1,), value=0.5),
-        "prev_token": prev_token_pattern_clamp(layer=0, head=0),
-        "uniform": uniform_pattern_clamp(layer=1, head=1),
-        "match": match_clamp(layer=1, head=0, strength=0.9),
-        "function": FunctionClamp(site="blocks.0.attn.hook_pattern", heads=(1,), fn="test_interventions_apply:shift_pattern"),
-        "ideal_layer1": ideal_layer1(),
-        "perfect_copy": perfect_copy(layer=1, head=1),
-        "knockout_zero": knockout_heads(layer=1, keep=[0]),
-        "knockout_mean": Knockout(site="blocks.0.attn.hook_z", heads=(0,), method="mean"),
-        "knockout_resample": Knockout(site="blocks.0.attn.hook_pattern", heads=(1,), method="resample"),
-        "knockout_ref": Knockout(site="blocks.0.hook_attn_out", method="mean", mean_over="reference", reference_size=8),
-        "knockout_ref_ckpt": Knockout(site="blocks.0.attn.hook_v", heads=(0, 1), method="mean", mean_over="reference",
-                                      reference_size=8, checkpoint=ckpt, checkpoint_run=1),
-        "keep_patterns": PreservingAblation(layer=0, heads=(0,), preserve="patterns"),
-        "keep_values": PreservingAblation(layer=0, heads=(1,), preserve="values", method="mean"),
-        "graft_output": GraftOutput(site="blocks.0.hook_resid_post", checkpoint=ckpt),
-        "graft_params": GraftParams(layer=1, checkpoint=ckpt, checkpoint_run=0),
-    }
 
 
 KIND_NAMES = list(kinds("x").keys())

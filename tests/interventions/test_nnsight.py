@@ -23,6 +23,7 @@ from clamp.tasks import FewShotConfig
 from clamp.tasks.measures import per_run_loss
 from clamp.training.config import TrainConfig
 from clamp.training.trainer import Trainer
+from helpers.user_code import read_only, sharpen, sharpened
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8)
@@ -31,17 +32,8 @@ SITE = "blocks.1.attn.hook_pattern"
 SEEN: list[tuple[int, bool, tuple]] = []
 
 
-def sharpened(pattern: torch.Tensor, head: int, power: float) -> torch.Tensor:
-    """The reference edit: head ``head``'s rows raised to ``power`` and renormalised."""
-    out = pattern.clone()
-    p = pattern[:, :, head] ** power
-    out[:, :, head] = p / p.sum(-1, keepdim=True)
-    return out
 
 
-def sharpen(model, ctx, head: int = 0, power: float = 4.0) -> None:
-    pattern = model.blocks[1].attn.hook_pattern.output  # [R, B, H, T, T]
-    model.blocks[1].attn.hook_pattern.output = sharpened(pattern, head, power)
 
 
 def record(model, ctx) -> None:
@@ -49,8 +41,7 @@ def record(model, ctx) -> None:
     sharpen(model, ctx)
 
 
-def read_only(model, ctx) -> None:
-    model.blocks[1].attn.hook_pattern.output.sum()
+
 
 
 def in_place(model, ctx) -> None:
@@ -77,7 +68,7 @@ def resolved():
 
 def test_declared_with_a_callable_and_serialised_by_import_path():
     a = iv(kwargs={"power": 2.0}, blocking=True)
-    assert a.fn == "test_interventions_nnsight:sharpen" and a.name == "nnsight_sharpen_L1_pattern"
+    assert a.fn == "helpers.user_code:sharpen" and a.name == "nnsight_sharpen_L1_pattern"
     d = json.loads(json.dumps(a.to_dict()))
     assert d["kind"] == "nnsight" and d["fn"] == a.fn
     assert intervention_from_dict(d) == a
@@ -146,7 +137,7 @@ def test_gradient_flows_through_the_edit_unless_blocking():
 
 
 @pytest.mark.parametrize("fn, fragment", [
-    (read_only, "leaves blocks.1.attn.hook_pattern unchanged: test_interventions_nnsight:read_only assigned no new value"),
+    (read_only, "leaves blocks.1.attn.hook_pattern unchanged: helpers.user_code:read_only assigned no new value"),
     (in_place, "in place; clone it"),
     (wrong_shape, r"keep the shape and dtype"),
 ])

@@ -25,8 +25,8 @@ from clamp.study.load import load_study
 from clamp.study.keys import KEY_VERSION, canonical, legacy_key, run_key, same_run
 from clamp.study.overrides import apply_overrides, select
 from clamp.tasks import FewShotConfig
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # The quickstart as written by 72cb86d (run.json and metrics.csv of its 10 runs; checkpoints left out)
 REF = ROOT / "tests" / "data" / "quickstart_72cb86d" / "quickstart"
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)

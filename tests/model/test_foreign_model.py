@@ -130,7 +130,7 @@ def test_pattern_clamp_on_fused_attention_is_rejected_before_training():
 
 
 def test_user_module_without_adapter_rejects_head_sites():
-    spec = ModelSpec(factory="test_foreign_interventions:build_tiny", adapter="none")
+    spec = ModelSpec(factory="helpers.tiny_model:build_tiny", adapter="none")
     task = REPEAT.build()
     with pytest.raises(ConfigError, match="no architecture adapter"):
         clamp.interventions.validate_interventions([knockout_heads(layer=1, keep=[0])], spec.resolve(task.dims()), task, 64)

@@ -78,4 +78,4 @@ def test_only_builtins_set_a_kind_string_and_local_classes_are_refused():
         Local().to_dict()
 
 
-# Training in spawned worker processes (and on resume) with a user kind: tests/test_interventions_e2e.py.
+# Training in spawned worker processes (and on resume) with a user kind: tests/interventions/test_e2e.py.

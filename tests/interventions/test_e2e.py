@@ -23,8 +23,8 @@ import pytest
 
 import clamp
 import clamp.tasks
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 #: the task protocol (clamp.tasks.UserTaskConfig) and Study(metrics=[...]) come from the `tasks` branch
 USER_TASKS = hasattr(clamp.tasks, "UserTaskConfig") and "metrics" in {f.name for f in dataclasses.fields(clamp.Study)}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,10 +19,10 @@ from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study
 from clamp.study.overrides import select
 from clamp.tasks import FewShotConfig
+from helpers import ROOT
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
 TASK = FewShotConfig(n_classes=10, d_in=8, n_heldout_classes=4, n_heldout_exemplars=2)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def study() -> Study:
