@@ -9,38 +9,48 @@ would drift apart, and the drift would be a wrong number, so there is exactly on
 :func:`crossing_time`, with :func:`stop_point` built on it.  This module is a leaf
 (numpy only, no torch, no other stage), so every stage can import it.
 
-The rule, in order:
+The rule, in order (:func:`crossing_time`):
 
-1. Evaluations whose metric is not finite are dropped; with
-   ``outside_windows=True`` so are evaluations inside any of the arm's
-   intervention windows (``start <= x < stop``), so a windowed clamp's own
-   effect on the metric cannot be timed as the arm's phase change.
-2. A crossing is an evaluation strictly past ``threshold`` (below it for
-   ``direction="below"``, above it for ``"above"``).
-3. Persistence: a crossing at x counts only if every evaluation in
-   ``[x, x + persist]`` is past the threshold (``persist`` in sequences seen;
-   a run that ends sooner must stay past to its end), or, with
-   ``persist="end"``, every evaluation from x to the end of the run.
-4. A crossing lasts: if the metric is not past the threshold at the run's last
-   (considered) evaluation, the run did not keep its phase change.  It is then
-   *relapsed*: right-censored at its last evaluation like a run that never
-   crossed, and reported as such, with its first crossing kept for the reader.
+1. Evaluations whose metric is not finite are dropped; with ``outside_windows=True`` so are
+   evaluations inside any of the run's intervention windows (``start <= x < stop``: fixed
+   windows from the study, and triggered ``clamp.When`` windows as that run's trigger rows
+   record them, :func:`run_windows`), so a clamp's own effect on the metric is never timed as
+   the run's phase change.  An intervention on for the whole run is part of the arm's
+   configuration, not a window.
+2. A crossing is an evaluation strictly past ``threshold`` (below it for ``direction="below"``,
+   above it for ``"above"``).
+3. **The phase time is decidable a fixed span after it**: it is the first evaluation t past the
+   threshold such that every evaluation from t up to and including the first one at or after
+   ``t + W`` is past it too (so the run must have been evaluated at or beyond ``t + W``; with
+   ``outside_windows`` only evaluations outside the windows count, so a window cannot stand in
+   for the span); ``W`` is the rule's persistence span ``persist`` (in
+   sequences seen; a study resolves the default to three evaluations, :data:`DEFAULT_SPAN_EVALS`).
+   A run with no such t is censored at its last evaluation minus W.  Three things follow, and the
+   stop decision and the statistics rely on them: a relapse after ``t + W`` does not undo a phase
+   change (the run is flagged ``relapsed``, nothing more); a run stopped after its phase time is
+   decided, a margin ``>= W`` after it, has exactly the phase time it would have had trained on;
+   whether a run crossed by ``h`` depends only on its evaluations up to the first at or after
+   ``h + W``.
+4. ``persist="end"`` (the metric must stay past the threshold to the run's last evaluation) is
+   kept as an explicit option; it is not decidable before a run ends, so it is refused with
+   per-arm budgets and with stopping.
 5. ``relative_to``: the time is then measured from a per-run reference event
    (:func:`reference_rule` parses it; :mod:`clamp.analysis.stats.relative` retimes).
 
-With ``persist=0`` (the default) a run that crosses and keeps its phase change
-is timed exactly as Singh et al.'s rule (first evaluation below 0.4·ln 2).
+With ``persist=0`` a run is timed exactly as Singh et al.'s rule (the first evaluation below
+0.4·ln 2).
 
-Stopping: a run of a study with ``stop_after_phase`` stops at the first evaluation
-at or past ``stop.stop_at(first)``, where ``first`` is :func:`crossing_time`'s first
-crossing of the curve seen so far (:func:`stop_point`).  Until that decision honours
-persistence, windows and reference events, a study whose primary rule uses them is
-refused with stopping (:func:`check_stoppable`).
+Stopping (:class:`StopAfterPhase`): a run stops at the first evaluation at or past
+``t + margin + relative·t``, where ``t`` is the phase time above on the curve seen so far
+(:func:`stop_point`); the margin must be at least W, so the stop never comes before the phase
+time is decided.
 
 Example:
-    >>> rule = PhaseRule()
-    >>> crossing_time([0, 10, 20, 30], [0.7, 0.2, 0.7, 0.7], rule)
-    Crossing(time=30.0, event=False, first=10.0, relapsed=True, note='relapsed: crossed at 10, not past the threshold at the last evaluation (30)')
+    >>> rule = PhaseRule(persist=10)
+    >>> crossing_time([0, 10, 20, 30, 40], [0.7, 0.2, 0.7, 0.2, 0.2], rule)
+    Crossing(time=30.0, event=True, first=10.0, relapsed=False, note='first crossing at 10 did not last 10 sequences')
+    >>> crossing_time([0, 10, 20, 30, 40], [0.7, 0.2, 0.2, 0.7, 0.7], rule)  # a relapse after t + W
+    Crossing(time=10.0, event=True, first=10.0, relapsed=True, note='relapsed after its phase change (not past the threshold at the last evaluation, 40)')
 """
 
 
@@ -48,7 +58,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Iterable, Literal
 
 import numpy as np
@@ -56,10 +66,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from clamp.errors import ConfigError
 from clamp.fields import check_fields
-from clamp.names import TRIGGER_PREFIX
+from clamp.names import TRIGGER_PREFIX, trigger_prefix
 
 LN2 = math.log(2.0)  # chance loss from context on the few-shot task (two labels in context)
 THRESHOLD = 0.4 * LN2  # Singh et al.'s learning-time threshold on the training loss
+
+DEFAULT_SPAN_EVALS = 3  # a study's default persistence span W: this many of its evaluation intervals (eval_every)
 
 Direction = Literal["below", "above"]
 Span = tuple[float, float]  # [start, stop) in sequences seen; stop inf = to the end
@@ -67,16 +79,20 @@ Span = tuple[float, float]  # [start, stop) in sequences seen; stop inf = to the
 
 @dataclass(frozen=True, kw_only=True)
 class PhaseRule:
-    """When a run has learned: the first lasting evaluation at which ``metric`` crosses ``threshold``.
+    """When a run has learned: the first evaluation at which ``metric`` crosses ``threshold`` and stays past it.
 
-    The default is Singh et al.'s learning time: training loss below 0.4 ln 2.
+    The default is Singh et al.'s learning time, training loss below 0.4 ln 2, confirmed over a
+    short persistence span (see the module docstring).
 
     Args:
         metric: metric name in the metrics CSV (e.g. ``train/loss``, ``loss/second_repeat``, ``induction/L1H0``).
         threshold: the level to cross.
         direction: ``"below"`` (a loss falls below) or ``"above"`` (a score rises above).
-        persist: sequences the metric must stay past the threshold after a crossing for it to count
-            (0: one evaluation), or ``"end"``: to the end of the run.
+        persist: the persistence span W, in sequences: the metric must stay past the threshold from a
+            crossing to ``crossing + W`` for it to count (0: the crossing evaluation alone).  None (the
+            default): a study resolves it to :data:`DEFAULT_SPAN_EVALS` evaluation intervals
+            (:meth:`resolved`); a rule used alone treats None as 0.  ``"end"``: to the end of the run
+            (not decidable before the run ends; refused with per-arm budgets and with stopping).
         outside_windows: time the phase change only from evaluations outside the arm's intervention windows.
 
     Example:
@@ -86,12 +102,14 @@ class PhaseRule:
         'induction/L1H0 > 0.5'
         >>> PhaseRule(persist=2000, outside_windows=True).describe()
         'train/loss < 0.277, lasting 2000 sequences, outside intervention windows'
+        >>> PhaseRule().resolved(eval_every=1000).persist
+        3000
     """
 
     metric: str = "train/loss"
     threshold: float = THRESHOLD
     direction: Direction = "below"
-    persist: int | Literal["end"] = 0
+    persist: int | Literal["end"] | None = None
     outside_windows: bool = False
     relative_to: str | None = None  # time from a per-run event: see reference_rule
 
@@ -103,10 +121,11 @@ class PhaseRule:
             raise ConfigError(f"PhaseRule.threshold={self.threshold!r} must be a finite number, e.g. 0.277.")
         if self.direction not in ("below", "above"):
             raise ConfigError(f"PhaseRule.direction={self.direction!r} is unknown; choose 'below' or 'above'.")
-        if self.persist != "end" and (isinstance(self.persist, bool) or not isinstance(self.persist, int)
-                                      or self.persist < 0):
+        if self.persist not in (None, "end") and (isinstance(self.persist, bool) or not isinstance(self.persist, int)
+                                                  or self.persist < 0):
             raise ConfigError(f"PhaseRule.persist={self.persist!r} must be a number of sequences >= 0 "
-                              "(0: one evaluation) or 'end' (past the threshold to the end of the run).")
+                              "(0: the crossing evaluation alone), None (three evaluation intervals) or 'end' "
+                              "(past the threshold to the end of the run).")
         if not isinstance(self.outside_windows, bool):
             raise ConfigError(f"PhaseRule.outside_windows={self.outside_windows!r} must be True or False.")
         object.__setattr__(self, "threshold", float(self.threshold))
@@ -118,6 +137,22 @@ class PhaseRule:
         arr = np.asarray(y, dtype=float)
         out = arr < self.threshold if self.direction == "below" else arr > self.threshold
         return bool(out) if out.ndim == 0 else out
+
+    @property
+    def span(self) -> int:
+        """The persistence span W in sequences (0 for an unresolved rule; see :meth:`resolved`)."""
+        return self.persist if isinstance(self.persist, int) else 0
+
+    @property
+    def decidable(self) -> bool:
+        """Whether a run's phase time is decided a fixed span after it (every rule but ``persist="end"``)."""
+        return self.persist != "end"
+
+    def resolved(self, *, eval_every: int) -> "PhaseRule":
+        """This rule with its default persistence span made explicit: :data:`DEFAULT_SPAN_EVALS` x ``eval_every``."""
+        if self.persist is not None:
+            return self
+        return replace(self, persist=DEFAULT_SPAN_EVALS * int(eval_every))
 
     @property
     def sign(self) -> float:
@@ -152,9 +187,9 @@ class PhaseRule:
         return s + (f"_from-{re.sub(r'[^A-Za-z0-9_.]+', '-', self.relative_to).strip('-')}" if self.relative_to else "")
 
     def to_dict(self) -> dict:
-        """JSON form; ``persist`` and ``outside_windows`` only when set (older study.json files stay identical)."""
+        """JSON form; ``persist`` when set (0 included), ``outside_windows`` and ``relative_to`` only when set."""
         d: dict[str, Any] = {"metric": self.metric, "threshold": self.threshold, "direction": self.direction}
-        if self.persist:
+        if self.persist is not None:
             d["persist"] = self.persist
         if self.outside_windows:
             d["outside_windows"] = True
@@ -241,38 +276,84 @@ def outside(x: ArrayLike, y: ArrayLike, windows: Iterable[Span]) -> tuple[NDArra
     return xa[keep], ya[keep]
 
 
-def arm_windows(arm: dict) -> list[Span]:
-    """The scheduled intervention windows of an arm record from ``study.json`` (``stop`` None = to the end).
+def has_triggered_windows(interventions: Iterable[dict]) -> bool:
+    """Whether any intervention record has a window opened or closed by an event (``clamp.When``)."""
+    return any(isinstance(w.get(end), dict) for iv in interventions if isinstance(iv, dict)
+               for w in iv.get("windows") or [] for end in ("start", "stop"))
 
-    An intervention on for the whole run (one window from 0 with no stop, e.g.
-    the knockout that leaves a single layer-2 head) is part of the arm's
-    configuration, not a window to step outside of, so it is left out.
+
+def run_windows(interventions: Iterable[dict], events: dict[str, float] | None = None) -> list[Span]:
+    """The intervention windows of one run, from its arm's intervention records and its trigger events.
+
+    Fixed windows come from the records (``study.json``'s arm, or a worker's job).  A triggered
+    window (``start`` or ``stop`` a ``clamp.When``) is placed where the run's own events put it:
+    ``events`` maps a trigger row's name (:func:`clamp.names.trigger`) to the evaluation that
+    detected it; the window opens ``delay`` sequences later and closes ``duration`` after opening,
+    at its stop event plus that event's delay, or at its fixed stop (the same arithmetic as
+    :func:`clamp.interventions.triggers.is_open`).  A window whose start never fired is absent;
+    with ``events`` None triggered windows are unknown and left out.  An intervention on for the
+    whole run (one window from 0 with no stop) is part of the arm's configuration, not a window
+    to step outside of, so it is left out too.
 
     Example:
-        >>> arm_windows({"interventions": [{"windows": [{"start": 0, "stop": 5000}]}, {"windows": [{"start": 9, "stop": None}]},
-        ...                                {"windows": [{"start": 0, "stop": None}]}]})
-        [(0.0, 5000.0), (9.0, inf)]
+        >>> ivs = [{"name": "a", "windows": [{"start": 0, "stop": 5000}]}, {"name": "b", "windows": [{"start": 9, "stop": None}]},
+        ...        {"name": "ko", "windows": [{"start": 0, "stop": None}]},
+        ...        {"name": "t", "windows": [{"start": {"when": "train/loss", "op": "<", "threshold": 0.6, "delay": 100,
+        ...                                              "duration": 2000}, "stop": None}]}]
+        >>> run_windows(ivs), run_windows(ivs, {"trigger/t/start": 900})
+        ([(0.0, 5000.0), (9.0, inf)], [(0.0, 5000.0), (9.0, inf), (1000.0, 3000.0)])
     """
     out: list[Span] = []
-    for iv in arm.get("interventions") or []:
-        for w in (iv.get("windows") or []) if isinstance(iv, dict) else []:
-            if isinstance(w.get("start"), dict) or isinstance(w.get("stop"), dict):
-                continue  # a triggered window opens per run (clamp.When): not known from study.json
-            start, stop = float(w.get("start") or 0), w.get("stop")
-            if start <= 0 and stop is None:
+    for iv in interventions:
+        if not isinstance(iv, dict):
+            continue
+        windows = iv.get("windows") or []
+        triggered = [k for k, w in enumerate(windows) if isinstance(w.get("start"), dict) or isinstance(w.get("stop"), dict)]
+        for k, w in enumerate(windows):
+            start, stop = w.get("start"), w.get("stop")
+            if k not in triggered:
+                if (start or 0) <= 0 and stop is None:
+                    continue
+                out.append((float(start or 0), math.inf if stop is None else float(stop)))
                 continue
-            out.append((start, math.inf if stop is None else float(stop)))
+            if events is None:
+                continue
+            prefix = trigger_prefix(str(iv.get("name")), None if len(triggered) == 1 else k)
+            if isinstance(start, dict):
+                detected = events.get(f"{prefix}/start")
+                if detected is None:
+                    continue  # its event never happened in this run: the window never opened
+                opens = float(detected) + float(start.get("delay") or 0)
+            else:
+                opens = float(start or 0)
+            if isinstance(start, dict) and start.get("duration") is not None:
+                closes = opens + float(start["duration"])
+            elif isinstance(stop, dict):
+                detected = events.get(f"{prefix}/stop")
+                closes = math.inf if detected is None else float(detected) + float(stop.get("delay") or 0)
+            else:
+                closes = math.inf if stop is None else float(stop)
+            out.append((opens, closes))
     return out
 
 
+def arm_windows(arm: dict) -> list[Span]:
+    """The fixed windows of an arm record from ``study.json`` (:func:`run_windows` without events)."""
+    return run_windows(arm.get("interventions") or [])
+
+
 def crossing_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iterable[Span] = ()) -> Crossing:
-    """The phase-change time of one curve under ``rule`` (the one first-crossing function of clamp).
+    """The phase-change time of one curve under ``rule``: the one crossing function of clamp.
+
+    The first evaluation past the threshold that stays past it for the rule's span W (and was
+    followed for at least W); otherwise censored at the last evaluation minus W (see the module
+    docstring).  With ``persist="end"`` the crossing must last to the last evaluation.
 
     Args:
         x: sequences seen at each evaluation, shape ``[N]``.
         y: the rule's metric at each evaluation, shape ``[N]``.
         rule: threshold, direction, persistence and whether to skip intervention windows.
-        windows: the arm's intervention windows; used only when ``rule.outside_windows``.
+        windows: the run's intervention windows (:func:`run_windows`); used only when ``rule.outside_windows``.
 
     Returns:
         A :class:`Crossing` (time NaN and event False when no evaluation is left).
@@ -284,6 +365,8 @@ def crossing_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Itera
         30.0
         >>> crossing_time([0, 10, 20, 30], [0.1, 0.1, 0.7, 0.2], PhaseRule(outside_windows=True), windows=[(0, 20)]).time
         30.0
+        >>> crossing_time([0, 10, 20, 30], [0.7, 0.7, 0.7, 0.2], PhaseRule(persist=20))  # not yet confirmed
+        Crossing(time=10.0, event=False, first=30.0, relapsed=False, note='crossed at 30, not confirmed: the run ended before 30 + 20')
     """
     if rule.outside_windows:
         xa, ya = outside(x, y, windows)
@@ -296,20 +379,41 @@ def crossing_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Itera
     past = np.asarray(rule.crossed(ya), bool).reshape(-1)
     hits = np.flatnonzero(past)
     last = float(xa[-1])
+    if rule.persist == "end":
+        return _crossing_to_the_end(xa, past, hits, last, rule)
+    W = float(rule.span)
+    censor_at = max(last - W, float(xa[0]))
+    if hits.size == 0:
+        return Crossing(censor_at, False, math.nan, False, "never crossed")
+    first = float(xa[hits[0]])
+    for i in hits:
+        t = float(xa[i])
+        end = int(np.searchsorted(xa, t + W, side="left"))  # the first evaluation at or after t + W
+        if end >= xa.size:
+            why = f"crossed at {t:.6g}, not confirmed: the run ended before {t:.6g} + {W:.6g}"
+            return Crossing(censor_at, False, first, False, why if t == first else
+                            f"first crossing at {first:.6g} did not last {W:.6g} sequences; {why}")
+        if past[i:end + 1].all():
+            relapsed = not bool(past[-1])
+            notes = [] if t == first else [f"first crossing at {first:.6g} did not last {W:.6g} sequences"]
+            if relapsed:
+                notes.append(f"relapsed after its phase change (not past the threshold at the last evaluation, {last:.6g})")
+            return Crossing(t, True, first, relapsed, "; ".join(notes))
+    return Crossing(censor_at, False, first, True, f"crossed at {first:.6g} but never stayed past the threshold for "
+                                                  f"{W:.6g} sequences")
+
+
+def _crossing_to_the_end(xa: NDArray[np.float64], past: NDArray[np.bool_], hits: NDArray[np.intp], last: float,
+                         rule: PhaseRule) -> Crossing:
+    """``persist="end"``: the first crossing after which the metric stays past the threshold to the last evaluation."""
     if hits.size == 0:
         return Crossing(last, False, math.nan, False, "never crossed")
     first = float(xa[hits[0]])
     if not past[-1]:
         return Crossing(last, False, first, True, f"relapsed: crossed at {first:.6g}, not past the threshold at the "
                                                  f"last evaluation ({last:.6g})")
-    # The last evaluation is past the threshold, so the final stretch of crossings always qualifies.
     fails = np.flatnonzero(~past)
-    t = last
-    for i in hits:
-        later_fail = fails[fails > i]
-        if later_fail.size == 0 or (rule.persist != "end" and xa[later_fail[0]] > xa[i] + rule.persist):
-            t = float(xa[i])
-            break
+    t = float(xa[fails[-1] + 1]) if fails.size else float(xa[0])
     note = "" if t == first else f"first crossing at {first:.6g} did not last ({rule.describe()})"
     return Crossing(t, True, first, False, note)
 
@@ -359,15 +463,16 @@ def reference_time(x: ArrayLike, y: ArrayLike, ref: PhaseRule) -> float:
 class StopAfterPhase:
     """End each run ``margin + relative * t`` sequences after its phase change at ``t``.
 
-    The phase change is the first crossing (:func:`crossing_time`'s ``first``) of the study's
-    primary phase rule (``Study.phase[0]``, by default training loss below 0.4 ln 2); the run
-    stops at the first evaluation at or past that point plus the margin (so the margin is at
-    least one evaluation when it is positive).  See :func:`stop_point`.
+    The phase change is the study's primary phase rule's decidable time (:func:`crossing_time`:
+    persistence, windows and triggered windows included); the run stops at the first evaluation
+    at or past ``t + margin + relative * t``.  The margin must be at least the rule's persistence
+    span W, so the phase time is always decided before the stop, and a stopped run has exactly
+    the phase time it would have had trained to its budget.  See :func:`stop_point`.
 
     Args:
-        margin: sequences to keep training after the crossing (>= 0).  Leave enough for the
-            robustness estimators (sigmoid, steepest descent) to see the end of the drop.
-        relative: plus this fraction of the crossing time (>= 0); late crossings have wider drops.
+        margin: sequences to keep training after the phase change (>= the rule's span W).  Leave
+            enough for the robustness estimators (sigmoid, steepest descent) to see the end of the drop.
+        relative: plus this fraction of the phase time (>= 0); late phase changes have wider drops.
 
     Example:
         >>> StopAfterPhase(margin=20_000, relative=0.5).stop_at(40_000)
@@ -385,23 +490,29 @@ class StopAfterPhase:
             raise ConfigError(f"StopAfterPhase.relative={self.relative} must be a finite fraction >= 0 of the crossing time.")
 
     def stop_at(self, crossed: float) -> int:
-        """Sequences seen from which a run that crossed at ``crossed`` stops (at its next evaluation)."""
+        """Sequences seen from which a run whose phase change was at ``crossed`` stops (at its next evaluation)."""
         return int(crossed + self.margin + math.ceil(self.relative * crossed))
 
     def to_dict(self) -> dict:
         return {"margin": int(self.margin), "relative": float(self.relative)}
 
 
+#: The stop decision's version, hashed into run keys: version 2 stops a margin after the rule's
+#: decidable phase time (persistence, windows, triggered windows); runs stopped by version 1 (a margin
+#: after the first crossing, whatever the rule) are not reused.
+STOP_DECISION = 2
+
+
 def stop_setting(stop: StopAfterPhase, rule: PhaseRule) -> dict:
-    """The one plain-data form of "stop after the phase change": ``{"margin", "relative", "rule"}``.
+    """The one plain-data form of "stop after the phase change": ``{"margin", "relative", "rule", "decision"}``.
 
     Run keys hash it, workers receive it (:func:`stop_from_setting` reads it back).
 
     Example:
-        >>> stop_setting(StopAfterPhase(margin=10), PhaseRule())["rule"]["metric"]
-        'train/loss'
+        >>> stop_setting(StopAfterPhase(margin=10), PhaseRule(persist=0))
+        {'margin': 10, 'relative': 0.0, 'rule': {'metric': 'train/loss', 'threshold': 0.2772588722239781, 'direction': 'below', 'persist': 0}, 'decision': 2}
     """
-    return {**stop.to_dict(), "rule": rule.to_dict()}
+    return {**stop.to_dict(), "rule": rule.to_dict(), "decision": STOP_DECISION}
 
 
 def stop_from_setting(setting: dict) -> tuple[StopAfterPhase, PhaseRule]:
@@ -410,61 +521,62 @@ def stop_from_setting(setting: dict) -> tuple[StopAfterPhase, PhaseRule]:
             PhaseRule.from_dict(setting["rule"]))
 
 
-def check_stoppable(rule: PhaseRule) -> None:
-    """Refuse a primary rule whose crossing the stop decision cannot honour yet.
+def check_stoppable(rule: PhaseRule, stop: StopAfterPhase) -> None:
+    """Refuse a stop setting whose runs could get another phase time than if trained to their budgets.
 
-    :func:`stop_point` stops a run a margin after the rule's *first* crossing; with
-    ``persist``, ``outside_windows`` or ``relative_to`` the rule's phase time is not that
-    first crossing, so a stopped run could be timed differently from the same run trained
-    to the end.  Refused before training rather than computed wrongly.
+    ``persist="end"`` is not decided before a run ends, and a margin shorter than the rule's
+    persistence span W would stop some runs before their phase time is decided.
 
     Example:
-        >>> check_stoppable(PhaseRule())
-        >>> check_stoppable(PhaseRule(persist=1000))
+        >>> check_stoppable(PhaseRule(persist=1000), StopAfterPhase(margin=1000))
+        >>> check_stoppable(PhaseRule(persist=1000), StopAfterPhase(margin=500))
         Traceback (most recent call last):
         ...
-        clamp.errors.ConfigError: Study.stop_after_phase watches the primary phase rule 'train/loss < 0.277, lasting 1000 sequences', which sets persist=1000; stopping after the phase change honours only a plain threshold crossing so far. Fix: drop persist from the primary rule (keep it in a second rule: Study(phase=[PhaseRule(), PhaseRule(persist=...)])), or remove stop_after_phase.
+        clamp.errors.ConfigError: StopAfterPhase(margin=500) is shorter than the primary phase rule's persistence span (1000 sequences): a run would stop before its phase time is decided. Fix: give margin >= 1000, or a shorter persist on the rule.
     """
-    used = [f"{k}={v!r}" for k, v in (("persist", rule.persist), ("outside_windows", rule.outside_windows),
-                                      ("relative_to", rule.relative_to)) if v]
-    if used:
-        names = ", ".join(u.split("=")[0] for u in used)
-        raise ConfigError(f"Study.stop_after_phase watches the primary phase rule {rule.describe()!r}, which sets "
-                          f"{', '.join(used)}; stopping after the phase change honours only a plain threshold "
-                          f"crossing so far. Fix: drop {names} from the primary rule (keep it in a second rule: "
-                          f"Study(phase=[PhaseRule(), PhaseRule({names.split(', ')[0]}=...)])), or remove stop_after_phase.")
+    if rule.persist == "end":
+        raise ConfigError(f"Study.stop_after_phase watches the primary phase rule {rule.describe()!r}, which must "
+                          "last to the end of the run, so no run can stop before its end. Fix: give the rule a "
+                          "span (persist=N sequences, or leave it at its default), or remove stop_after_phase.")
+    if stop.margin < rule.span:
+        raise ConfigError(f"StopAfterPhase(margin={stop.margin}) is shorter than the primary phase rule's persistence "
+                          f"span ({rule.span} sequences): a run would stop before its phase time is decided. Fix: give "
+                          f"margin >= {rule.span}, or a shorter persist on the rule.")
 
 
-def stop_point(x: ArrayLike, y: ArrayLike, rule: PhaseRule, stop: StopAfterPhase) -> tuple[int | None, int | None]:
-    """Where a curve first crosses ``rule`` and where a run following it stops: the worker's stop decision.
+def stop_point(x: ArrayLike, y: ArrayLike, rule: PhaseRule, stop: StopAfterPhase, *,
+               windows: Iterable[Span] = ()) -> tuple[int | None, int | None]:
+    """Where a run's phase change is and where the run stops: the worker's stop decision.
 
-    The crossing is :func:`crossing_time`'s ``first`` (the statistics' own function);
-    the stop is the first evaluation at or after ``stop.stop_at(first)``.  The worker calls
-    this on each run's curve so far at every evaluation, and on the stored curve when it
-    resumes a run.
+    The phase time is :func:`crossing_time`'s (the statistics' own function, with the run's
+    windows for ``outside_windows``); the stop is the first evaluation at or after
+    ``stop.stop_at(time)``.  The worker calls this on each run's curve so far at every
+    evaluation, and on the stored curve when it resumes a run.
 
     Args:
         x: evaluation points (sequences seen).
         y: the primary rule's metric at those points.
-        rule: the primary phase rule (refused by :func:`check_stoppable` if it needs more than a crossing).
+        rule: the primary phase rule (its span resolved; see :func:`check_stoppable`).
         stop: the stopping setting.
+        windows: the run's intervention windows so far (:func:`run_windows`).
 
     Returns:
-        ``(crossed_at, stop_at)``: the first evaluation past the threshold and the first evaluation
-        at or after ``stop.stop_at(crossed_at)``; either is None when not reached.
+        ``(phase_time, stop_at)``: the decided phase time and the first evaluation at or after
+        ``stop.stop_at(phase_time)``; either is None when not reached.
 
     Example:
-        >>> stop_point([0, 10, 20, 30, 40], [0.7, 0.7, 0.1, 0.1, 0.1], PhaseRule(), StopAfterPhase(margin=15))
+        >>> stop_point([0, 10, 20, 30, 40], [0.7, 0.7, 0.1, 0.1, 0.1], PhaseRule(persist=10), StopAfterPhase(margin=15))
         (20, 40)
     """
-    xa, _ = clean_curve(x, y)
-    first = crossing_time(x, y, rule).first
-    if not math.isfinite(first):
+    c = crossing_time(x, y, rule, windows=windows)
+    if not c.event:
         return None, None
-    later = xa[xa >= stop.stop_at(first)]
-    return int(first), (int(later[0]) if later.size else None)
+    xa, _ = clean_curve(x, y)
+    later = xa[xa >= stop.stop_at(c.time)]
+    return int(c.time), (int(later[0]) if later.size else None)
 
 
-__all__ = ["LN2", "THRESHOLD", "Crossing", "Direction", "PhaseRule", "Span", "StopAfterPhase", "arm_windows",
-           "check_stoppable", "clean_curve", "crossing_time", "outside", "reference_rule", "reference_time",
-           "stop_from_setting", "stop_point", "stop_setting"]
+__all__ = ["DEFAULT_SPAN_EVALS", "LN2", "STOP_DECISION", "THRESHOLD", "Crossing", "Direction", "PhaseRule", "Span",
+           "StopAfterPhase", "arm_windows", "check_stoppable", "clean_curve", "crossing_time", "has_triggered_windows",
+           "outside", "reference_rule", "reference_time", "run_windows", "stop_from_setting", "stop_point",
+           "stop_setting"]

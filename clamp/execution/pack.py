@@ -51,7 +51,7 @@ from clamp.execution.faults import injector
 from clamp.importpath import import_study_modules, registered_study_modules, resolve
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
-from clamp.phase import stop_from_setting, stop_point
+from clamp.phase import Span, run_windows, stop_from_setting, stop_point
 from clamp.training.trainer import RunSeeds, Trainer
 from clamp.training.config import TrainConfig
 from clamp.interventions.triggers import record_triggers, restore_triggers
@@ -132,7 +132,7 @@ class _Run:
         self.spec, self.index = spec, index
         self.folder = Path(spec.folder)
         self.diverged_at: int | None = None
-        self.crossed_at: int | None = None  # first evaluation past the primary phase rule (with stop_after)
+        self.crossed_at: int | None = None  # its decided phase time under the primary rule (with stop_after)
         self.curve: tuple[list[int], list[float]] = ([], [])  # the primary rule's metric so far (with stop_after)
         self.stopped_at: int | None = None
         self.metrics = self.folder / "metrics.csv"
@@ -289,7 +289,7 @@ class PackRun:
                     p.unlink()
             elif self.stop is not None:
                 run.curve = read_curve(run.metrics, self.phase_rule.metric, up_to=job.resume_from)
-                run.crossed_at, _ = stop_point(*run.curve, self.phase_rule, self.stop_rule)
+                run.crossed_at, _ = stop_point(*run.curve, self.phase_rule, self.stop_rule, windows=self.windows(run))
             run.write_json(timings=_timings(run, self.t0, job))
 
     # ----------------------------------------------------------------- during training
@@ -347,12 +347,21 @@ class PackRun:
             for run in self.live():
                 run.curve[0].append(seen)
                 run.curve[1].append(float(values[run.index]))
-                # The statistics' own crossing (clamp.phase.crossing_time) decides where a run stops.
-                run.crossed_at, stop_at = stop_point(*run.curve, self.phase_rule, self.stop_rule)
+                # The statistics' own phase time (clamp.phase.crossing_time) decides where a run stops.
+                run.crossed_at, stop_at = stop_point(*run.curve, self.phase_rule, self.stop_rule,
+                                                     windows=self.windows(run))
                 if stop_at is not None and seen < self.train_cfg.n_sequences:
                     stopping.append(run)
             if stopping:
                 raise _Regroup(stopping)
+
+    def windows(self, run: _Run) -> list[Span]:
+        """The run's intervention windows so far (fixed ones, and triggered ones where its events put them)."""
+        if not self.phase_rule.outside_windows:
+            return []
+        events = {name: e["detected_at"] for name, e in (run.record.get("triggers") or {}).items()
+                  if e.get("detected_at") is not None}
+        return run_windows(self.job.interventions, events)
 
     def save(self, run: _Run, state: dict, seen: int) -> None:
         state.update(seen=seen, hash=run.spec.hash, seed=run.spec.seed)

@@ -199,8 +199,9 @@ class Study:
         heatmap_at: sequences seen at which to draw them (nearest checkpoint); default 4 spread over training.
         device: ``"cpu"`` or ``"cuda"``.
         description: a paragraph for the report.
-        stop_after_phase: stop each run a margin after it crosses the primary phase rule
-            (:class:`~clamp.phase.StopAfterPhase`); None (the default) trains every run to its budget.
+        stop_after_phase: stop each run a margin after its phase change under the primary phase rule
+            (:class:`~clamp.phase.StopAfterPhase`; the margin must be at least the rule's persistence
+            span); None (the default) trains every run to its budget.
 
     Example:
         >>> from clamp.tasks import FewShotConfig
@@ -293,8 +294,21 @@ class Study:
         if any(x < 0 for x in self.heatmap_at):
             raise ConfigError("Study.heatmap_at must hold non-negative sequence counts.")
         check_schedule(self)
+        rules = self.phase_rules
         if self.stop_after_phase is not None:
-            check_stoppable(self.phase[0])
+            check_stoppable(rules[0], self.stop_after_phase)
+        own = sorted({self.budget(a) for a in self.arms})
+        if len(own) > 1 and any(r.persist == "end" for r in rules):
+            raise ConfigError(f"Study {self.name!r}: a phase rule with persist='end' must last to each run's end, "
+                              f"and the arms' budgets differ ({', '.join(f'{b:,}' for b in own)}), so a longer arm "
+                              "would be held to a stricter rule. Fix: give the rule a span (persist=N sequences), "
+                              "or one budget for every arm.")
+
+    @property
+    def phase_rules(self) -> tuple[PhaseRule, ...]:
+        """The phase rules with their default persistence span made explicit (three ``eval_every`` intervals;
+        :meth:`clamp.phase.PhaseRule.resolved`): what the worker stops on and ``study.json`` records."""
+        return tuple(r.resolved(eval_every=self.eval_every) for r in self.phase)
 
     def metric_paths(self) -> list[str]:
         """Import paths (``"module:name"``) of the user metric functions."""

@@ -120,7 +120,7 @@ def stop_after(study: Study) -> dict | None:
     (:func:`clamp.phase.stop_setting`; None when off): what run keys hash and what workers receive."""
     if getattr(study, "stop_after_phase", None) is None:
         return None
-    return stop_setting(study.stop_after_phase, study.phase[0])
+    return stop_setting(study.stop_after_phase, study.phase_rules[0])
 
 
 def arm_record(study: Study, arm: Arm) -> dict:

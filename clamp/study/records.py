@@ -33,7 +33,7 @@ def study_record(study: Study) -> dict:
         rec["run_hashes"] = {str(s): run_key(study, arm, s) for s in study.seeds}
         rec["key_version"] = KEY_VERSION
         arms.append(rec)
-    phase = [r.to_dict() for r in study.phase]
+    phase = [r.to_dict() for r in study.phase_rules]
     return {
         "name": study.name,
         "description": study.description,

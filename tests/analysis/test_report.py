@@ -20,8 +20,8 @@ def test_crossing_on_known_curves():
     d = pd.DataFrame({"sequences_seen": [0, 10, 20, 30], "metric": "train/loss", "value": [0.7, 0.5, 0.2, 0.1]})
     x, y = d["sequences_seen"], d["value"]  # the report uses the statistics' one crossing function
     assert crossing_time(x, y, PhaseRule(threshold=0.277)).time == 20
-    above = crossing_time(x, y, PhaseRule(threshold=0.6, direction="above"))
-    assert above.first == 0 and above.relapsed and not above.event  # crossed at 0, not above 0.6 at the end
+    above = crossing_time(x, y, PhaseRule(threshold=0.6, direction="above", persist=10))
+    assert above.first == 0 and above.relapsed and not above.event  # above 0.6 at 0 only: never for the span
     assert not crossing_time(x, y, PhaseRule(threshold=0.05)).event
 
 

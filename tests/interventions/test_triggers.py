@@ -165,7 +165,7 @@ def test_pack_regrouped_after_a_run_stops_keeps_the_others_trigger_state(tmp_pat
     from clamp.phase import StopAfterPhase
 
     iv = _ko(start=When("clock", ">", 0.1, delay=32))  # seed 1 detects at 64, seed 0 at 128 (opens at 160)
-    phase = [PhaseRule(metric="clock", threshold=0.2, direction="above")]  # seed 1 crosses at 128, seed 0 at 224
+    phase = [PhaseRule(metric="clock", threshold=0.2, direction="above", persist=0)]  # seed 1 at 128, seed 0 at 224
     ref = _study(iv, phase=phase)
     cut = _study(iv, phase=phase, stop_after_phase=StopAfterPhase(margin=0))  # seed 1 stops at 128: regroup
     assert run_study(ref, out=tmp_path / "ref", jobs=1, quiet=True, analyse=False) == 0

@@ -171,7 +171,9 @@ def test_study_record_schema():
     s = tiny(comparisons=[["clamped", "control"]])
     rec = study_record(s)
     assert rec["control"] == "control" and rec["comparisons"] == [["clamped", "control"]]
-    assert rec["phase"] == {"metric": "train/loss", "threshold": pytest.approx(0.2772588722), "direction": "below"}
+    # the default persistence span is written out: three evaluation intervals (eval_every 64 here)
+    assert rec["phase"] == {"metric": "train/loss", "threshold": pytest.approx(0.2772588722), "direction": "below",
+                            "persist": 3 * s.eval_every}
     arm = rec["arms"][0]
     assert set(arm) >= {"name", "factors", "model", "task", "train", "interventions", "hash"}
     assert arm["model"]["d_in"] == 8 and arm["train"]["n_sequences"] == 256

@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,7 +17,7 @@ from clamp.execution.runner import run_study
 from clamp.study.design import Arm, Study
 from clamp.phase import PhaseRule
 from clamp.study.keys import run_key
-from clamp.phase import StopAfterPhase, stop_point
+from clamp.phase import StopAfterPhase, crossing_time, stop_point
 from clamp.tasks import FewShotConfig
 
 MODEL = ModelConfig(n_layers=2, n_heads=2, d_model=8)
@@ -37,15 +38,44 @@ def metrics(out: Path, seed: int) -> pd.DataFrame:
 
 def test_stop_point_on_hand_built_curves():
     stop = StopAfterPhase(margin=15)
-    below = PhaseRule(threshold=0.27)
+    below = PhaseRule(threshold=0.27, persist=10)
     assert stop_point([0, 10, 20, 30, 40], [0.7, 0.7, 0.1, 0.1, 0.1], below, stop) == (20, 40)
     # NaN never crosses; a score crosses "above"; never crossing gives (None, None)
     assert stop_point([0, 10, 20], [math.nan, 0.9, 0.9], PhaseRule(metric="m", threshold=0.5, direction="above"),
                       StopAfterPhase()) == (10, 10)
     assert stop_point([0, 10], [0.7, 0.7], below, stop) == (None, None)
-    # crossed but the margin runs past the last evaluation
+    # decided, but the margin runs past the last evaluation
     assert stop_point([0, 10, 20], [0.7, 0.1, 0.1], below, stop) == (10, None)
+    # a crossing not yet confirmed over the span does not stop anything
+    assert stop_point([0, 10, 20], [0.7, 0.7, 0.1], below, StopAfterPhase(margin=10)) == (None, None)
     assert StopAfterPhase(margin=100, relative=0.5).stop_at(1000) == 1600
+
+
+def _noisy(seed: int, drop: int) -> tuple[list[int], list[float]]:
+    """A curve on the ln 2 plateau with noisy dips below the threshold, a real drop at ``drop``, a late relapse."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(0, 300_001, 1000)
+    y = np.where(x < drop, 0.69, 0.05) + rng.normal(0, 0.01, x.size)
+    y[rng.choice(np.flatnonzero(x < drop - 5000), 3, replace=False)] = 0.25  # blips below 0.277
+    y[x >= drop + 150_000] = 0.6  # relapses long after the phase change
+    return x.tolist(), y.tolist()
+
+
+@pytest.mark.parametrize("rule", [PhaseRule(persist=3000), PhaseRule(persist=10_000),
+                                  PhaseRule(persist=3000, outside_windows=True)])
+def test_a_stopped_run_has_the_phase_time_it_would_have_had_trained_on(rule):
+    """Blips below the threshold, a stop margin, a relapse after the stop: the stopped curve and the whole curve
+    give the same phase time (the old stop decision stopped a margin after the first blip)."""
+    stop = StopAfterPhase(margin=max(rule.span, 20_000), relative=0.25)
+    windows = [(40_000.0, 60_000.0)] if rule.outside_windows else []
+    for seed in range(20):
+        x, y = _noisy(seed, drop=80_000 + 2000 * seed)
+        whole = crossing_time(x, y, rule, windows=windows)
+        t, stop_at = stop_point(x, y, rule, stop, windows=windows)
+        assert whole.event and t == whole.time and t >= 80_000
+        cut = [i for i, v in enumerate(x) if v <= stop_at]
+        stopped = crossing_time([x[i] for i in cut], [y[i] for i in cut], rule, windows=windows)
+        assert stopped.event and stopped.time == whole.time
 
 
 def test_the_stop_decision_is_the_statistics_crossing(monkeypatch):
@@ -64,14 +94,23 @@ def test_the_stop_decision_is_the_statistics_crossing(monkeypatch):
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("rule, field", [(PhaseRule(persist=1_000), "persist"), (PhaseRule(persist="end"), "persist"),
-                                         (PhaseRule(outside_windows=True), "outside_windows"),
-                                         (PhaseRule(relative_to="prev_token/L0H0>0.5"), "relative_to")])
-def test_stopping_refuses_a_primary_rule_it_cannot_honour(rule, field):
-    with pytest.raises(ConfigError, match=f"stop_after_phase.*{field}"):
-        study(phase=(rule,), stop_after_phase=StopAfterPhase(margin=64))
-    # the same rule as a secondary rule is fine: the stop watches the primary one only
-    study(phase=(RULE, rule), stop_after_phase=StopAfterPhase(margin=64))
+def test_stopping_honours_persistence_windows_and_reference_events():
+    for rule in (PhaseRule(persist=1_000), PhaseRule(outside_windows=True),
+                 PhaseRule(relative_to="prev_token/L0H0>0.5")):
+        study(phase=(rule,), stop_after_phase=StopAfterPhase(margin=1_000))
+
+
+def test_stopping_refuses_what_it_cannot_honour():
+    with pytest.raises(ConfigError, match="stop_after_phase.*end of the run"):
+        study(phase=(PhaseRule(persist="end"),), stop_after_phase=StopAfterPhase(margin=64))
+    # the default span is three evaluations (96 sequences here): a shorter margin would stop undecided runs
+    with pytest.raises(ConfigError, match=r"margin=64\) is shorter than .* \(96 sequences\)"):
+        study(stop_after_phase=StopAfterPhase(margin=64))
+    study(phase=(RULE, PhaseRule(persist="end")), stop_after_phase=StopAfterPhase(margin=96))  # a secondary rule
+    with pytest.raises(ConfigError, match="persist='end'.*budgets differ"):
+        study(phase=(PhaseRule(persist="end"),), arms=[Arm(name="control", model=MODEL, task=TASK, batch_size=16),
+                                                       Arm(name="long", model=MODEL, task=TASK, batch_size=16,
+                                                           n_sequences=1280)])
 
 
 def test_stop_after_phase_validation():
@@ -84,16 +123,20 @@ def test_stop_after_phase_validation():
 def test_run_keys_change_only_when_stopping_is_set():
     s = study()
     assert run_key(s, s.arms[0], 0) == run_key(replace(s, stop_after_phase=None), s.arms[0], 0)
-    stopped = replace(s, stop_after_phase=StopAfterPhase(margin=64))
+    stopped = replace(s, stop_after_phase=StopAfterPhase(margin=96))
     assert run_key(stopped, s.arms[0], 0) != run_key(s, s.arms[0], 0)
-    assert run_key(stopped, s.arms[0], 0) != run_key(replace(stopped, stop_after_phase=StopAfterPhase(margin=32)), s.arms[0], 0)
+    assert run_key(stopped, s.arms[0], 0) != run_key(replace(stopped, stop_after_phase=StopAfterPhase(margin=128)), s.arms[0], 0)
+    # the stop decision's version is part of the key: runs stopped by the old decision are not reused
+    from clamp.study.keys import stop_after
+
+    assert stop_after(stopped)["decision"] == 2
 
 
 @pytest.mark.slow
 def test_stopped_runs_match_runs_trained_to_the_end(tmp_path):
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     assert run_study(study(), out=full, jobs=1, quiet=True, analyse=True) == 0
-    s = study(stop_after_phase=StopAfterPhase(margin=64))
+    s = study(stop_after_phase=StopAfterPhase(margin=96))
     assert run_study(s, out=stopped, jobs=1, quiet=True, analyse=True) == 0
 
     stops = {}
@@ -101,7 +144,7 @@ def test_stopped_runs_match_runs_trained_to_the_end(tmp_path):
         a, b = metrics(full, seed), metrics(stopped, seed)
         loss = a[a.metric == "train/loss"]
         crossed_at, stop_at = stop_point(loss.sequences_seen.tolist(), loss.value.astype(float).tolist(),
-                                         RULE, s.stop_after_phase)
+                                         s.phase_rules[0], s.stop_after_phase)
         assert stop_at is not None and stop_at < 640, "the test needs every run to stop early"
         stops[seed] = stop_at
         rec = json.loads((stopped / f"tiny/runs/control/seed{seed}/run.json").read_text())
@@ -128,7 +171,7 @@ def test_stopped_runs_match_runs_trained_to_the_end(tmp_path):
 @pytest.mark.slow
 def test_stopping_run_resumes_after_an_interruption(tmp_path, monkeypatch):
     """Killed after the first checkpoint: the resumed pack still stops every run where it would have."""
-    s = study(stop_after_phase=StopAfterPhase(margin=64))
+    s = study(stop_after_phase=StopAfterPhase(margin=96))
     assert run_study(s, out=tmp_path / "once", jobs=1, quiet=True, analyse=False) == 0
     import clamp.execution.pack as pack
 

@@ -61,22 +61,90 @@ def task_rule_warnings(spec: StudySpec) -> list[str]:
 
 
 def relapse_lines(phase_times: pd.DataFrame, rule_index: int) -> list[str]:
-    """One warning listing the runs that crossed and then relapsed under rule ``rule_index``.
+    """Warnings listing the runs that went back past the threshold under rule ``rule_index``.
+
+    A run that relapsed after its (decided) phase change keeps it; one that crossed but never stayed
+    past the threshold for the rule's span is censored.
 
     Example:
         >>> df = pd.DataFrame({"rule_index": 0, "rule": "train/loss < 0.277", "estimator": "threshold", "arm": "m",
-        ...                    "seed": [0], "relapsed": True, "first_crossing": 4512.0, "time": 20000.0})
+        ...                    "seed": [0], "relapsed": True, "event": True, "first_crossing": 4512.0, "time": 4512.0,
+        ...                    "last_eval": 20000.0})
         >>> relapse_lines(df, 0)[0]
-        'Relapsed under train/loss < 0.277 (crossed, then not past the threshold at the last evaluation; censored there, not counted as a phase change): m/seed0 (crossed at 4,512, censored at 20,000).'
+        "Relapsed after their phase change under train/loss < 0.277 (the phase change stands; the metric was back past the threshold at the last evaluation: transient learning, or a window's own effect): m/seed0 (phase change at 4,512, last evaluation 20,000)."
     """
     sel = phase_times[(phase_times["rule_index"] == rule_index) & (phase_times["estimator"] == "threshold")
                       & phase_times["relapsed"]]
     if sel.empty:
         return []
-    runs = ", ".join(f"{r.arm}/seed{r.seed} (crossed at {r.first_crossing:,.0f}, censored at {r.time:,.0f})"
-                     for r in sel.itertuples())
-    return [f"Relapsed under {sel['rule'].iloc[0]} (crossed, then not past the threshold at the last evaluation; "
-            f"censored there, not counted as a phase change): {runs}."]
+    out = []
+    after = sel[sel["event"].astype(bool)]
+    if len(after):
+        runs = ", ".join(f"{r.arm}/seed{r.seed} (phase change at {r.time:,.0f}, last evaluation {r.last_eval:,.0f})"
+                         for r in after.itertuples())
+        out.append(f"Relapsed after their phase change under {sel['rule'].iloc[0]} (the phase change stands; the "
+                   "metric was back past the threshold at the last evaluation: transient learning, or a window's own "
+                   f"effect): {runs}.")
+    never = sel[~sel["event"].astype(bool)]
+    if len(never):
+        runs = ", ".join(f"{r.arm}/seed{r.seed} (first crossed at {r.first_crossing:,.0f}, censored at {r.time:,.0f})"
+                         for r in never.itertuples())
+        out.append(f"Crossed but never stayed past the threshold for the rule's span under {sel['rule'].iloc[0]} "
+                   f"(censored, not counted as a phase change): {runs}.")
+    return out
+
+
+def window_lines(phase_times: pd.DataFrame, rules: tuple[PhaseRule, ...]) -> list[str]:
+    """Runs whose phase time falls inside one of their intervention windows under a rule that does not step outside."""
+    out = []
+    for k, rule in enumerate(rules):
+        sel = phase_times[(phase_times["rule_index"] == k) & (phase_times["estimator"] == "threshold")
+                          & phase_times["in_window"]]
+        if sel.empty:
+            continue
+        runs = ", ".join(f"{r.arm}/seed{r.seed} ({r.time:,.0f})" for r in sel.itertuples())
+        out.append(f"Phase times inside an intervention window of their run under {rule.describe()}: {runs}. There "
+                   "the intervention's own effect on the metric may be what was timed; to time the phase change from "
+                   "evaluations outside the windows, use PhaseRule(outside_windows=True) (or `clamp stats --phase ... "
+                   "--outside-windows`).")
+    return out
+
+
+def horizon_lines(stats_df: pd.DataFrame) -> list[str]:
+    """Primary comparisons whose test horizon (from the design) comes before an arm's median phase time."""
+    out = []
+    primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
+    for r in primary.itertuples():
+        h = float(r.horizon)
+        late = [name for name, m in ((r.arm, r.median_arm), (r.reference, r.median_reference))
+                if math.isfinite(h) and (not math.isfinite(m) or m > h)]
+        if late and math.isfinite(r.p):
+            out.append(f"{r.arm} vs {r.reference}: the test's horizon ({h:,.0f} sequences: the budget both arms were "
+                       f"planned to reach, minus the rule's span) comes before the median phase time of "
+                       f"{' and '.join(late)}; the test mostly compares crossed-by-the-horizon or not "
+                       f"({r.n_ranked} of {r.n_arm + r.n_reference} runs ranked by time). A longer budget for the "
+                       "shorter arm would let it rank more runs.")
+    return out
+
+
+def stopped_lines(phase_times: pd.DataFrame, spec: StudySpec) -> list[str]:
+    """Rules other than the one the stop watched, computed on runs that stopped after their phase change."""
+    if spec.stop_rule is None:
+        return []
+    out = []
+    for k, rule in enumerate(spec.rules):
+        if rule == spec.stop_rule:
+            continue
+        sel = phase_times[(phase_times["rule_index"] == k) & (phase_times["estimator"] == "threshold")
+                          & phase_times["stopped_at"].notna() & ~phase_times["event"].astype(bool)
+                          & phase_times["included"]]
+        if len(sel):
+            runs = ", ".join(f"{r.arm}/seed{r.seed} (stopped at {r.stopped_at:,.0f})" for r in sel.itertuples())
+            out.append(f"Under {rule.describe()}, runs that stopped after their phase change under "
+                       f"{spec.stop_rule.describe()} are censored where their data end (not by design): {runs}. "
+                       "Their order against later crossings is unknown and counts 0 in the test; this rule's "
+                       "comparisons are not exact. Train them to their budgets (no stop_after_phase) to time it fully.")
+    return out
 
 
 def study_warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame, alpha: float,
@@ -90,10 +158,14 @@ def study_warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.Data
         out.append(f"Excluded from all comparisons (not finished): {runs}.")
     cens = prim[prim["included"] & prim["censored"] & ~prim["relapsed"]]
     if len(cens):
-        out.append(f"{len(cens)} finished run(s) never crossed and are right-censored at their last evaluation; "
-                   "their arms' medians come from Kaplan–Meier estimates, and the exact rank test ties them at the top.")
+        out.append(f"{len(cens)} finished run(s) had no phase change and are right-censored (at their last "
+                   "evaluation minus the rule's span); their arms' medians come from Kaplan–Meier estimates, and the "
+                   "test counts them as not crossed by its horizon.")
     for k in range(len(spec.rules)):
         out += relapse_lines(phase_times, k)
+    out += window_lines(phase_times, spec.rules)
+    out += stopped_lines(phase_times, spec)
+    out += horizon_lines(stats_df)
     no_metric = prim[(prim["status"] == "finished") & prim["time"].isna()]
     if len(no_metric):
         why = sorted(set(no_metric["note"].dropna()))

@@ -19,22 +19,21 @@ For arm A against reference B (usually the control):
   arm's is): the unreached median lies beyond that arm's longest follow-up.
 - ``rmst_difference``: difference in restricted mean time up to ``rmst_tau``
   (see :func:`rmst_horizon`), bootstrap CI.
-- ``p_rank``: the primary test (``test``/``p`` repeat it): a two-sided
-  Mann–Whitney rank test (``scipy.stats.mannwhitneyu``), exact without ties and
-  an exact permutation test (``PermutationMethod``, every relabelling enumerated
-  up to 8 vs 8 runs, a seeded Monte Carlo p above that) with ties.  Censored
-  runs enter by coarsening to a common horizon h, the earliest censoring time in
-  either arm: a crossing after h counts as "not by h", and all runs not crossed
-  by h are tied at the top.
-
-  Why this test and not a permutation log-rank: both are permutation tests,
-  valid under exchangeability of the runs' labels, but the coarsened data
-  (min(T, h), crossed by h) are observed identically for every run, so the
-  rank test stays exact even when arms were followed for different lengths
-  (e.g. after an override), where permuting raw censoring times would not
-  be.  In clamp censoring is administrative (end of
-  training), so h is usually the common run length and nothing is lost.  Its
-  floor is the same as the log-rank's would be: 2 / C(n_A + n_B, n_A).
+- ``p_rank``: the primary test (``test``/``p`` repeat it): a two-sided permutation test of the
+  Gehan (generalised Wilcoxon) statistic (:func:`primary_test`), exact (every relabelling) up to
+  20,000 relabellings.  Each run's phase time is decidable a fixed span W after it
+  (:mod:`clamp.phase`); every run of the comparison is first cut at the administrative horizon
+  ``horizon`` = the planned budget both arms reach minus W (for a ``relative_to`` rule, minus each
+  run's reference time): a crossing after it counts as "not by the horizon".  The horizon comes from
+  the design, never from a run's early stop or a late trigger, so under the null every run is
+  observed the same way and the test keeps its size with per-arm budgets, relapses, stopping and
+  triggered windows (``clamp bench --stats`` measures it, design by design; ``docs/statistics.md``).
+  Gehan's statistic scores each pair of runs +1/−1 when their order is known and 0 when it is not,
+  so a run that ended before the horizon for another reason (a secondary rule on a stopped run)
+  leaves only its own unknown pairs out, instead of tying every run at its censoring time.  With no
+  run censored before the horizon it is the exact Mann–Whitney test on the cut data.
+  ``horizon`` and ``n_ranked`` (runs crossed by their horizon, ordered by time) are reported.  Its
+  floor is 2 / C(n_A + n_B, n_A).
 - ``p_logrank``: ``scipy.stats.logrank`` (asymptotic), a secondary column
   only: at 3–5 runs per arm it can fall far below what any exact test can
   reach (quickstart: 0.025 where the exact floor is 0.1).
@@ -54,6 +53,7 @@ single run, and scipy's permutation tests refuse one).
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -100,6 +100,8 @@ class Comparison:
     p: float
     p_rank: float
     rank_method: str
+    horizon: float
+    n_ranked: int
     p_logrank: float
     min_p: float
     n_pairs: int
@@ -180,20 +182,66 @@ def adjust_pvalues(p: ArrayLike, method: Correction = "holm") -> NDArray[np.floa
     return out
 
 
-def rank_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_events: ArrayLike,
-              *, seed: int = 0) -> tuple[float, str]:
-    """Two-sided Mann–Whitney test, exact; censored runs tied at the top of a common horizon.
+def coarsen(times: ArrayLike, events: ArrayLike, limits: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Each run as it is known at its limit: a crossing up to the limit stays, anything later is "not by the limit".
 
-    Args:
-        a_times, a_events: arm A's times and crossing flags, shape ``[n_a]``.
-        b_times, b_events: arm B's, shape ``[n_b]``.
-        seed: seeds the permutation resampling when the exact enumeration is too large.
-
-    Returns:
-        ``(p, method)`` where method says how the p-value was computed.
+    A run censored before its limit stays censored there (it ended early: its order against a later
+    crossing is unknown).
 
     Example:
-        >>> p, how = rank_test([1, 2, 3, 4, 5], [True] * 5, [6, 7, 8, 9, 10], [True] * 5)
+        >>> coarsen([5, 20, 8], [True, True, False], [10, 10, 10])
+        (array([ 5., 10.,  8.]), array([ True, False, False]))
+    """
+    t, e = as_sample(times, events)
+    lim = np.broadcast_to(np.asarray(limits, dtype=float), t.shape)
+    event = e & (t <= lim)
+    return np.where(event, t, np.minimum(t, lim)), event
+
+
+def gehan_scores(times: ArrayLike, events: ArrayLike) -> NDArray[np.float64]:
+    """Each run's Gehan score: how many runs certainly crossed after it, minus how many certainly before it.
+
+    Run i certainly crossed before run j when i crossed (event) and either j crossed later or j is
+    censored at or after i's time ("not crossed by c" means j's crossing comes after c).  Pairs whose
+    order is unknown (both censored, a tie, a censoring before the other's crossing) count 0.  The
+    generalised Wilcoxon statistic of a group is the sum of its runs' scores.
+
+    Example:
+        >>> gehan_scores([1, 2, 3], [True, True, False]).tolist()
+        [2.0, 0.0, -2.0]
+    """
+    t, e = as_sample(times, events)
+    ti, tj = t[:, None], t[None, :]
+    before = e[:, None] & np.where(e[None, :], ti < tj, ti <= tj)  # i certainly before j
+    return (before.sum(1) - before.sum(0)).astype(float)
+
+
+_COMBOS: dict[tuple[int, int], NDArray[np.bool_]] = {}
+
+
+def _labellings(n: int, k: int) -> NDArray[np.bool_]:
+    """Every way to pick ``k`` of ``n`` runs, as a boolean matrix ``[C(n, k), n]`` (cached)."""
+    key = (n, k)
+    if key not in _COMBOS:
+        idx = np.array(list(itertools.combinations(range(n), k)), dtype=np.intp).reshape(-1, k)
+        m = np.zeros((idx.shape[0], n), dtype=bool)
+        np.put_along_axis(m, idx, True, axis=1)
+        _COMBOS[key] = m
+    return _COMBOS[key]
+
+
+def gehan_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_events: ArrayLike, *,
+               seed: int = 0) -> tuple[float, str]:
+    """Two-sided permutation test of the Gehan (generalised Wilcoxon) statistic: the primary test.
+
+    Exact (every relabelling of the runs) when there are at most :data:`_N_PERM` of them, else a
+    seeded Monte Carlo estimate; two-sided p = twice the smaller tail, capped at 1 (scipy's
+    convention for its rank tests).  Valid when, under the null, the runs' labels are exchangeable
+    -- which is why the data are first cut at a horizon that does not depend on the arm
+    (:func:`primary_test`).  Without censoring it is the exact Mann–Whitney test.
+
+    Example:
+        >>> p, how = gehan_test([1, 2, 3, 4, 5], [True] * 5, [6, 7, 8, 9, 10], [True] * 5)
         >>> round(p, 4), how
         (0.0079, 'exact')
     """
@@ -201,22 +249,47 @@ def rank_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_eve
     bt, be = as_sample(b_times, b_events)
     if at.size == 0 or bt.size == 0:
         return math.nan, "no runs"
-    x, y = at.copy(), bt.copy()
-    censored = np.concatenate([~ae, ~be])
-    how = ""
-    if censored.any():
-        horizon = float(np.min(np.concatenate([at[~ae], bt[~be]])))
-        x[~ae | (at > horizon)] = np.inf
-        y[~be | (bt > horizon)] = np.inf
-        how = f"; not crossed by {horizon:.6g} tied at top"
-    ties = np.unique(np.concatenate([x, y])).size < x.size + y.size
-    if not ties:
-        return float(stats.mannwhitneyu(x, y, method="exact").pvalue), "exact" + how
-    if min(x.size, y.size) < MIN_RUNS:  # scipy's permutation test needs 2+ observations per sample
-        return math.nan, f"none (ties and fewer than {MIN_RUNS} runs in an arm)" + how
-    method = stats.PermutationMethod(n_resamples=_N_PERM, rng=np.random.default_rng(seed))
-    exact = math.comb(x.size + y.size, x.size) <= _N_PERM
-    return float(stats.mannwhitneyu(x, y, method=method).pvalue), ("exact permutation" if exact else "permutation") + how
+    scores = gehan_scores(np.concatenate([at, bt]), np.concatenate([ae, be]))
+    n, k = scores.size, at.size
+    observed = scores[:k].sum()
+    if math.comb(n, k) <= _N_PERM:
+        stat = _labellings(n, k) @ scores
+        how = "exact"
+        le, ge = np.mean(stat <= observed + 1e-9), np.mean(stat >= observed - 1e-9)
+    else:
+        rng = np.random.default_rng(seed)
+        stat = np.array([scores[rng.permutation(n)[:k]].sum() for _ in range(_N_PERM)])
+        how = f"permutation ({_N_PERM:,} random relabellings)"
+        le = (1 + np.sum(stat <= observed + 1e-9)) / (1 + _N_PERM)
+        ge = (1 + np.sum(stat >= observed - 1e-9)) / (1 + _N_PERM)
+    return float(min(1.0, 2 * min(le, ge))), how
+
+
+def primary_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_events: ArrayLike, *,
+                 a_limits: ArrayLike = math.inf, b_limits: ArrayLike = math.inf,
+                 seed: int = 0) -> tuple[float, str, int]:
+    """The primary test: every run cut at its limit from the design, then :func:`gehan_test`.
+
+    Args:
+        a_times, a_events, b_times, b_events: the two arms' phase times (decidable, see :mod:`clamp.phase`).
+        a_limits, b_limits: each run's administrative horizon (a number, or one per run): the planned
+            budget the two arms share minus the rule's span W (minus the run's reference time for a
+            ``relative_to`` rule).  Never a run's own early stop or a late trigger.
+        seed: seeds the Monte Carlo p when the exact enumeration is too large.
+
+    Returns:
+        ``(p, method, n_ranked)``: ``n_ranked`` runs crossed by their limit (ordered by their times);
+        the others are "not by the limit".
+
+    Example:
+        >>> p, how, ranked = primary_test([1, 2, 3], [True] * 3, [4, 5, 9], [True] * 3, a_limits=6, b_limits=6)
+        >>> round(p, 3), how, ranked
+        (0.1, 'exact', 5)
+    """
+    ay, ae = coarsen(a_times, a_events, a_limits)
+    by, be = coarsen(b_times, b_events, b_limits)
+    p, how = gehan_test(ay, ae, by, be, seed=seed)
+    return p, how, int(ae.sum() + be.sum())
 
 
 def logrank_test(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_events: ArrayLike) -> float:
@@ -415,7 +488,8 @@ def paired_analysis(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
 
 def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_events: ArrayLike, *,
                     arm: str = "A", reference: str = "B", pairs: Sequence[tuple[int, int]] = (),
-                    n_boot: int = 4000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+                    n_boot: int = 4000, confidence: float = 0.95, seed: int = 0,
+                    a_limits: ArrayLike = math.inf, b_limits: ArrayLike = math.inf) -> Comparison:
     """Compare arm A's phase times with reference B's: estimates, bootstrap CIs, tests, design floor.
 
     Args:
@@ -426,6 +500,8 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
         n_boot: bootstrap resamples.
         confidence: CI level.
         seed: seeds all resampling.
+        a_limits, b_limits: each run's administrative horizon for the primary test (:func:`primary_test`);
+            the estimates use every run's whole follow-up.
 
     Returns:
         A :class:`Comparison`; its fields are described in this module's docstring.
@@ -433,7 +509,7 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
     Example:
         >>> c = compare_samples([10, 11, 12, 13, 14], [True] * 5, [100, 110, 120, 130, 140], [True] * 5)
         >>> round(c.ratio, 3), c.test, round(c.p, 4), round(c.min_p, 4)
-        (0.1, 'rank (exact)', 0.0079, 0.0079)
+        (0.1, 'Gehan (exact)', 0.0079, 0.0079)
         >>> c = compare_samples([10], [True], [100], [True], arm="a", reference="b")
         >>> c.ratio, c.p, c.note
         (nan, nan, 'not compared: needs at least 2 runs per arm (a 1, b 1)')
@@ -461,9 +537,12 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
     _, rmst_a = km_summary(at, ae, tau) if at.size else (math.nan, math.nan)
     _, rmst_b = km_summary(bt, be, tau) if bt.size else (math.nan, math.nan)
     low, high = bootstrap_effects(at, ae, bt, be, tau=tau, n_boot=n_boot, confidence=confidence, seed=seed)
-    p_rank, rank_how = rank_test(at, ae, bt, be, seed=seed)
+    p_rank, rank_how, n_ranked = primary_test(at, ae, bt, be, a_limits=a_limits, b_limits=b_limits, seed=seed)
     p_lr = logrank_test(at, ae, bt, be)
-    test, p = f"rank ({rank_how})", p_rank  # exact or permutation, censoring included: see the module docstring
+    limits = np.concatenate([np.broadcast_to(np.asarray(a_limits, float), at.shape),
+                             np.broadcast_to(np.asarray(b_limits, float), bt.shape)])
+    horizon = float(np.min(limits)) if limits.size else math.nan
+    test, p = f"Gehan ({rank_how})", p_rank  # exact or permutation, censoring included: see the module docstring
     if pairs:
         ia, ib = (np.array(ix, dtype=int) for ix in zip(*pairs))
         pr = paired_analysis(at[ia], ae[ia], bt[ib], be[ib], n_boot=n_boot, confidence=confidence, seed=seed)
@@ -477,7 +556,7 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
         ratio_bound_kind=bound_kind,
         difference=float(diff), difference_low=float(low[1]), difference_high=float(high[1]),
         rmst_tau=tau, rmst_difference=float(rmst_a - rmst_b), rmst_low=float(low[2]), rmst_high=float(high[2]),
-        test=test, p=float(p), p_rank=p_rank, rank_method=rank_how, p_logrank=p_lr,
+        test=test, p=float(p), p_rank=p_rank, rank_method=rank_how, horizon=horizon, n_ranked=n_ranked, p_logrank=p_lr,
         min_p=min_rank_p(int(at.size), int(bt.size)), n_pairs=pr.n_pairs, paired_ratio=pr.ratio,
         paired_ratio_low=pr.ratio_low, paired_ratio_high=pr.ratio_high, paired_test=pr.test, paired_p=pr.p,
         paired_min_p=pr.min_p, confidence=confidence, note="; ".join(notes),
@@ -503,7 +582,7 @@ def _not_compared(at: NDArray[np.float64], ae: NDArray[np.bool_], bt: NDArray[np
         crossed_reference=int(be.sum()), median_arm=nan, median_reference=nan, ratio=nan, ratio_low=nan,
         ratio_high=nan, ratio_bound=nan, ratio_bound_kind="", difference=nan, difference_low=nan, difference_high=nan,
         rmst_tau=nan, rmst_difference=nan, rmst_low=nan, rmst_high=nan, test="none", p=nan, p_rank=nan,
-        rank_method="", p_logrank=nan, min_p=min_rank_p(int(at.size), int(bt.size)), n_pairs=n_pairs,
+        rank_method="", horizon=nan, n_ranked=0, p_logrank=nan, min_p=min_rank_p(int(at.size), int(bt.size)), n_pairs=n_pairs,
         paired_ratio=nan, paired_ratio_low=nan, paired_ratio_high=nan, paired_test="none", paired_p=nan,
         paired_min_p=min_paired_p(n_pairs), confidence=confidence,
         note=f"not compared: needs at least {MIN_RUNS} runs per arm ({arm} {at.size}, {reference} {bt.size})",

@@ -93,8 +93,10 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                 b = sel[(sel["arm"] == ref) & sel["included"]]
                 pairs = [(i, j) for i, s in enumerate(a["seed"]) for j, t in enumerate(b["seed"]) if s == t]
                 missing = int(((sel["arm"] == arm) | (sel["arm"] == ref)).sum() - len(a) - len(b))
+                horizon = design_horizon(spec, arm, ref, rule)
                 c = compare_samples(a["time"], a["event"], b["time"], b["event"], arm=arm, reference=ref,
-                                    pairs=pairs, n_boot=n_boot, confidence=confidence, seed=seed)
+                                    pairs=pairs, n_boot=n_boot, confidence=confidence, seed=seed,
+                                    a_limits=run_limits(a, horizon, rule), b_limits=run_limits(b, horizon, rule))
                 d = c.to_dict()
                 d.update(rule_index=k, rule=rule.describe(), metric=rule.metric, estimator=est,
                          primary=(k == 0 and est == "threshold"), n_excluded=missing,
@@ -121,10 +123,37 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
             "crossed_reference", "censored_arm", "censored_reference", "relapsed_arm", "relapsed_reference", "n_excluded", "median_arm", "median_reference",
             "ratio", "ratio_low", "ratio_high", "ratio_bound", "ratio_bound_kind", "difference", "difference_low",
             "difference_high", "rmst_tau", "rmst_difference", "rmst_low", "rmst_high", "test", "p", "p_adjusted",
-            "correction", "significant", "family_size", "min_p", "can_reach_alpha", "p_rank", "rank_method",
+            "correction", "significant", "family_size", "min_p", "can_reach_alpha", "p_rank", "rank_method", "horizon",
+            "n_ranked",
             "p_logrank", "n_pairs", "paired_ratio", "paired_ratio_low", "paired_ratio_high", "paired_test",
             "paired_p", "paired_min_p", "confidence", "note"]
     return pd.DataFrame(rows, columns=lead)
+
+
+def design_horizon(spec: StudySpec, arm: str, reference: str, rule: PhaseRule) -> float:
+    """The administrative horizon of a comparison: the planned budget both arms reach, minus the rule's span W.
+
+    It comes from the design (the arms' budgets in ``study.json``), never from a run's early stop
+    or a late trigger; infinite when ``study.json`` records no budget (then no run is cut).
+
+    Example:
+        >>> s = StudySpec.from_dict({"name": "s", "seeds": [0], "control": "c", "n_sequences": 100_000, "eval_every": 1000,
+        ...                          "arms": [{"name": "c", "n_sequences": 300_000}, {"name": "a"}]})
+        >>> design_horizon(s, "a", "c", s.rules[0])
+        97000.0
+    """
+    budgets = [b.budget for b in (spec.arm_spec(arm), spec.arm_spec(reference)) if b is not None and b.budget]
+    if len(budgets) < 2:
+        return float("inf")
+    return float(min(budgets) - rule.span)
+
+
+def run_limits(rows: pd.DataFrame, horizon: float, rule: PhaseRule) -> "pd.Series | float":
+    """Each run's horizon: the comparison's, or, timed from a reference event (``relative_to``), minus the run's
+    reference time (the budget is in absolute sequences)."""
+    if rule.relative_to and "reference_time" in rows:
+        return (horizon - rows["reference_time"].astype(float)).to_numpy()
+    return horizon
 
 
 def factorial_table(phase_times: pd.DataFrame, spec: StudySpec, *, confidence: float = 0.95) -> pd.DataFrame | None:
@@ -146,9 +175,15 @@ def factorial_table(phase_times: pd.DataFrame, spec: StudySpec, *, confidence: f
 METHOD_NOTES = (
     "Medians are Kaplan–Meier medians when an arm has censored runs (not reached = undefined, never invented); "
     "ratio = median(arm) / median(reference) with a seeded percentile bootstrap CI (arms resampled independently).",
-    "Primary test (p, significant, Holm, the sentences): the exact two-sided Mann–Whitney rank test, censoring "
-    "included (every run not crossed by the earliest censoring time tied at the top; exact permutation over all "
-    "relabellings when there are ties). The asymptotic log-rank p is a secondary column of stats.csv only.",
+    "Phase times are decidable: the first evaluation past the threshold that stays past it for the rule's span W "
+    "(three evaluation intervals by default); a run without one is censored at its last evaluation minus W; a "
+    "relapse after that does not undo the phase change (it is flagged). A run stopped after its phase change has "
+    "the phase time it would have had trained to its budget.",
+    "Primary test (p, significant, Holm, the sentences): a two-sided permutation test of the Gehan (generalised "
+    "Wilcoxon) statistic, exact over every relabelling of the runs, on the runs cut at the comparison's horizon "
+    "(the budget both arms were planned to reach, minus W: stats.csv `horizon`); a crossing after it counts as "
+    "'not by the horizon', and pairs of runs whose order is unknown count 0. Without early censoring this is the "
+    "exact Mann–Whitney test. The asymptotic log-rank p is a secondary column of stats.csv only.",
     "Paired analysis over shared seeds (same initialisation and data): Wilcoxon signed-rank on log time ratios, "
     "or a sign test when pairs contain censored runs; a secondary check in stats.csv.",
     "Other estimators time the drop from the curve's shape, blind to the threshold crossing: steepest descent of "
@@ -210,7 +245,7 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         raise ConfigError(f"alpha={alpha} must be between 0 and 1.")
     confidence = 1 - alpha
     runs = load_runs(root, spec)
-    table = phase_table(runs, spec.rules, windows={a.name: a.windows for a in spec.arms})
+    table = phase_table(runs, spec.rules, arms={a.name: a for a in spec.arms}, stop_rule=spec.stop_rule)
     stats_df = compare_arms(table, spec, n_boot=n_boot, confidence=confidence, correction=correction, alpha=alpha,
                             seed=seed)
     fact = factorial_table(table, spec, confidence=confidence)

@@ -27,25 +27,43 @@ import pandas as pd
 from clamp.errors import ConfigError
 from clamp.analysis.metrics import read_run_metrics
 from clamp.analysis.stats.relative import reference_metrics, retime
-from clamp.store import read_metric_rows, run_seeds
+from clamp.names import TRIGGER_PREFIX
+from clamp.store import read_json, read_metric_rows, run_seeds
 from clamp.analysis.stats.phase import ESTIMATORS, estimate_phase
-from clamp.phase import PhaseRule, Span, arm_windows
+from clamp.phase import PhaseRule, Span, arm_windows, has_triggered_windows, run_windows
 
 PHASE_COLUMNS: tuple[str, ...] = (
     "arm", "seed", "status", "included", "rule_index", "rule", "metric", "threshold", "direction", "primary_rule",
-    "estimator", "time", "event", "censored", "relapsed", "first_crossing", "last_eval", "n_evals", "plateau_level", "plateau_start", "plateau_end",
-    "plateau_duration", "plateau_ongoing", "sigmoid_midpoint", "sigmoid_onset", "sigmoid_width", "sigmoid_r2", "note",
+    "span", "estimator", "time", "event", "censored", "relapsed", "in_window", "first_crossing", "last_eval", "n_evals",
+    "budget",
+    "stopped_at", "plateau_level", "plateau_start", "plateau_end", "plateau_duration", "plateau_ongoing",
+    "sigmoid_midpoint", "sigmoid_onset", "sigmoid_width", "sigmoid_r2", "note",
 )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ArmSpec:
-    """An arm as the statistics need it: name, factor levels (factorial studies), intervention windows, task record."""
+    """An arm as the statistics need it: name, factor levels, intervention records and windows, task, budget.
+
+    ``windows`` are the fixed windows (:func:`clamp.phase.arm_windows`); a run's triggered windows
+    come from its own trigger rows (:meth:`windows_of`).  ``budget`` is the arm's planned length in
+    sequences (None when ``study.json`` does not say).
+    """
 
     name: str
     factors: dict[str, bool] = field(default_factory=dict)
     windows: tuple[Span, ...] = ()
     task: dict = field(default_factory=dict)
+    interventions: tuple[dict, ...] = ()
+    budget: int | None = None
+
+    @property
+    def triggered(self) -> bool:
+        return has_triggered_windows(self.interventions)
+
+    def windows_of(self, events: dict[str, float] | None) -> list[Span]:
+        """One run's windows: the fixed ones and its triggered ones where its events put them."""
+        return run_windows(self.interventions, events) if self.interventions else list(self.windows)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +84,9 @@ class StudySpec:
     rules: tuple[PhaseRule, ...]
     alpha: float
     arms: tuple[ArmSpec, ...]
+    eval_every: int | None = None
+    stop_after: dict | None = None
+    stop_rule: PhaseRule | None = None  # the rule the stop decision watched (the study's own primary rule)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
@@ -82,7 +103,10 @@ class StudySpec:
             if not isinstance(factors, dict) or not all(isinstance(v, bool) for v in factors.values()):
                 raise ConfigError(f"study.json arm {a['name']!r}: 'factors' must map factor names to true/false.")
             task = a.get("task") if isinstance(a.get("task"), dict) else {}
-            arms.append(ArmSpec(name=a["name"], factors=dict(factors), windows=tuple(arm_windows(a)), task=task))
+            ivs = tuple(iv for iv in (a.get("interventions") or []) if isinstance(iv, dict))
+            budget = a.get("n_sequences", d.get("n_sequences"))
+            arms.append(ArmSpec(name=a["name"], factors=dict(factors), windows=tuple(arm_windows(a)), task=task,
+                                interventions=ivs, budget=int(budget) if isinstance(budget, (int, float)) else None))
         names = [a.name for a in arms]
         if len(set(names)) != len(names):
             raise ConfigError(f"study.json arm names must be unique; got {names}.")
@@ -101,8 +125,14 @@ class StudySpec:
         if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise ConfigError(f"study.json 'alpha'={alpha!r} must be a number between 0 and 1.")
         seeds = d.get("seeds") or []
+        eval_every = d.get("eval_every")
+        eval_every = int(eval_every) if isinstance(eval_every, (int, float)) and eval_every > 0 else None
+        if eval_every is not None:
+            rules = tuple(r.resolved(eval_every=eval_every) for r in rules)
+        stop = d.get("stop_after_phase") if isinstance(d.get("stop_after_phase"), dict) else None
         return cls(name=str(d.get("name", "study")), seeds=tuple(int(s) for s in seeds), control=control,
-                   comparisons=tuple(comparisons), rules=rules, alpha=float(alpha), arms=tuple(arms))
+                   comparisons=tuple(comparisons), rules=rules, alpha=float(alpha), arms=tuple(arms),
+                   eval_every=eval_every, stop_after=stop, stop_rule=rules[0] if stop else None)
 
     def pairs(self) -> list[tuple[str, str]]:
         """(arm, reference) pairs to compare: each arm against the control, then the study's extra pairs."""
@@ -115,10 +145,15 @@ class StudySpec:
         return out
 
     def with_rules(self, rules: list[PhaseRule] | tuple[PhaseRule, ...]) -> "StudySpec":
-        """The same study under other phase rules (the first is primary)."""
+        """The same study under other phase rules (the first is primary; default spans resolved as the study's)."""
         if not rules:
             raise ConfigError("give at least one phase rule, e.g. PhaseRule.parse('train/loss<0.277').")
+        if self.eval_every is not None:
+            rules = [r.resolved(eval_every=self.eval_every) for r in rules]
         return replace(self, rules=tuple(rules))
+
+    def arm_spec(self, arm: str) -> ArmSpec | None:
+        return next((a for a in self.arms if a.name == arm), None)
 
     def windows(self, arm: str) -> tuple[Span, ...]:
         return next((a.windows for a in self.arms if a.name == arm), ())
@@ -146,12 +181,19 @@ def read_study_spec(study_dir: str | Path) -> StudySpec:
 
 @dataclass(frozen=True, kw_only=True)
 class RunRecord:
-    """One run on disk: where it is, its status, and its metrics (None when it has none)."""
+    """One run on disk: its status, its metrics (None when it has none), where it stopped, its trigger events.
+
+    ``stopped_at`` is set for a run that stopped after its phase change (``run.json``'s
+    ``stopped_early``): its data end there.  ``events`` maps each trigger row that fired to the
+    evaluation that detected it (closed-loop windows).
+    """
 
     arm: str
     seed: int
     status: str
     metrics: pd.DataFrame | None
+    stopped_at: float | None = None
+    events: dict = field(default_factory=dict)
 
 
 def _read_metrics(path: Path, seed: int, wanted: set[str]) -> pd.DataFrame | None:
@@ -170,56 +212,73 @@ def recorded_metrics(study_dir: str | Path) -> list[str]:
 def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
     """Every run of the study: the expected arm × seed grid plus any extra seeds found on disk.
 
-    A run folder that does not exist gets status ``missing``; one without
-    ``run.json`` gets ``unknown``.
+    A run folder that does not exist gets status ``missing``; one without ``run.json`` gets
+    ``unknown``.  Only the metrics the rules need are read, plus the trigger rows of arms with
+    triggered windows when a rule steps outside windows.
     """
     root = Path(study_dir) / "runs"
     wanted = {r.metric for r in spec.rules} | reference_metrics(spec.rules)
+    outside = any(r.outside_windows for r in spec.rules)
     records = []
     for arm in spec.arms:
         seeds = set(spec.seeds) | set(run_seeds(root.parent, arm.name))
         arm_dir = root / arm.name
+        need_events = outside and arm.triggered
         for seed in sorted(seeds):
             run_dir = arm_dir / f"seed{seed}"
-            status = "missing"
+            status, stopped_at = "missing", None
             if run_dir.is_dir():
-                status = "unknown"
-                info = run_dir / "run.json"
-                if info.is_file():
-                    try:
-                        status = str(json.loads(info.read_text()).get("status", "unknown"))
-                    except json.JSONDecodeError:
-                        status = "unknown"
-            records.append(RunRecord(arm=arm.name, seed=seed, status=status,
-                                     metrics=_read_metrics(run_dir / "metrics.csv", seed, wanted)))
+                rec = read_json(run_dir / "run.json")
+                status = "unknown" if rec is None else str(rec.get("status", "unknown"))
+                stop = (rec or {}).get("stopped_early")
+                if isinstance(stop, dict) and isinstance(stop.get("at"), (int, float)):
+                    stopped_at = float(stop["at"])
+            metrics = _read_metrics(run_dir / "metrics.csv", seed, None if need_events else wanted)
+            events = {}
+            if need_events and metrics is not None:
+                fired = metrics[metrics["metric"].str.startswith(TRIGGER_PREFIX) & (metrics["value"] >= 0.5)]
+                events = {str(m): float(x) for m, x in fired.groupby("metric")["sequences_seen"].min().items()}
+                metrics = metrics[metrics["metric"].isin(wanted)]
+            records.append(RunRecord(arm=arm.name, seed=seed, status=status, metrics=metrics, stopped_at=stopped_at,
+                                     events=events))
     return records
 
 
 def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: float = 0.03,
-                plateau_tol: float = 0.1, windows: dict[str, tuple[Span, ...]] | None = None) -> pd.DataFrame:
+                plateau_tol: float = 0.1, windows: dict[str, tuple[Span, ...]] | None = None,
+                arms: dict[str, ArmSpec] | None = None, stop_rule: PhaseRule | None = None) -> pd.DataFrame:
     """The phase_times table: one row per run × rule × estimator (columns :data:`PHASE_COLUMNS`).
 
-    ``time`` is the phase-change time when ``event`` is True and the censoring
-    time (last evaluation) when it is False; ``included`` is True only for
-    finished runs with a finite time.  ``rule_index`` (0: the primary rule) and
-    ``rule`` (its description) keep rules apart, even two on one metric;
-    ``relapsed`` marks runs that crossed (at ``first_crossing``) but were not
-    past the threshold at their last evaluation.  ``windows`` maps an arm to its
-    intervention windows (used by rules with ``outside_windows``).
+    ``time`` is the phase-change time when ``event`` is True and the censoring time when it is
+    False (the last evaluation minus the rule's span W, :mod:`clamp.phase`); ``included`` is True
+    only for finished runs with a finite time.  ``rule_index`` (0: the primary rule) and ``rule``
+    (its description) keep rules apart, even two on one metric; ``relapsed`` marks runs that went
+    back past the threshold after their phase change (it stands; the flag is information), or crossed
+    without ever staying past it for W; ``in_window`` a phase time inside one of the run's
+    intervention windows under a rule that does not step outside them.
+    ``budget`` is the arm's planned length; ``stopped_at`` where a run stopped after its phase
+    change (its data end there: a rule other than the one the stop watched, ``stop_rule``, is
+    flagged in ``note`` for such runs).  ``arms`` gives each run's windows (fixed, and triggered
+    ones rebuilt from its trigger rows) for rules with ``outside_windows``; ``windows`` (arm ->
+    fixed windows) is the older form.
 
     Example:
         >>> import pandas as pd
-        >>> m = pd.DataFrame({"sequences_seen": [0, 10, 20], "metric": "train/loss", "value": [0.7, 0.7, 0.1]})
-        >>> t = phase_table([RunRecord(arm="a", seed=0, status="finished", metrics=m)], (PhaseRule(),))
+        >>> m = pd.DataFrame({"sequences_seen": [0, 10, 20, 30], "metric": "train/loss", "value": [0.7, 0.7, 0.1, 0.1]})
+        >>> t = phase_table([RunRecord(arm="a", seed=0, status="finished", metrics=m)], (PhaseRule(persist=10),))
         >>> t.loc[t.estimator == "threshold", ["time", "event", "included"]].values.tolist()
         [[20.0, True, True]]
     """
     rows = []
     for run in runs:
+        spec = (arms or {}).get(run.arm)
+        run_spans = spec.windows_of(run.events) if spec is not None else list((windows or {}).get(run.arm, ()))
         for k, rule in enumerate(rules):
             base = {"arm": run.arm, "seed": run.seed, "status": run.status, "rule_index": k, "rule": rule.describe(),
                     "metric": rule.metric, "threshold": rule.threshold, "direction": rule.direction,
-                    "primary_rule": k == 0, "relapsed": False, "first_crossing": math.nan}
+                    "primary_rule": k == 0, "span": rule.span if rule.decidable else math.nan, "relapsed": False,
+                    "first_crossing": math.nan, "budget": spec.budget if spec is not None and spec.budget else math.nan,
+                    "stopped_at": run.stopped_at if run.stopped_at is not None else math.nan}
             curve = None if run.metrics is None else run.metrics[run.metrics["metric"] == rule.metric]
             if curve is None or curve.empty:
                 note = "no metrics file" if run.metrics is None else f"metric {rule.metric!r} not recorded"
@@ -228,20 +287,26 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
                                  "note": note})
                 continue
             est = estimate_phase(curve["sequences_seen"].to_numpy(float), curve["value"].to_numpy(float), rule,
-                                 smooth=smooth, plateau_tol=plateau_tol, windows=(windows or {}).get(run.arm, ()))
+                                 smooth=smooth, plateau_tol=plateau_tol, windows=run_spans)
             base.update(relapsed=est.crossing.relapsed, first_crossing=est.crossing.first)
             p, s = est.plateau, est.sigmoid
             extra = {"last_eval": est.last_eval, "n_evals": est.n_evals, "plateau_level": p.level,
                      "plateau_start": p.start, "plateau_end": p.end, "plateau_duration": p.duration,
                      "plateau_ongoing": p.ongoing, "sigmoid_midpoint": s.midpoint, "sigmoid_onset": s.onset,
                      "sigmoid_width": s.width, "sigmoid_r2": s.r2}
+            stopped_elsewhere = run.stopped_at is not None and stop_rule is not None and rule != stop_rule
             these = []
             for t in est.times:
                 note = t.note
+                if stopped_elsewhere and not t.event:
+                    note = "; ".join(filter(None, [f"data end at {run.stopped_at:.6g}, where the run stopped after its "
+                                                   f"phase change under {stop_rule.describe()}", note]))
                 if run.status != "finished":
                     note = "; ".join(filter(None, [f"excluded: run {run.status}", note]))
+                in_window = bool(t.event and not rule.outside_windows and any(a <= t.time < b for a, b in run_spans))
                 these.append({**base, **extra, "estimator": t.estimator, "time": t.time, "event": t.event,
-                              "included": run.status == "finished" and math.isfinite(t.time), "note": note})
+                              "in_window": in_window, "included": run.status == "finished" and math.isfinite(t.time),
+                              "note": note})
             if rule.relative_to:  # timed from a per-run event (clamp.analysis.stats.relative)
                 these = retime(these, run.metrics, rule)
             rows += these
@@ -251,4 +316,5 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
     df["event"] = df["event"].astype(bool)
     df["included"] = df["included"].astype(bool)
     df["relapsed"] = df["relapsed"].astype(bool)
+    df["in_window"] = df["in_window"].fillna(False).astype(bool)
     return df

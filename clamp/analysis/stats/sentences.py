@@ -66,10 +66,10 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", 
 
     Example:
         >>> row = dict(arm="match", reference="control", ratio=0.11, ratio_low=0.077, ratio_high=0.16, ratio_bound=float("nan"),
-        ...            ratio_bound_kind="", confidence=0.95, p_adjusted=0.0079, test="rank (exact)", crossed_arm=5, n_arm=5,
+        ...            ratio_bound_kind="", confidence=0.95, p_adjusted=0.0079, test="Gehan (exact)", crossed_arm=5, n_arm=5,
         ...            crossed_reference=5, n_reference=5, median_reference=3e5)
         >>> comparison_sentence(row)
-        'match: phase change 9.1× sooner than control (95 % CI 6.2–13×), p = 0.008 (rank (exact), Holm), 5/5 runs crossed (control 5/5).'
+        'match: phase change 9.1× sooner than control (95 % CI 6.2–13×), p = 0.008 (Gehan (exact), Holm), 5/5 runs crossed (control 5/5).'
         >>> comparison_sentence({**row, "n_arm": 1, "n_reference": 1})
         'match: not compared with control: a comparison needs at least 2 runs per arm (has 1 vs 1 finished runs). Add seeds.'
     """

@@ -9,7 +9,7 @@ from scipy import stats
 from clamp.errors import ConfigError
 from clamp.analysis.stats.compare import (
     adjust_pvalues, bootstrap_effects, compare_samples, logrank_test, min_paired_p, min_rank_p, paired_analysis,
-    rank_test, rmst_horizon,
+    gehan_scores, gehan_test, primary_test, rmst_horizon,
 )
 from clamp.analysis.stats.survival import km_curve, km_median, rmst
 
@@ -42,7 +42,7 @@ def test_design_floors():
     assert min_rank_p(3, 3) == pytest.approx(0.1)
     assert min_paired_p(5) == 0.0625
     # The floor is what the exact test gives for complete separation.
-    p, how = rank_test(np.arange(5) + 1, ALL, np.arange(5) + 10, ALL)
+    p, how = gehan_test(np.arange(5) + 1, ALL, np.arange(5) + 10, ALL)
     assert p == pytest.approx(min_rank_p(5, 5)) and how == "exact"
 
 
@@ -64,7 +64,7 @@ def test_known_shift_is_detected_and_ci_covers_truth():
     assert c.ratio_low <= 0.1 <= c.ratio_high
     assert c.ratio == pytest.approx(np.median(arm) / np.median(control))
     assert c.difference == pytest.approx(np.median(arm) - np.median(control))
-    assert c.test == "rank (exact)" and c.p == pytest.approx(2 / 252)
+    assert c.test == "Gehan (exact)" and c.p == pytest.approx(2 / 252)
     assert c.paired_test == "wilcoxon exact" and c.paired_p == pytest.approx(0.0625)
     assert c.rmst_difference < 0 and c.rmst_high < 0
 
@@ -85,20 +85,36 @@ def test_censored_samples_use_km_logrank_and_never_invent_a_median():
     assert c.median_reference == math.inf
     assert math.isnan(c.ratio) and c.ratio_bound_kind == "at most"
     assert c.ratio_bound == pytest.approx(np.median(arm) / 4e5)
-    assert c.test.startswith("rank (exact")  # the primary test stays exact with censoring (issue 12)
+    assert c.test.startswith("Gehan (exact")  # the primary test stays exact with censoring (issue 12)
     assert c.p_logrank == pytest.approx(stats.logrank(stats.CensoredData(uncensored=arm),
                                         stats.CensoredData(uncensored=[2.5e5, 3.8e5], right=[4e5] * 3)).pvalue)
-    assert "tied at top" in c.rank_method and c.p_rank == pytest.approx(2 / 252) and c.p == c.p_rank
+    assert c.rank_method == "exact" and c.p_rank == pytest.approx(2 / 252) and c.p == c.p_rank
     assert c.crossed_reference == 2 and c.n_censored == 3
     assert "median not reached" in c.note
 
 
-def test_rank_test_ties_censored_runs_at_a_common_horizon():
-    # B's crossing at 9 comes after A's censoring at 5, so it is coarsened to "not by 5" and ties with it.
-    p_tied, how = rank_test([1, 2, 5], [True, True, False], [9, 5, 5], [True, False, False])
-    p_same, _ = rank_test([1, 2, 10], [True, True, True], [10, 10, 10], [True, True, True])
-    assert "tied at top" in how
+def test_primary_test_cuts_every_run_at_the_design_horizon():
+    # B's crossing at 9 comes after the horizon 5, so it is "not by 5" and ties with the runs censored there.
+    p_tied, how, ranked = primary_test([1, 2, 5], [True, True, False], [9, 5, 5], [True, False, False],
+                                       a_limits=5, b_limits=5)
+    p_same, _, _ = primary_test([1, 2, 10], [True, True, True], [10, 10, 10], [True, True, True], a_limits=5, b_limits=5)
+    assert how == "exact" and ranked == 2
     assert p_tied == pytest.approx(p_same)
+
+
+def test_gehan_scores_and_p_match_a_brute_force_enumeration():
+    import itertools
+
+    t = np.array([1.0, 3.0, 4.0, 2.0, 4.0, 6.0])
+    e = np.array([True, True, False, True, True, False])
+    # run 0 (crossed at 1) is certainly before everyone; run 2 (not crossed by 4) certainly after 0, 1, 3 and 4
+    assert gehan_scores(t, e).tolist() == [5.0, 1.0, -4.0, 3.0, -1.0, -4.0]
+    scores = gehan_scores(t, e)
+    stats_ = [scores[list(c)].sum() for c in itertools.combinations(range(6), 3)]
+    obs = scores[:3].sum()
+    want = min(1.0, 2 * min(np.mean(np.array(stats_) <= obs), np.mean(np.array(stats_) >= obs)))
+    p, how = gehan_test(t[:3], e[:3], t[3:], e[3:])
+    assert how == "exact" and p == pytest.approx(want)
 
 
 def test_paired_analysis_with_censoring_uses_the_sign_test():
@@ -116,7 +132,7 @@ def test_identical_arms_no_crossings_gives_nan_logrank():
 def test_null_studies_reject_at_about_the_nominal_rate():
     rng = np.random.default_rng(11)
     n_sim = 600
-    rejections = sum(rank_test(rng.lognormal(0, 0.5, 5), ALL, rng.lognormal(0, 0.5, 5), ALL)[0] < 0.05
+    rejections = sum(gehan_test(rng.lognormal(0, 0.5, 5), ALL, rng.lognormal(0, 0.5, 5), ALL)[0] < 0.05
                      for _ in range(n_sim))
     # The exact 5-vs-5 test has attainable size 8/252 = 0.032 at alpha = 0.05.
     assert 0.01 <= rejections / n_sim <= 0.07

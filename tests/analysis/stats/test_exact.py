@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from clamp.analysis.stats.compare import compare_samples, logrank_test, min_rank_p, rank_test
+from clamp.analysis.stats.compare import compare_samples, logrank_test, min_rank_p, gehan_test
 
 
 def _null_sample(rng: np.random.Generator, n: int, horizon: float) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +23,7 @@ def test_null_studies_with_censoring_reject_at_most_alpha(n: int, horizon: float
     sims = 600
     for _ in range(sims):
         t, e = _null_sample(rng, n, horizon)
-        p, _ = rank_test(t[:n], e[:n], t[n:], e[n:])
+        p, _ = gehan_test(t[:n], e[:n], t[n:], e[n:])
         hits += p <= 0.05
     assert hits / sims <= 0.05
 
@@ -45,7 +45,7 @@ def test_the_primary_p_of_a_comparison_keeps_alpha_where_the_asymptotic_log_rank
 def test_quickstart_shape_reads_the_exact_p_not_the_log_rank():
     # The quickstart: 3 clamped runs crossing near 1,500; 3 controls censored at 32,000.
     c = compare_samples([1504, 1504, 1504], [True] * 3, [32_000] * 3, [False] * 3, n_boot=200)
-    assert c.test.startswith("rank (exact") and c.p == pytest.approx(0.1) and c.p == c.min_p == min_rank_p(3, 3)
+    assert c.test.startswith("Gehan (exact") and c.p == pytest.approx(0.1) and c.p == c.min_p == min_rank_p(3, 3)
     assert c.p_logrank == pytest.approx(0.0253, abs=1e-3)  # what the README used to quote
 
 

@@ -80,7 +80,7 @@ def test_compute_statistics_writes_every_output(headline_study: Path):
     prim = stats_df[stats_df.primary].set_index("arm")
     assert set(prim.index) == {"match clamp", "copy clamp"}
     assert prim.loc["copy clamp", "n_arm"] == 4 and prim.loc["copy clamp", "n_excluded"] == 1
-    assert prim.loc["match clamp", "test"].startswith("rank (exact")  # exact even with a censored control run
+    assert prim.loc["match clamp", "test"].startswith("Gehan (exact")  # exact even with a censored control run
     assert prim.loc["match clamp", "censored_reference"] == 1
     assert prim.loc["match clamp", "ratio_high"] < 0.3
     np.testing.assert_allclose(prim["p_adjusted"].sort_values(),
@@ -92,7 +92,7 @@ def test_stats_md_has_one_sentence_per_comparison_and_the_warnings(headline_stud
     md = compute_statistics(headline_study, quiet=True, n_boot=500, plots=False).markdown
     assert md == (headline_study / "stats.md").read_text()
     assert "- match clamp: phase change" in md and "× sooner than control (95 % CI" in md
-    assert "5/5 runs crossed (control 4/5)" in md and "(rank (exact" in md
+    assert "5/5 runs crossed (control 4/5)" in md and "(Gehan (exact" in md
     assert "copy clamp/seed4 (diverged)" in md
     assert "right-censored" in md
 
