@@ -133,10 +133,12 @@ def test_run_keys_change_only_when_stopping_is_set():
 
 
 @pytest.mark.slow
-def test_stopped_runs_match_runs_trained_to_the_end(tmp_path):
+@pytest.mark.parametrize("rule", [RULE, PhaseRule(metric="train/loss", threshold=1.45, persist=160)],
+                         ids=["default-span", "persist"])
+def test_stopped_runs_match_runs_trained_to_the_end(tmp_path, rule):
     full, stopped = tmp_path / "full", tmp_path / "stopped"
-    assert run_study(study(), out=full, jobs=1, quiet=True, analyse=True) == 0
-    s = study(stop_after_phase=StopAfterPhase(margin=96))
+    assert run_study(study(phase=(rule,), n_sequences=960), out=full, jobs=1, quiet=True, analyse=True) == 0
+    s = study(phase=(rule,), n_sequences=960, stop_after_phase=StopAfterPhase(margin=160))
     assert run_study(s, out=stopped, jobs=1, quiet=True, analyse=True) == 0
 
     stops = {}
@@ -145,7 +147,7 @@ def test_stopped_runs_match_runs_trained_to_the_end(tmp_path):
         loss = a[a.metric == "train/loss"]
         crossed_at, stop_at = stop_point(loss.sequences_seen.tolist(), loss.value.astype(float).tolist(),
                                          s.phase_rules[0], s.stop_after_phase)
-        assert stop_at is not None and stop_at < 640, "the test needs every run to stop early"
+        assert stop_at is not None and stop_at < 960, "the test needs every run to stop early"
         stops[seed] = stop_at
         rec = json.loads((stopped / f"tiny/runs/control/seed{seed}/run.json").read_text())
         assert rec["status"] == "finished" and rec["sequences_seen"] == stop_at

@@ -46,7 +46,10 @@ def fmt_times(x: float) -> str:
 def _speed(ratio: float, low: float, high: float, confidence: float, reference: str) -> str:
     ci = f"{confidence * 100:.0f} % CI"
     with_ci = math.isfinite(low) or math.isfinite(high)
-    if ratio <= 1:
+    if ratio == 1:
+        txt = f"phase change at the same median time as {reference}"
+        return txt + (f" (ratio {confidence * 100:.0f} % CI {low:.2g}–{high:.2g})" if with_ci else "")
+    if ratio < 1:
         fast = 1 / ratio if ratio > 0 else math.inf
         lo_s = 1 / high if high > 0 else math.inf
         hi_s = 1 / low if low > 0 else math.inf
@@ -97,16 +100,21 @@ def comparison_sentence(row: Mapping[str, object], *, correction: str = "holm", 
     corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}.get(correction, correction)
     p = fmt_p(float(row["p_adjusted"]))
     rel_a, rel_b = int(row.get("relapsed_arm", 0) or 0), int(row.get("relapsed_reference", 0) or 0)
-    rel = lambda n: f", {n} crossed and relapsed" if n else ""  # noqa: E731
+    rel = lambda n: f", {n} relapsed after it" if n else ""  # noqa: E731
     crossed = (f"{row['crossed_arm']}/{row['n_arm']} runs crossed{rel(rel_a)} "
                f"({ref} {row['crossed_reference']}/{row['n_reference']}{rel(rel_b)})")
     floor = ""
     if "can_reach_alpha" in row and not bool(row["can_reach_alpha"]):
         floor = f"; this design cannot reach significance (smallest possible p {float(row['min_p']):.2g})"
-    return f"{label}: {effect}, {p} ({row['test']}, {corr}), {crossed}{floor}."
+    horizon = float(row.get("horizon", math.nan))  # type: ignore[arg-type]
+    ranked = (f"; {int(row['n_ranked'])} of {n_arm + n_ref} runs ranked by time, up to {horizon:,.0f}"
+              if math.isfinite(horizon) and "n_ranked" in row else "")
+    return f"{label}: {effect}, {p} ({row['test']}{ranked}, {corr}), {crossed}{floor}."
 
 
 def _effect_short(ratio: float, bound: float, kind: str) -> str | None:
+    if ratio == 1:
+        return "the same median time"
     if math.isfinite(ratio) and ratio > 0:
         return f"{fmt_times(1 / ratio)}× sooner" if ratio <= 1 else f"{fmt_times(ratio)}× later"
     if kind == "at most" and math.isfinite(bound) and 0 < bound < 1:
