@@ -253,6 +253,11 @@ def _table(rows: list[Row], peak: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--stats" in argv:  # the statistics' validation suite (clamp.bench.stats_suite): its own options
+        from clamp.bench.stats_suite import main as stats_main
+
+        return stats_main([a for a in argv if a != "--stats"])
     p = argparse.ArgumentParser(prog="python -m clamp.bench", description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, nargs="+", default=[1, 5, 10, 30], help="packings R to measure")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
@@ -269,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, help="parallel packs for --study (default: one per core)")
     p.add_argument("--foreign", action="store_true", help="measure the foreign-model path instead (HF GPT-2 vs the "
                    "built-in model, nnsight vs hooks; clamp.bench.foreign)")
+    p.add_argument("--stats", action="store_true", help="run the statistics' validation suite instead: size, power "
+                   "and stopped-run agreement of the primary test, design by design (clamp.bench.stats_suite; "
+                   "its options: --sims N, --n 3 4 5 8, --csv PATH)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
