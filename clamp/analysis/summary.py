@@ -154,8 +154,9 @@ def budget_lines(study: dict) -> list[str]:
     out = [f"- arms with their own length: {', '.join(own)} sequences"] if own else []
     stop = study.get("stop_after_phase")
     if stop:
-        out.append(f"- runs stop {stop['margin']:,} sequences (+ {stop['relative']:g} x the crossing time) after their "
-                   "phase change (primary rule); their curves end there, and they count as crossed, not censored")
+        out.append(f"- runs stop {stop['margin']:,} sequences (+ {stop['relative']:g} x the phase time) after their "
+                   "decided phase change under the primary rule; their curves end there (their phase time is the one "
+                   "they would have had trained on)")
     return out
 
 

@@ -260,7 +260,9 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
     if phase is not None:
         title += (f" (recomputed under {'; '.join(r.describe() for r in spec.rules)}; the study's own statistics "
                   "are in its stats.md)")
-    md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES)
+    always_on = {a.name: [str(iv.get("name") or iv.get("kind")) for iv in a.interventions
+                          if (iv.get("windows") or [{}]) == [{"start": 0, "stop": None}]] for a in spec.arms}
+    md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES, always_on=always_on)
 
     dest.mkdir(parents=True, exist_ok=True)
     from clamp.analysis.stats.scan import scan_reports  # scans (clamp.scan): ranking over the scan, heatmap

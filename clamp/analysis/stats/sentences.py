@@ -168,25 +168,43 @@ def rule_sentence(rule: PhaseRule) -> str:
     """How the phase-change time is defined, in words.
 
     Example:
-        >>> rule_sentence(PhaseRule())
-        'Phase-change time: the first evaluation at which train/loss falls below 0.277 (sequences seen) and is still below it at the last evaluation; a run that never does, or crosses and relapses, is right-censored at its last evaluation.'
+        >>> rule_sentence(PhaseRule(persist=1500))
+        'Phase-change time: the first evaluation at which train/loss falls below 0.277 (sequences seen) and stays below it for 1,500 sequences (decided then: a relapse after that does not undo it); a run without one is right-censored at its last evaluation minus 1,500.'
     """
     verb = "falls below" if rule.direction == "below" else "rises above"
     side = "below" if rule.direction == "below" else "above"
+    where = ", counting only evaluations outside the run's intervention windows (fixed and triggered)" \
+        if rule.outside_windows else ""
+    head = f"Phase-change time: the first evaluation at which {rule.metric} {verb} {rule.threshold:.3g} (sequences seen)"
     if rule.persist == "end":
-        lasting = f"and stays {side} it to the end of the run"
-    elif rule.persist:
-        lasting = f"and stays {side} it for {rule.persist} sequences (or to the end of the run) and at the last evaluation"
+        return (f"{head} and stays {side} it to the end of the run{where}; a run that never does, or goes back, is "
+                "right-censored at its last evaluation.")
+    W = rule.span
+    if W:
+        lasting = f" and stays {side} it for {W:,} sequences (decided then: a relapse after that does not undo it)"
     else:
-        lasting = f"and is still {side} it at the last evaluation"
-    where = ", counting only evaluations outside the arm's intervention windows" if rule.outside_windows else ""
-    return (f"Phase-change time: the first evaluation at which {rule.metric} {verb} {rule.threshold:.3g} "
-            f"(sequences seen) {lasting}{where}; a run that never does, or crosses and relapses, is right-censored "
-            "at its last evaluation.")
+        lasting = " (a relapse afterwards does not undo it)"
+    timed = f"; timed from {rule.relative_to}" if rule.relative_to else ""
+    return (f"{head}{lasting}{where}{timed}; a run without one is right-censored at its last evaluation"
+            + (f" minus {W:,}." if W else "."))
+
+
+def always_on_note(rule: PhaseRule, always_on: Mapping[str, Sequence[str]]) -> str:
+    """For a rule that steps outside windows: which interventions are on for the whole run (configuration, not windows).
+
+    Example:
+        >>> always_on_note(PhaseRule(outside_windows=True), {"match": ["knockout_L1_v_keep0", "induction_L1H0"]})
+        'Interventions on for the whole run are part of their arm, not windows to step outside of: match (knockout_L1_v_keep0, induction_L1H0).'
+    """
+    if not rule.outside_windows or not any(always_on.values()):
+        return ""
+    arms = "; ".join(f"{arm} ({', '.join(names)})" for arm, names in always_on.items() if names)
+    return f"Interventions on for the whole run are part of their arm, not windows to step outside of: {arms}."
 
 
 def markdown(title: str, sections: Sequence[tuple[PhaseRule, Sequence[str], Sequence[str]]],
-             factorial: Sequence[str], warnings: Sequence[str], method_notes: Sequence[str]) -> str:
+             factorial: Sequence[str], warnings: Sequence[str], method_notes: Sequence[str],
+             always_on: Mapping[str, Sequence[str]] | None = None) -> str:
     """Assemble stats.md (embedded verbatim in the study's index page).
 
     ``sections``: one ``(rule, sentences, robustness)`` per phase rule, the primary first; rules are never pooled.
@@ -195,7 +213,8 @@ def markdown(title: str, sections: Sequence[tuple[PhaseRule, Sequence[str], Sequ
     for k, (rule, sentences, robustness) in enumerate(sections):
         if len(sections) > 1:
             lines += [f"#### {'Primary' if k == 0 else 'Secondary'} rule: {rule.describe()}", ""]
-        lines += [rule_sentence(rule), ""]
+        note = always_on_note(rule, always_on or {})
+        lines += [rule_sentence(rule) + (f" {note}" if note else ""), ""]
         lines += [f"- {s}" for s in sentences] or ["- No comparisons (the study names no control and no pairs)."]
         if robustness:
             lines += ["", "Robustness (same comparisons, other phase-change estimators):", ""]

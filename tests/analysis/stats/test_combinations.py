@@ -90,7 +90,8 @@ def test_outside_windows_uses_each_runs_triggered_window(tmp_path):
     window = {"kind": "pattern_clamp", "name": "match", "windows": [{"start": when, "stop": None}]}
     study = {"name": "trig", "seeds": [0, 1, 2], "control": "control", "eval_every": STEP, "n_sequences": 150_000,
              "phase": PhaseRule(outside_windows=True).to_dict(),
-             "arms": [{"name": "control"}, {"name": "closed_loop", "interventions": [window]}]}
+             "arms": [{"name": "control"}, {"name": "closed_loop", "interventions": [
+                 {"kind": "knockout", "name": "ko", "windows": [{"start": 0, "stop": None}]}, window]}]}
     curves = {}
     for seed in range(3):
         x, y = _curve(80_000 + 2_000 * seed, 150_000)
@@ -103,6 +104,8 @@ def test_outside_windows_uses_each_runs_triggered_window(tmp_path):
     times = res.phase_times[(res.phase_times.estimator == "threshold") & (res.phase_times.arm == "closed_loop")]
     assert times.sort_values("seed")["time"].tolist() == [80_000, 82_000, 84_000]
     assert run_windows([window], {"trigger/match/start": 10_000}) == [(12_000.0, 30_000.0)]
+    # an always-on intervention is the arm's configuration, and the rule's text says so
+    assert "on for the whole run are part of their arm, not windows to step outside of: closed_loop (ko)" in res.markdown
     # and the same curve without the window known would have been timed at the clamp
     x, y = curves[("closed_loop", 0)]["train/loss"]
     assert crossing_time(x, y, PhaseRule(outside_windows=True, persist=6_000)).time == 12_000
