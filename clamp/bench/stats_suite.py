@@ -17,10 +17,11 @@ three evaluations, W = 3,000):
 - a run's phase time T is log-normal with median 60,000 and log-sd ``sigma`` (0.3 unless stated);
   under an effect k the intervened arm's median is 60,000 / k;
 - its loss sits on a plateau at 0.69, drops to 0.05 along a logistic of width T / 20 centred at T,
-  plus Gaussian noise (sd 0.02) and, on the plateau, rare dips below the threshold (1 % of evaluations);
+  plus Gaussian noise (sd 0.02) and, on the plateau, rare one-evaluation dips below the threshold (1 %);
 - ``relapse``: T + Exp(mean 40,000) sequences after its phase change the loss goes back to 0.60;
 - ``stopping``: every run stops 10,000 + 0.25 T after its decided phase time (:class:`clamp.phase.StopAfterPhase`);
-- ``persist``: the rule asks 10 evaluations (W = 10,000) and the plateau dips are more frequent (5 %);
+- ``persist``: the rule asks 10 evaluations (W = 10,000), and the plateau dips last 5 evaluations (2 % of
+  evaluations start one);
 - ``triggered``: a trigger fires at U ~ uniform(0.2, 0.8) T; the window opens 2,000 later for 20,000
   sequences, and inside it the intervention holds the loss at 0.05; the rule steps outside windows;
 - ``relative``: a per-run reference event at uniform(5,000, 60,000), and the phase change T after it;
@@ -58,6 +59,7 @@ class Design:
     stopping: bool = False
     persist: int | None = None  # None: the default span, three evaluations
     dips: float = 0.01
+    dip_len: int = 1  # evaluations each dip below the threshold lasts
     triggered: bool = False
     relative: bool = False
     sigma: float = 0.3
@@ -75,7 +77,8 @@ DESIGNS: tuple[Design, ...] = (
     Design("per-arm budgets + relapse", 90_000, 200_000, relapse=True),
     Design("stopping (StopAfterPhase)", 150_000, 150_000, stopping=True),
     Design("stopping + relapse", 150_000, 150_000, stopping=True, relapse=True),
-    Design("persist (W = 10 evaluations)", 150_000, 150_000, persist=10 * STEP, dips=0.05),
+    Design("persist (W = 10 evaluations), 5-evaluation dips", 150_000, 150_000, persist=10 * STEP, dips=0.02,
+           dip_len=5),
     Design("triggered windows + outside_windows", 150_000, 150_000, triggered=True),
     Design("relative_to a per-run event", 200_000, 200_000, relative=True),
     Design("equal budgets, log-sd 0.5", 200_000, 200_000, sigma=0.5),
@@ -98,8 +101,8 @@ def _run(design: Design, T: float, budget: int, rng: np.random.Generator) -> dic
     width = max(T / 20, STEP / 4)
     y = 0.05 + 0.64 / (1 + np.exp(np.clip((x - T) / width, -60, 60))) + rng.normal(0, 0.02, x.size)
     plateau = x < T - 3 * width
-    dips = plateau & (rng.random(x.size) < design.dips)
-    y[dips] = 0.2
+    for start in np.flatnonzero(plateau & (rng.random(x.size) < design.dips)):
+        y[start:start + design.dip_len] = np.where(plateau[start:start + design.dip_len], 0.2, y[start:start + design.dip_len])
     if design.relapse:
         y[x >= T + rng.exponential(40_000)] = 0.60
     windows: list = []
