@@ -37,11 +37,14 @@ def run_checked(args: argparse.Namespace, study: Study) -> int:
     if args.dry_run:
         check_output_folder(args.out)
         selected = select(study, args.arms, args.seeds)
-        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace)
+        p = plan(study, Path(args.out) / study.name, selected, pack=not args.no_pack, replace=args.replace,
+                 accept_unknown_code=args.accept_unknown_code)
         if p.conflicts:
             raise StudyError(conflict_message(Path(args.out) / study.name, p.conflicts))
         for a, s, st in p.skipped:
             print(f"skip   {a} seed {s} ({st})")
+        for a, s, _ in p.accepted:
+            print(f"accept {a} seed {s} (code unknown: written before clamp recorded it; --accept-unknown-code)")
         for e in p.stale:
             print(f"stale  {e.arm} seed {e.seed} ({e.status}; {e.why}): moved to runs/{STALE_DIR}/, then trained anew")
         for j in p.jobs:
@@ -56,7 +59,7 @@ def run_checked(args: argparse.Namespace, study: Study) -> int:
     return run_study(study, out=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, threads=args.threads,
                      pack=not args.no_pack, quiet=args.quiet, study_file=args.study, analyse=not args.no_report,
                      replace=args.replace, executor=args.executor, executor_options=options_from_args(args),
-                     validate=False)
+                     validate=False, accept_unknown_code=args.accept_unknown_code)
 
 
 def _report_command(args: argparse.Namespace) -> int:
@@ -110,6 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replace", action="store_true",
                    help="finished runs of another configuration are moved to runs/.stale/ (never deleted) and the "
                         "current configuration is trained; without it, clamp run refuses to touch them")
+    p.add_argument("--accept-unknown-code", action="store_true",
+                   help="keep finished runs written before clamp recorded the fingerprints of study-file functions "
+                        "(their code is unknown); without it they are refused like runs of another configuration. "
+                        "The acceptance is written into each such run's run.json")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would run, without training")
     from clamp.execution.executors import add_arguments
 

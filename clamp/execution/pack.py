@@ -47,7 +47,9 @@ from clamp.model.foreign import model_from_dict
 from clamp.tasks import task_from_dict
 from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
                          atomic_write_json, checkpoint_path, csv_text, read_curve, read_json, truncate_rows)
+from clamp.errors import ConfigError
 from clamp.execution.faults import injector
+from clamp.fingerprint import changed_code, code_fingerprints
 from clamp.importpath import import_study_modules, registered_study_modules, resolve
 from clamp.execution.provenance import RUN_SCHEMA, now, run_provenance
 from clamp.study.keys import KEY_VERSION
@@ -90,6 +92,7 @@ class PackJob:
     metrics: tuple[str, ...] = ()  # import paths of the study's user metric functions
     # stop runs after their phase change: clamp.phase.stop_setting's {"margin", "relative", "rule"}, or None
     stop_after: dict | None = None
+    study_file: dict | None = None  # {"path", "sha256"} of the study file, recorded in run.json
 
 
 def _registered_study_modules() -> dict:
@@ -146,6 +149,21 @@ class _Run:
         if updates.get("status") in ("finished", "diverged", "failed") and isinstance(self.record.get("provenance"), dict):
             self.record["provenance"]["ended_at"] = now()
         atomic_write_json(self.json, self.record)
+
+
+def check_code(expected: dict) -> None:
+    """Refuse to train when the user code this process imported is not the code the runs were keyed with.
+
+    The planner fingerprinted it (:mod:`clamp.fingerprint`); a worker -- another process, a Ray or Slurm
+    node, a resume -- imports the study file again, and the file may have changed meanwhile.
+    """
+    if not expected:
+        return
+    now_code = code_fingerprints(expected, fresh=True)
+    changed = changed_code(expected, now_code)
+    if changed:
+        raise ConfigError(f"{changed} since these runs were planned (the worker imported another version of it); "
+                          "nothing was trained. Fix: rerun `clamp run`, which keys the runs by the code as it is now.")
 
 
 def _intervener_factory(interventions: list, task_cfg: Any) -> Callable | None:
@@ -226,6 +244,7 @@ class PackRun:
 
     def __init__(self, job: PackJob, runs: list[_Run], sink: Sink | None, t0: float) -> None:
         import_study_modules(job.study_modules)  # before anything is rebuilt from its dict
+        check_code(job.record.get("code") or {})
         self.job, self.runs, self.sink, self.t0 = job, runs, sink, t0
         self.model_cfg = model_from_dict(job.model)  # a ModelConfig, or a foreign ModelSpec (clamp.model.foreign)
         self.task_cfg = task_from_dict(job.task)
@@ -273,6 +292,8 @@ class PackRun:
             grafts = grafts_record(job.interventions, run.spec.seed)  # per-seed donors used (absent when none)
             if grafts:
                 run.record["grafts"] = grafts
+            if job.study_file:
+                run.record["study_file"] = dict(job.study_file)
         if job.resume_from is not None:
             states = [load_run_state(checkpoint_path(r.folder, job.resume_from)) for r in self.runs]
             trainer.load_state_dict(merge_states(states))

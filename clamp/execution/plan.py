@@ -22,16 +22,16 @@ run axis (``pack=False`` trains each alone); :func:`plan` reads the folder only.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from clamp.execution.pack import PackJob, RunSpec
 from clamp.model.foreign import is_foreign
-from clamp.store import checkpoints, read_json, run_dir
+from clamp.fingerprint import changed_code
+from clamp.store import checkpoints, read_json, run_dir, run_seeds
 from clamp.study.design import Study
-from clamp.study.keys import arm_record, legacy_key, run_key, same_run, stop_after
+from clamp.study.keys import arm_code, arm_record, legacy_key, recorded_code, run_key, same_run, stop_after
 
 DONE = ("finished", "diverged")
 STALE_DIR = ".stale"
@@ -51,22 +51,16 @@ class Existing:
 
 @dataclass(frozen=True, kw_only=True)
 class Survey:
-    """Existing runs, sorted: the ones that match, the ones to move aside, and the conflicts."""
+    """Existing runs, sorted: the ones that match, the ones to move aside, and the conflicts.
+
+    ``accepted``: finished runs whose code is unknown (written before clamp recorded code fingerprints)
+    and that ``--accept-unknown-code`` lets stand: ``(arm, seed, the fingerprints they are accepted for)``.
+    """
 
     matched: dict[tuple[str, int], dict]
     stale: tuple[Existing, ...]
     conflicts: tuple[Existing, ...]
-
-
-def _seeds_on_disk(study_dir: Path, arm: str) -> set[int]:
-    folder = study_dir / "runs" / arm
-    out: set[int] = set()
-    if folder.is_dir():
-        for p in folder.iterdir():
-            m = re.fullmatch(r"seed(\d+)", p.name)
-            if m and p.is_dir():
-                out.add(int(m.group(1)))
-    return out
+    accepted: tuple[tuple[str, int, dict], ...] = ()
 
 
 def _short(v: object, width: int = 40) -> str:
@@ -76,13 +70,12 @@ def _short(v: object, width: int = 40) -> str:
 
 def _what_differs(study, arm, rec: dict) -> str:
     """A short phrase naming the first top-level difference between a stored run and the arm now."""
-    from clamp.study.keys import arm_record
-
     old = rec.get("config")
     if not isinstance(old, dict):
         return "recorded with another key"
     new = arm_record(study, arm)
-    diffs = []
+    code = changed_code(recorded_code(rec), new.get("code") or {})
+    diffs = [code] if code else []
     for part in ("model", "task", "train", "interventions", "schedule"):
         a, b = old.get(part), new.get(part)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -94,23 +87,36 @@ def _what_differs(study, arm, rec: dict) -> str:
     if not diffs:
         return "recorded with another key"
     text = "; ".join(diffs[:2]) + (f" (+{len(diffs) - 2} more)" if len(diffs) > 2 else "")
-    return text if len(text) < 160 else text[:157] + "..."
+    return text if len(text) < 200 else text[:197] + "..."
 
 
-def survey(study, study_dir: str | Path, selected: Sequence, *, replace: bool = False) -> Survey:
-    """Compare every run folder of the study's arms with the current configuration (reads only)."""
+def survey(study, study_dir: str | Path, selected: Sequence, *, replace: bool = False,
+           accept_unknown_code: bool = False) -> Survey:
+    """Compare every run folder of the study's arms with the current configuration (reads only).
+
+    ``accept_unknown_code``: a finished run that matches but for its code being unknown (it was written
+    before clamp recorded code fingerprints) is kept, and listed in ``accepted``.
+    """
     study_dir = Path(study_dir)
     chosen = {(arm.name, int(seed)) for arm, seed in selected}
     matched: dict[tuple[str, int], dict] = {}
     stale: list[Existing] = []
     conflicts: list[Existing] = []
+    accepted: list[tuple[str, int, dict]] = []
     for arm in study.arms:
-        for seed in sorted(_seeds_on_disk(study_dir, arm.name) | {s for a, s in chosen if a == arm.name}):
+        code = arm_code(study, arm)
+        for seed in sorted(set(run_seeds(study_dir, arm.name)) | {s for a, s in chosen if a == arm.name}):
             rec = read_json(run_dir(study_dir, arm.name, seed) / "run.json")
             if rec is None:
                 continue
-            if same_run(rec, key=run_key(study, arm, seed), legacy=legacy_key(study, arm, seed)):
+            key, legacy = run_key(study, arm, seed), legacy_key(study, arm, seed)
+            if same_run(rec, key=key, legacy=legacy, code=code):
                 matched[(arm.name, seed)] = rec
+                continue
+            if accept_unknown_code and code and recorded_code(rec) is None and rec.get("status") in DONE \
+                    and same_run(rec, key=run_key(study, arm, seed, with_code=False), legacy=legacy):
+                matched[(arm.name, seed)] = rec
+                accepted.append((arm.name, seed, code))
                 continue
             status = str(rec.get("status", "unknown"))
             e = Existing(arm=arm.name, seed=seed, status=status, old_key=str(rec.get("hash", "unknown")),
@@ -121,7 +127,7 @@ def survey(study, study_dir: str | Path, selected: Sequence, *, replace: bool = 
                 stale.append(e)  # a pending record with nothing computed: move it aside, no need to ask
             else:
                 conflicts.append(e)
-    return Survey(matched=matched, stale=tuple(stale), conflicts=tuple(conflicts))
+    return Survey(matched=matched, stale=tuple(stale), conflicts=tuple(conflicts), accepted=tuple(accepted))
 
 
 def _has_work(study_dir: Path, e: Existing) -> bool:
@@ -168,7 +174,7 @@ class Plan:
     """What a ``clamp run`` will do: packs to train, runs to skip, runs of another configuration to move aside.
 
     ``conflicts`` are finished runs of another configuration that this invocation may not
-    replace (see :mod:`clamp.execution.reconcile`); :func:`run_study` refuses to start while any remain.
+    replace (see :func:`survey`); :func:`run_study` refuses to start while any remain.
     """
 
     jobs: tuple[PackJob, ...]
@@ -176,16 +182,18 @@ class Plan:
     stale: tuple[Existing, ...]
     selected: int
     conflicts: tuple[Existing, ...] = ()
+    accepted: tuple[tuple[str, int, dict], ...] = ()  # finished runs of unknown code kept by --accept-unknown-code
 
 
-def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, replace: bool = False) -> Plan:
+def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, replace: bool = False,
+         accept_unknown_code: bool = False) -> Plan:
     """Decide, for each selected (arm, seed), whether to skip, resume or start it; group into packs.
 
     Reads the results folder only; nothing is written or moved here.
     """
     groups: dict[tuple, list[RunSpec]] = {}
     skipped = []
-    found = survey(study, study_dir, runs, replace=replace)
+    found = survey(study, study_dir, runs, replace=replace, accept_unknown_code=accept_unknown_code)
     records = {a.name: arm_record(study, a) for a in study.arms}
     for arm, seed in runs:
         folder = run_dir(study_dir, arm.name, seed)
@@ -212,7 +220,7 @@ def plan(study: Study, study_dir: Path, runs: Sequence, *, pack: bool = True, re
             resume_from=key[1], record=rec, metrics=tuple(rec.get("metrics", ())), stop_after=stop_after(study),
         ))
     return Plan(jobs=tuple(jobs), skipped=tuple(skipped), stale=found.stale, selected=len(runs),
-                conflicts=found.conflicts)
+                conflicts=found.conflicts, accepted=found.accepted)
 
 
 def job_label(job: PackJob) -> str:

@@ -18,6 +18,7 @@ Why this file exists: it turns a :class:`clamp.study.design.Study` into files un
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
@@ -29,8 +30,9 @@ from clamp.execution.executors.local import Executor, InlineExecutor, Outcome, P
 from clamp.execution.pack import PackJob
 from clamp.execution.plan import conflict_message, job_label, move_aside, plan
 from clamp.execution.progress import Progress
-from clamp.execution.provenance import invocation, merge_study_record
-from clamp.store import atomic_write_json, check_output_folder, read_json, remove_temporaries, study_lock
+from clamp.execution.provenance import invocation, merge_study_record, now
+from clamp.fingerprint import file_digest
+from clamp.store import atomic_write_json, check_output_folder, read_json, remove_temporaries, run_dir, study_lock
 from clamp.study.checks import validate_study
 from clamp.study.design import Study, StudyError
 from clamp.study.keys import KEY_VERSION
@@ -42,7 +44,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
               seeds: Sequence[int] | None = None, jobs: int | None = None, threads: int | None = None,
               pack: bool = True, quiet: bool = False, executor: Executor | str | None = None,
               study_file: str | Path | None = None, analyse: bool = True, replace: bool = False,
-              executor_options: dict | None = None, validate: bool = True) -> int:
+              executor_options: dict | None = None, validate: bool = True, accept_unknown_code: bool = False) -> int:
     """Run (or resume) ``study``, then write the summary, statistics and report.
 
     Args:
@@ -61,7 +63,9 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         replace: move finished runs of another configuration to ``runs/.stale/`` and train the current one
             (without it such runs stop the command with a :class:`StudyError`; see :mod:`clamp.execution.plan`).
         validate: check every arm (task, model, interventions) before anything is written, as
-            :func:`clamp.study.design.load_study` does; ``clamp run`` passes False (its study was just loaded).
+            :func:`clamp.study.load.load_study` does; ``clamp run`` passes False (its study was just loaded).
+        accept_unknown_code: keep finished runs written before clamp recorded the fingerprints of user code
+            (their code is unknown) instead of refusing them; the acceptance is written into their ``run.json``.
 
     Returns:
         The exit status: 0 when every selected run finished and the report was written, 1 otherwise.
@@ -74,19 +78,25 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
     check_output_folder(out)
     selected = select(study, arms, seeds)
     study_dir = Path(out) / study.name
-    first = plan(study, study_dir, selected, pack=pack, replace=replace)  # reads only: refuse before writing
+    first = plan(study, study_dir, selected, pack=pack, replace=replace,  # reads only: refuse before writing
+                 accept_unknown_code=accept_unknown_code)
     if first.conflicts:
         raise StudyError(conflict_message(study_dir, first.conflicts))
     study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(study_dir) as lock_path:
         remove_temporaries(study_dir)  # left by a killed writer; the files they were replacing are intact
-        the_plan = plan(study, study_dir, selected, pack=pack, replace=replace)
+        the_plan = plan(study, study_dir, selected, pack=pack, replace=replace, accept_unknown_code=accept_unknown_code)
         if the_plan.conflicts:
             raise StudyError(conflict_message(study_dir, the_plan.conflicts))
         cores = os.cpu_count() or 1
         n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
         n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
         this = invocation(study_file)
+        if study_file:  # the study file's hash, for the reader (comments and docstrings are not part of any key)
+            this["study_file_sha256"] = file_digest(study_file)
+            the_plan = dataclasses.replace(the_plan, jobs=tuple(
+                dataclasses.replace(j, study_file={"path": str(study_file), "sha256": this["study_file_sha256"]})
+                for j in the_plan.jobs))
         from clamp.model import native
 
         this["machine"].update(jobs=n_jobs, threads_per_job=n_threads, packed=pack,
@@ -110,6 +120,15 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         if the_plan.skipped:
             progress.message(f"{study.name}: {done_before} run(s) already done with this configuration, skipped "
                              "(their files are kept; move a run's folder away to train it again)")
+        for arm, seed, code in the_plan.accepted:
+            path = run_dir(study_dir, arm, seed) / "run.json"
+            rec = read_json(path) or {}
+            rec["code_accepted"] = {"code": code, "at": now(), "by": "clamp run --accept-unknown-code",
+                                    "note": "written before clamp recorded the code of user functions: the code "
+                                            "these numbers came from is unknown"}
+            atomic_write_json(path, rec)
+            progress.message(f"{study.name}: {arm}/seed{seed}: code unknown (written before clamp recorded it), "
+                             "kept as asked by --accept-unknown-code (recorded in its run.json)")
         for e in the_plan.stale:
             dest = move_aside(study_dir, e)
             progress.message(f"{study.name}: {e.arm}/seed{e.seed} ({e.status}) was run with another configuration "

@@ -163,6 +163,9 @@ class Intervention:
     """
 
     kind: ClassVar[str] = ""
+    #: whether a window of this kind may open and close per run (``clamp.When``); a kind whose edit cannot be
+    #: restricted to some runs of a pack (a user's nnsight code) says False, and validation refuses it.
+    triggerable: ClassVar[bool] = True
     name: str = ""
     windows: tuple[Window, ...] = (Window(),)
 
@@ -218,6 +221,16 @@ class Intervention:
         """Its effect on ``model`` (a :class:`~clamp.model.transformer.Transformer`): ops at hook points."""
         raise ConfigError(f"intervention kind {self.kind_key()!r} defines no compile(); "
                           "give the class a compile(self, model, task) method returning a Compiled.")
+
+    def code_paths(self) -> list[str]:
+        """Import paths of the user code this intervention executes: a user kind's class, and any user function
+        it names (a field holding ``"module:function"``).  Run keys fingerprint that code (:mod:`clamp.fingerprint`)."""
+        out = [] if type(self).__dict__.get("kind") or ":" not in self.kind_key() else [self.kind_key()]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("fn", "function") and isinstance(value, str) and ":" in value:
+                out.append(value)
+        return out
 
     def for_probe(self) -> "Intervention":
         """The intervention applied to the one-run probe model (a kind pairing runs with a checkpoint's runs

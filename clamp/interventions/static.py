@@ -27,6 +27,10 @@ def check_windows(iv: Intervention, n_sequences: int | None, errs: list[str]) ->
         errs.append("windows is empty, so it never applies; give at least one Window (Window() = always)")
     for w in iv.windows:
         if is_triggered(w):  # an event window (clamp.When): checked against the arm's metrics by clamp.study.checks
+            if not type(iv).triggerable:
+                errs.append(f"a {type(iv).__name__} cannot have a triggered window (clamp.When): its edit cannot be "
+                            "limited to the runs of a pack whose event fired. Fix: give it fixed windows "
+                            "(Window(start=..., stop=...)), or write the edit as a Clamp/FunctionClamp, which can")
             continue
         if not isinstance(w.start, int) or w.start < 0:
             errs.append(f"window start={w.start} must be a non-negative integer (sequences seen)")

@@ -84,7 +84,7 @@ def probe_study(study: Study, path: str | Path | None = None) -> None:
             model = arm.model.resolve(task.dims())
             if arm.interventions:
                 validate_interventions(list(arm.interventions), model, task, study.budget(arm))
-            if study.metrics or _triggered(arm.interventions):
+            if study.metrics or _triggered(arm.interventions) or ":" in str(arm.task.to_dict().get("kind", "")):
                 check_trigger_metrics(arm_metric_names(study, arm), arm.interventions)
             if arm.interventions:
                 donor_errs = check_donors(arm.interventions, study.seeds)

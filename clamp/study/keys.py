@@ -26,6 +26,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Sequence
 
+from clamp.fingerprint import code_fingerprints
 from clamp.phase import stop_setting
 
 if TYPE_CHECKING:
@@ -67,10 +68,13 @@ def canonical(cfg: Any) -> dict:
 
 def description(*, model: Any, task: Any, train: Any, interventions: Sequence[Any], checkpoints: Sequence[int],
                 extra_evals: Sequence[int], seed: int, metrics: Sequence[str] = (),
-                stop_after_phase: dict | None = None) -> dict:
+                stop_after_phase: dict | None = None, code: dict | None = None) -> dict:
     """The canonical, versioned description of a run that its key hashes.
 
-    The device is left out (it labels where a run ran, not what it computes).
+    The device is left out (it labels where a run ran, not what it computes).  ``code`` maps the
+    import path of each piece of user code the run executes to its fingerprint
+    (:mod:`clamp.fingerprint`); absent when there is none, so the keys of studies without user code
+    are unchanged.
     """
     tr = canonical(train)
     tr.pop("device", None)
@@ -87,7 +91,35 @@ def description(*, model: Any, task: Any, train: Any, interventions: Sequence[An
         **({"metrics": [str(m) for m in metrics]} if metrics else {}),
         # stopping after the phase change (with the primary rule it watches); absent when off
         **({"stop_after_phase": stop_after_phase} if stop_after_phase else {}),
+        # the fingerprints of the user code it runs: its body, not only its name, decides what it computes
+        **({"code": dict(sorted(code.items()))} if code else {}),
     }
+
+
+def arm_code_paths(study: Study, arm: Arm) -> list[str]:
+    """The import paths of every piece of user code a run of ``arm`` executes (before keeping only user code).
+
+    Intervention kinds and functions (:meth:`clamp.interventions.spec.Intervention.code_paths`), the
+    study's metric functions, a task config defined outside clamp, a foreign model's factory and adapter.
+    """
+    paths: list[str] = []
+    for iv in arm.interventions:
+        paths += iv.code_paths()
+    if study.metrics:
+        paths += study.metric_paths()
+    kind = arm.task.to_dict().get("kind", "")
+    if isinstance(kind, str) and ":" in kind:
+        paths.append(kind)
+    for name in ("factory", "adapter"):
+        value = getattr(arm.model, name, None)
+        if isinstance(value, str) and ":" in value:
+            paths.append(value)
+    return sorted(set(paths))
+
+
+def arm_code(study: Study, arm: Arm) -> dict[str, str]:
+    """``{import path: fingerprint}`` of the user code a run of ``arm`` executes (empty: none)."""
+    return code_fingerprints(arm_code_paths(study, arm))
 
 
 def task_dims(task: Any) -> dict[str, int]:
@@ -101,7 +133,7 @@ def _digest(obj: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_key(study: Study, arm: Arm, seed: int) -> str:
+def run_key(study: Study, arm: Arm, seed: int, *, with_code: bool = True) -> str:
     """Key (version 2) of the run of ``arm`` with ``seed``: what changes its results, defaults left out.
 
     Example:
@@ -112,7 +144,7 @@ def run_key(study: Study, arm: Arm, seed: int) -> str:
                                interventions=arm.interventions, checkpoints=study.checkpoint_points(arm),
                                extra_evals=study.extra_eval_points(arm), seed=seed,
                                metrics=study.metric_paths() if study.metrics else (),
-                               stop_after_phase=stop_after(study)))
+                               stop_after_phase=stop_after(study), code=arm_code(study, arm) if with_code else None))
 
 
 def stop_after(study: Study) -> dict | None:
@@ -140,6 +172,8 @@ def arm_record(study: Study, arm: Arm) -> dict:
         "schedule": {"checkpoints": study.checkpoint_points(arm), "extra_evals": study.extra_eval_points(arm)},
         # user metric functions by import path; absent when there are none, so earlier run keys stay
         **({"metrics": study.metric_paths()} if study.metrics else {}),
+        # fingerprints of the user code the arm's runs execute (clamp.fingerprint); absent when none
+        **({"code": arm_code(study, arm)} if arm_code(study, arm) else {}),
     }
 
 
@@ -179,19 +213,43 @@ def key_from_record(record: dict) -> str | None:
             train=TrainConfig.from_dict(cfg["train"]),
             interventions=[intervention_from_dict(d) for d in cfg.get("interventions", [])],
             checkpoints=sched["checkpoints"], extra_evals=sched["extra_evals"], seed=int(record["seed"]),
-            metrics=cfg.get("metrics", ()), stop_after_phase=record.get("stop_after_phase")))
+            metrics=cfg.get("metrics", ()), stop_after_phase=record.get("stop_after_phase"),
+            code=cfg.get("code") or (record.get("code_accepted") or {}).get("code")))
     except Exception:  # noqa: BLE001 - any record that cannot be rebuilt does not match
         return None
 
 
-def same_run(record: dict, *, key: str, legacy: str) -> bool:
-    """Whether a stored ``run.json`` is the run whose current keys are ``key`` and ``legacy``."""
+def same_run(record: dict, *, key: str, legacy: str, code: dict | None = None) -> bool:
+    """Whether a stored ``run.json`` is the run whose current keys are ``key`` and ``legacy``.
+
+    ``code``: the fingerprints of the user code the run executes now.  A stored run that recorded other
+    fingerprints, or none (written before clamp recorded them), is not the same run -- unless its
+    unknown code was accepted explicitly (``clamp run --accept-unknown-code`` records that in its
+    ``run.json``).
+    """
     if record.get("key_version") == KEY_VERSION and record.get("hash") == key:
         return True
+    if code and not code_matches(record, code):
+        return False
     if record.get("key_version") is None and record.get("hash") == legacy:
         return True
     return key_from_record(record) == key
 
 
-__all__ = ["KEY_VERSION", "arm_record", "canonical", "description", "key_from_record", "legacy_key", "run_key", "same_run",
+def code_matches(record: dict, code: dict) -> bool:
+    """Whether a stored run recorded exactly ``code``, or had its unknown code accepted for exactly ``code``."""
+    cfg = record.get("config") if isinstance(record.get("config"), dict) else {}
+    if cfg.get("code") == code:
+        return True
+    accepted = record.get("code_accepted")
+    return isinstance(accepted, dict) and accepted.get("code") == code
+
+
+def recorded_code(record: dict) -> dict | None:
+    """The fingerprints a stored run recorded (None when it recorded none)."""
+    cfg = record.get("config") if isinstance(record.get("config"), dict) else {}
+    return cfg.get("code") if isinstance(cfg.get("code"), dict) else None
+
+
+__all__ = ["KEY_VERSION", "arm_code", "arm_code_paths", "arm_record", "canonical", "code_matches", "recorded_code", "description", "key_from_record", "legacy_key", "run_key", "same_run",
            "stop_after", "task_dims"]

@@ -24,6 +24,17 @@ def function_name(fn: Callable) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
+def where(fn: Callable) -> str:
+    """``file:line`` where a function is defined (for messages), or its import path when that is unknown."""
+    import inspect
+
+    try:
+        _, line = inspect.getsourcelines(fn)
+        return f"{inspect.getsourcefile(fn)}:{line}"
+    except (OSError, TypeError):
+        return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
+
+
 def add_user_metric(out: dict[str, Tensor], fn: Callable, view: Any) -> None:
     """Call a user metric ``fn(view)`` and add its values to ``out`` (in place).
 
@@ -43,7 +54,11 @@ def add_user_metric(out: dict[str, Tensor], fn: Callable, view: Any) -> None:
         (['mean_logit', 'stats/max'], [1.0, 1.0])
     """
     name = function_name(fn)
-    value = fn(view)
+    try:
+        value = fn(view)
+    except Exception as e:  # a user function's error, re-raised naming the function and where it is
+        raise ConfigError(f"metric function {name!r} ({where(fn)}) raised {type(e).__name__}: {e}. Fix the function "
+                          "(it is called with the EvalView of the train evaluation set).") from e
     items = [(user_metric(name, k), v) for k, v in value.items()] if isinstance(value, dict) else [(name, value)]
     R = view.logits.shape[0]
     for key, v in items:

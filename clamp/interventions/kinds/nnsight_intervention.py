@@ -50,6 +50,7 @@ class NnsightIntervention(Intervention):
     """
 
     kind: ClassVar[str] = "nnsight"
+    triggerable: ClassVar[bool] = False  # the user's trace code cannot be limited to some runs of a pack
     site: str
     fn: str | Callable
     blocking: bool = False
