@@ -347,6 +347,39 @@ def last_evaluation(path: str | Path) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+# --------------------------------------------------------------------------- a full disk
+
+
+_DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded", "unexpected pos", "file write failed")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the disk filling up.
+
+    An ``OSError`` with ``ENOSPC``/``EDQUOT`` anywhere in the chain, or the ``RuntimeError`` torch raises when
+    its zip writer runs out of space (``[enforce fail at inline_container.cc] unexpected pos``).
+
+    Example:
+        >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device")), is_disk_full(ValueError("x"))
+        (True, False)
+        >>> is_disk_full(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"))
+        True
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(e, (OSError, RuntimeError)) and any(w in str(e).lower() for w in _DISK_FULL_WORDS):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+DISK_FULL = "no space left on the device holding the results"
+
+
 # --------------------------------------------------------------------------- the output folder
 
 

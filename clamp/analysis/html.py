@@ -29,7 +29,8 @@ import pandas as pd
 
 from clamp.analysis.metrics import read_metrics
 from clamp.analysis.plots import arm_colours
-from clamp.analysis.summary import STATUS_ORDER, fired_totals, intervention_words, phase_rules, summary_frame
+from clamp.analysis.summary import (STATUS_ORDER, fired_totals, intervention_words, model_words, phase_rules,
+                                    summary_frame)
 from clamp.store import atomic_write_text, read_json
 
 _CSS = """
@@ -288,7 +289,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
                         f"<td>{_e(a.get('description') or '')}</td><td>{words}</td>"
                         f"<td>{_e(a.get('factors') or '')}</td>"
                         f"<td>{_e(a.get('train', {}).get('lr', ''))}</td><td>{_e(a.get('train', {}).get('batch_size', ''))}</td>"
-                        f"<td>{_e(m.get('n_layers'))}L × {_e(m.get('n_heads'))}H, d={_e(m.get('d_model'))}</td><td>{_e(task)}</td></tr>")
+                        f"<td>{_e(model_words(m))}</td><td>{_e(task)}</td></tr>")
     body.append('<div class="scroll"><table id="arms-table"><thead><tr><th>arm</th><th>description</th>'
                 "<th>interventions (windows in sequences seen)</th><th>factors</th><th>lr</th><th>batch</th><th>model</th>"
                 f"<th>task</th></tr></thead><tbody>{''.join(arm_rows)}</tbody></table></div>")

@@ -359,8 +359,10 @@ def plot_attention(study_dir: Path, study: dict, arm: dict, plots: Path) -> list
                 break
     else:
         return []
-    model = arm["model"]
-    heads = study.get("heatmap_heads") or [f"L{model['n_layers'] - 1}H{h}" for h in range(min(model["n_heads"], 4))]
+    # by default the last layer's first four heads, read from the patterns the run recorded (any model)
+    last = int(att["layer"].max())
+    heads = study.get("heatmap_heads") or [
+        f"L{last}H{h}" for h in sorted(att.loc[att["layer"] == last, "head"].unique())[:4]]
     points = sorted(att["sequences_seen"].unique())
     if study.get("heatmap_at"):
         chosen = sorted({min(points, key=lambda p: abs(p - want)) for want in study["heatmap_at"]})

@@ -16,7 +16,7 @@ from pathlib import Path
 from clamp.analysis.html import build_html
 from clamp.analysis.plots import make_plots
 from clamp.analysis.summary import (STATUS_ORDER, budget_lines, fired_text, fmt, intervention_text, load_metrics,
-                                    phase_rules, summary_frame)
+                                    model_words, phase_rules, summary_frame)
 from clamp.store import atomic_write_text, read_json
 
 
@@ -54,8 +54,7 @@ def build_report(study_dir: str | Path) -> Path:
             "| arm | factors | interventions | fired | lr | batch | model | task |", "|---|---|---|---|---|---|---|---|"]
     for a in study["arms"]:
         m, t = a["model"], a["task"]
-        model = (f"{m['factory'].rsplit(':', 1)[-1]}({', '.join(f'{k}={v}' for k, v in m['kwargs'].items())})"  # foreign
-                 if m.get("kind") == "foreign" else f"{m['n_layers']}L x {m['n_heads']}H, d={m['d_model']}")
+        model = model_words(m)
         task = ", ".join(f"{k}={v}" for k, v in t.items() if k in ("kind", "n_classes", "n_labels", "n_pairs", "vocab", "half"))
         out.append(f"| `{a['name']}` | {a.get('factors') or ''} | {intervention_text(a)} | {fired_text(df, a['name'])} | {a['train']['lr']:g} | "
                    f"{a['train']['batch_size']} | {model} | {task} |")

@@ -147,6 +147,21 @@ def fired_text(df: pd.DataFrame, arm: str) -> str:
     return ", ".join(f"{name}: {v:,.0f}" for name, v in fired_totals(df, arm).items())
 
 
+def model_words(model: dict) -> str:
+    """A model record of ``study.json`` in a few words, for any model the study can train.
+
+    Example:
+        >>> model_words({"n_layers": 2, "n_heads": 8, "d_model": 64})
+        '2L × 8H, d=64'
+        >>> model_words({"kind": "foreign", "factory": "clamp.model.adapters:gpt2_lm", "kwargs": {"n_layer": 2}})
+        'gpt2_lm(n_layer=2)'
+    """
+    if model.get("kind") == "foreign" or "factory" in model:
+        kwargs = model.get("kwargs") or {}
+        return f"{str(model.get('factory', '?')).rsplit(':', 1)[-1]}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+    return f"{model.get('n_layers', '?')}L × {model.get('n_heads', '?')}H, d={model.get('d_model', '?')}"
+
+
 def budget_lines(study: dict) -> list[str]:
     """Report lines for arms with their own length, and for stopping after the phase change."""
     n = study.get("n_sequences", 0)
@@ -160,5 +175,5 @@ def budget_lines(study: dict) -> list[str]:
     return out
 
 
-__all__ = ["STATUS_ORDER", "budget_lines", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "phase_rules", "summary_frame", "window_words",
+__all__ = ["STATUS_ORDER", "budget_lines", "model_words", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "phase_rules", "summary_frame", "window_words",
            "write_summary"]

@@ -27,7 +27,6 @@ pack-mates go on with the same numbers.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import resource
@@ -45,8 +44,9 @@ from clamp.execution.checkpoint import load_run_state, merge_states, split_state
 from clamp.interventions.donors import grafts_record
 from clamp.model.foreign import model_from_dict
 from clamp.tasks import task_from_dict
-from clamp.store import (ATTENTION_HEADER, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
-                         atomic_write_json, checkpoint_path, csv_text, read_curve, read_json, truncate_rows)
+from clamp.store import (ATTENTION_HEADER, DISK_FULL, METRICS_HEADER, append_metrics, append_text, atomic_torch_save,
+                         atomic_write_json, checkpoint_path, csv_text, is_disk_full, read_curve, read_json,
+                         truncate_rows)
 from clamp.errors import ConfigError
 from clamp.execution.faults import injector
 from clamp.fingerprint import changed_code, code_fingerprints
@@ -194,18 +194,19 @@ def execute_pack(job: PackJob, sink: Sink | None = None) -> list[dict]:
         return PackRun(job, runs, sink, t0).run()
     except Exception as e:  # noqa: BLE001 - isolate the failure to this pack's runs
         tb = traceback.format_exc()
-        disk_full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        disk_full = is_disk_full(e)
+        why = f"{DISK_FULL} ({type(e).__name__}: {e}); free some space and rerun: the run resumes from its last " \
+              "checkpoint" if disk_full else f"{type(e).__name__}: {e}"
         out = []
         for run in runs:
             if run.diverged_at is None:
                 try:
-                    run.write_json(status="failed", error=f"{type(e).__name__}: {e}", traceback=tb,
-                                   timings=_timings(run, t0, job))
+                    run.write_json(status="failed", error=why, traceback=tb, timings=_timings(run, t0, job))
                 except OSError:
                     # The disk is full (or gone): run.json keeps its last state, which a rerun resumes from.
                     run.record["status"] = "failed"
             out.append({"arm": run.spec.arm, "seed": run.spec.seed, "status": run.record.get("status", "failed"),
-                        "error": f"{type(e).__name__}: {e}", "disk_full": disk_full})
+                        "error": why, "disk_full": disk_full})
         return out
 
 

@@ -19,7 +19,6 @@ Why this file exists: it turns a :class:`clamp.study.design.Study` into files un
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import sys
 import traceback
@@ -32,7 +31,8 @@ from clamp.execution.plan import conflict_message, job_label, move_aside, plan
 from clamp.execution.progress import Progress
 from clamp.execution.provenance import invocation, merge_study_record, now
 from clamp.fingerprint import file_digest
-from clamp.store import atomic_write_json, check_output_folder, read_json, remove_temporaries, run_dir, study_lock
+from clamp.store import (DISK_FULL, atomic_write_json, check_output_folder, is_disk_full, read_json, remove_temporaries,
+                         run_dir, study_lock)
 from clamp.study.checks import validate_study
 from clamp.study.design import Study, StudyError
 from clamp.study.keys import KEY_VERSION
@@ -206,7 +206,7 @@ def _mark_failed(job: PackJob, exc: BaseException, tb: str) -> Outcome:
             except OSError:
                 pass  # a full disk: run.json keeps its last state, which a rerun resumes from
         out.append({"arm": spec.arm, "seed": spec.seed, "status": rec["status"], "error": rec.get("error"),
-                    "disk_full": isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)})
+                    "disk_full": is_disk_full(exc)})
     return out
 
 
@@ -220,11 +220,22 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
 
     code = 0
     study_dir = Path(study_dir)
+
+    def failed(what: str, e: BaseException, *, trace: bool = False) -> int:
+        if is_disk_full(e):
+            print(f"clamp: error: {DISK_FULL} while {what} ({study_dir}); the runs' files are kept. Free some space "
+                  f"(or copy the folder to another disk) and run `clamp report {study_dir}`.", file=sys.stderr)
+            return 2
+        if trace:
+            traceback.print_exc()
+        print(f"clamp: {what} failed (results are kept; rerun `clamp report {study_dir}`): {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return 1
+
     try:
         write_summary(study_dir)
     except Exception as e:  # noqa: BLE001 - keep going: the runs' own files are intact
-        print(f"clamp: writing summary.csv failed: {type(e).__name__}: {e}", file=sys.stderr)
-        code = 1
+        code = max(code, failed("writing summary.csv", e))
     if not analyse:
         return code
     # An ImportError inside the statistics is a failure to report (exit 1), never a reason to skip them.
@@ -236,16 +247,12 @@ def finish_study(study_dir: str | Path, quiet: bool = False, analyse: bool = Tru
         print(f"clamp: statistics failed to import (results are kept; fix it and rerun `clamp report {study_dir}`): "
               f"{type(e).__name__}: {e}", file=sys.stderr)
         code = 1
-    except Exception as e:  # noqa: BLE001
-        print(f"clamp: statistics failed (results are kept; rerun `clamp report {study_dir}`): "
-              f"{type(e).__name__}: {e}", file=sys.stderr)
-        code = 1
+    except Exception as e:  # noqa: BLE001 - reported; the runs' files are intact
+        code = max(code, failed("computing the statistics", e))
     try:
         build_report(study_dir)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        print(f"clamp: building the report failed (results are kept): {type(e).__name__}: {e}", file=sys.stderr)
-        code = 1
+    except Exception as e:  # noqa: BLE001 - reported (with its traceback unless the disk is full)
+        code = max(code, failed("building the report", e, trace=True))
     return code
 
 

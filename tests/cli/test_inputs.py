@@ -91,6 +91,37 @@ def test_disk_full_while_writing_results_is_reported_and_a_rerun_resumes(tmp_pat
         pd.testing.assert_frame_equal(a, b)
 
 
+def test_disk_full_while_saving_a_checkpoint_says_so_in_plain_words(tmp_path, capsys, monkeypatch):
+    f = study_file(tmp_path)
+
+    def torch_full(path, obj):  # what torch.save raises when its zip writer runs out of space
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024 vs 960")
+
+    monkeypatch.setattr(pack, "atomic_torch_save", torch_full)
+    out = tmp_path / "res"
+    code = main(["run", str(f), "--out", str(out), "--quiet", "--jobs", "1", "--no-report"])
+    err = refused(capsys, code, "no space left", "rerun the same command")
+    assert "Traceback" not in err and "RuntimeError" not in err.splitlines()[-1]
+    rec = json.loads((out / "inp/runs/control/seed0/run.json").read_text())
+    assert rec["status"] == "failed" and rec["error"].startswith("no space left on the device holding the results")
+
+
+def test_disk_full_while_building_the_report_prints_no_traceback(tmp_path, capsys, monkeypatch):
+    f = study_file(tmp_path)
+    out = tmp_path / "res"
+    assert main(["run", str(f), "--out", str(out), "--quiet", "--jobs", "1", "--no-report"]) == 0
+    capsys.readouterr()
+    import clamp.analysis.plots as plots
+
+    def full(fig, stem, **kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(stem))
+
+    monkeypatch.setattr(plots, "save_figure", full)
+    code = main(["report", str(out / "inp"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "no space left" in err and "clamp report" in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_device_on_cpu_only_torch(tmp_path, capsys):
     code = main(["train", "--device", "cuda", "--sequences", "64", "--eval-every", "32",
