@@ -29,7 +29,9 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import re
+from typing import Iterable
 
 from clamp.errors import ConfigError
 
@@ -127,6 +129,19 @@ def check_user_metric_name(name: str, where: str) -> None:
                           " itself and would overwrite it); rename the function or the key.")
 
 
-__all__ = ["FIRED_PREFIX", "FIRED_TOTAL", "RESERVED_PREFIXES", "TRAIN_BATCH_LOSS", "TRIGGER_PREFIX",
+def did_you_mean(name: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.5) -> str:
+    """``" (did you mean 'a', 'b'?)"`` for the choices closest to a misspelt ``name``; "" when none is close.
+
+    Example:
+        >>> did_you_mean("train/los", ["train/loss", "train/acc", "induction/L1H0"])
+        " (did you mean 'train/loss', 'train/acc'?)"
+        >>> did_you_mean("zzz", ["train/loss"])
+        ''
+    """
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+
+
+__all__ = ["did_you_mean", "FIRED_PREFIX", "FIRED_TOTAL", "RESERVED_PREFIXES", "TRAIN_BATCH_LOSS", "TRIGGER_PREFIX",
            "check_user_metric_name", "evaluator_metric", "fired", "head", "head_tag", "is_fired", "is_reserved",
            "is_trigger", "parse_head", "trigger", "trigger_prefix", "user_metric"]

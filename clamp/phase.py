@@ -101,7 +101,7 @@ class PhaseRule:
         >>> PhaseRule.parse("induction/L1H0>0.5").describe()
         'induction/L1H0 > 0.5'
         >>> PhaseRule(persist=2000, outside_windows=True).describe()
-        'train/loss < 0.277, lasting 2000 sequences, outside intervention windows'
+        'train/loss < 0.277, lasting 2,000 sequences, outside intervention windows'
         >>> PhaseRule().resolved(eval_every=1000).persist
         3000
     """
@@ -165,7 +165,7 @@ class PhaseRule:
         if self.persist == "end":
             out += ", lasting to the end of the run"
         elif self.persist:
-            out += f", lasting {self.persist} sequences"
+            out += f", lasting {self.persist:,} sequences"
         if self.outside_windows:
             out += ", outside intervention windows"
         if self.relative_to:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from clamp.analysis.metrics import read_metrics
 from clamp.analysis.plots import arm_colours
-from clamp.analysis.summary import (STATUS_ORDER, fired_totals, intervention_words, model_words, phase_rules,
+from clamp.analysis.summary import (STATUS_ORDER, fired_totals, intervention_words, code_lines, grid_words, model_words, rule_words,
                                     summary_frame)
 from clamp.store import atomic_write_text, read_json
 
@@ -185,6 +185,9 @@ def _img(path: Path, title: str, study_dir: Path) -> str:
             f"<figcaption>{_e(title)} ({links})</figcaption></figure>")
 
 
+# The columns a reader looks for first in stats.csv / factorial.csv: on screen before any scrolling.
+_LEAD = ("arm", "reference", "effect", "ratio", "ratio_low", "ratio_high", "ratio_bound", "p", "p_adjusted",
+         "significant", "median_arm", "median_reference", "n_arm", "n_reference", "rule", "estimator")
 _STATS_TITLES = {"phase_times": "Phase-change times", "km": "Kaplan–Meier curves",
                  "estimators": "Agreement of the phase-change estimators"}
 
@@ -237,15 +240,16 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     body.append(f"<h1>Study <code>{_e(name)}</code></h1>")
     if study.get("description"):
         body.append("".join(f"<p>{_e(p.strip())}</p>" for p in study["description"].strip().split("\n\n")))
-    rules = " / ".join(f"{r['metric']} {r.get('direction', 'below')} {float(r['threshold']):.4g}" for r in phase_rules(study))
     body.append('<ul class="meta">'
                 f"<li>{len(arms)} arm(s) × {len(study.get('seeds', []))} seed(s) {_e(study.get('seeds'))}, "
                 f"{int(study.get('n_sequences', 0)):,} sequences each; control: <code>{_e(study.get('control'))}</code></li>"
-                f"<li>phase change: the first evaluation at which {_e(rules)}</li>"
+                f"<li>phase change (first rule primary): {_e(rule_words(study))}</li>"
+                f"<li>{_e(grid_words(study))}</li>"
                 f"<li>code revision <code>{_e(study.get('code_revision', 'unknown'))}</code>; "
                 f"versions {_e(study.get('versions', {}))}</li>"
-                f'<li>files: <a href="study.json">study.json</a>, <a href="summary.csv">summary.csv</a>, '
-                f'<a href="report.md">report.md</a></li></ul>')
+                + "".join(f"<li>{_e(line)}</li>" for line in code_lines(study_dir, study)) +
+                '<li>files: <a href="study.json">study.json</a>, <a href="summary.csv">summary.csv</a>, '
+                '<a href="report.md">report.md</a></li></ul>')
     body.append('<nav><a href="#glance">At a glance</a><a href="#statistics">Statistics</a><a href="#arms">Arms</a><a href="#runs">Runs</a>'
                 '<a href="#tables">Comparisons</a><a href="#phase-times">Phase times</a><a href="#figures">Figures</a><a href="#files">Files</a></nav>')
 
@@ -317,6 +321,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
                               ("Factorial effects (factorial.csv)", "factorial.csv", "factorial-table")):
         df = _csv_frame(study_dir / fname)
         if df is not None and len(df):
+            df = df[[c for c in _LEAD if c in df.columns] + [c for c in df.columns if c not in _LEAD]]
             body.append(f'<h3>{_e(title)} <a href="{fname}">CSV</a></h3>' + table_html(df, tid))
     body.append('<h3 id="phase-times">Phase times (phase_times.csv)</h3>')
     phase = _csv_frame(study_dir / "phase_times.csv")

@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from clamp.names import TRIGGER_PREFIX
 from clamp.store import read_metric_rows, run_seeds
 
 METRICS_COLUMNS = ("arm", "seed", "sequences_seen", "metric", "value")
@@ -81,4 +82,25 @@ def read_metrics(study_dir: str | Path, *, metrics: Iterable[str] | None = None,
     return out
 
 
-__all__ = ["METRICS_COLUMNS", "read_metrics", "read_run_metrics"]
+def trigger_times(df: pd.DataFrame, arm: str) -> list[tuple[str, int, float]]:
+    """``(trigger row, seed, sequences seen)`` of every trigger event of ``arm``'s runs (first row reading 1).
+
+    Example:
+        >>> df = pd.DataFrame({"arm": "a", "seed": 0, "sequences_seen": [0, 10, 20],
+        ...                    "metric": "trigger/ko/start", "value": [0.0, 1.0, 1.0]})
+        >>> trigger_times(df, "a")
+        [('trigger/ko/start', 0, 10.0)]
+    """
+    sel = df[(df["arm"] == arm) & df["metric"].astype(str).str.startswith(TRIGGER_PREFIX) & (df["value"] >= 0.5)]
+    if sel.empty:
+        return []
+    first = sel.groupby(["metric", "seed"], sort=True)["sequences_seen"].min()
+    return [(str(m), int(s), float(x)) for (m, s), x in first.items()]
+
+
+def run_events(df: pd.DataFrame, arm: str, seed: int) -> dict[str, float]:
+    """One run's trigger events as :func:`clamp.phase.run_windows` takes them: ``{trigger row: sequences seen}``."""
+    return {m: x for m, s, x in trigger_times(df, arm) if s == seed}
+
+
+__all__ = ["METRICS_COLUMNS", "read_metrics", "read_run_metrics", "run_events", "trigger_times"]

@@ -2,8 +2,8 @@
 
 Why this file exists: plots are rebuilt from the CSVs by a command (``clamp report``), never by
 hand, and they must read the same way in every figure: one colour and line style per arm (the
-control solid), x axes in sequences seen, units on every axis, each run's trigger events marked
-(closed-loop windows).  The style helpers and the figure builders live together here; the
+control solid), x axes in sequences seen, units on every axis, intervention windows shaded
+(a fixed window as a span, a closed-loop window as one bar per run where its event put it).  The style helpers and the figure builders live together here; the
 statistics' own figures (:mod:`clamp.analysis.stats.plots`) use the same colours.
 
 Plots (PNG and SVG):
@@ -32,8 +32,10 @@ from typing import Any, Sequence
 # arm_styles), so two arms whose curves overlap stay distinguishable.
 import pandas as pd
 
-from clamp.names import TRIGGER_PREFIX
+from clamp.analysis.metrics import run_events
+from clamp.names import parse_head
 from clamp.analysis.summary import phase_rules
+from clamp.phase import arm_windows, has_triggered_windows, run_windows
 from clamp.store import run_dir
 
 _DASHES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
@@ -139,32 +141,40 @@ def _metadata(ext: str) -> dict:
     return {}
 
 
-def trigger_times(df: pd.DataFrame, arm: str) -> list[tuple[str, int, float]]:
-    """``(metric, seed, sequences seen)`` of every trigger event of ``arm``'s runs (first row reading 1).
+def shade_windows(ax: Any, df: pd.DataFrame, study: dict, arms: Sequence[str], styles: dict[str, dict]) -> None:
+    """Draw the intervention windows of ``arms`` on ``ax``, in each arm's colour.
 
-    Example:
-        >>> df = pd.DataFrame({"arm": "a", "seed": 0, "sequences_seen": [0, 10, 20],
-        ...                    "metric": "trigger/ko/start", "value": [0.0, 1.0, 1.0]})
-        >>> trigger_times(df, "a")
-        [('trigger/ko/start', 0, 10.0)]
+    A fixed window is the same in every run: one shaded span across the panel.  A triggered
+    (closed-loop) window is where each run's own event put it (:func:`clamp.phase.run_windows`):
+    one bar per run along the bottom of the panel, so runs whose windows differ are told apart.
+    An intervention on for the whole run is part of the arm, not a window, and is not shaded.
     """
-    sel = df[(df["arm"] == arm) & df["metric"].astype(str).str.startswith(TRIGGER_PREFIX) & (df["value"] >= 0.5)]
-    if sel.empty:
-        return []
-    first = sel.groupby(["metric", "seed"], sort=True)["sequences_seen"].min()
-    return [(str(m), int(s), float(x)) for (m, s), x in first.items()]
-
-
-def mark_triggers(ax: Any, df: pd.DataFrame, arms: Sequence[str], styles: dict[str, dict]) -> None:
-    """Draw each run's trigger events of ``arms`` on ``ax`` (one legend entry per arm and event)."""
+    records = {a.get("name"): a for a in study.get("arms", []) if isinstance(a, dict)}
+    row = 0
     for arm in arms:
-        labelled: set[str] = set()
-        for metric, _seed, x in trigger_times(df, arm):
-            end = metric.rsplit("/", 1)[-1]
-            label = None if metric in labelled else f"{arm}: {metric.removeprefix(TRIGGER_PREFIX)} fired"
-            labelled.add(metric)
-            ax.axvline(x, color=styles.get(arm, {}).get("color", "0.4"), lw=0.9, alpha=0.7,
-                       ls="-" if end == "start" else ":", label=label, zorder=1)
+        ivs = (records.get(arm) or {}).get("interventions") or []
+        if not ivs:
+            continue
+        color = styles.get(arm, {}).get("color", "0.4")
+        ends = df[df["arm"] == arm].groupby("seed")["sequences_seen"].max()  # each run's last evaluation
+        if ends.empty:
+            continue
+        fixed = arm_windows(records[arm])
+        for k, (a, b) in enumerate(fixed):
+            ax.axvspan(a, min(b, float(ends.max())), color=color, alpha=0.10, lw=0, zorder=0,
+                       label=f"{arm}: intervention window" if k == 0 else None)
+        if not has_triggered_windows(ivs):
+            continue
+        labelled = False
+        for seed in sorted(int(x) for x in ends.index):
+            spans = [w for w in run_windows(ivs, run_events(df, arm, seed)) if w not in fixed]
+            y = 0.02 + 0.03 * row
+            row += 1
+            for a, b in spans:
+                ax.plot([a, min(b, float(ends[seed]))], [y, y], transform=ax.get_xaxis_transform(), color=color,
+                        lw=3, solid_capstyle="butt", alpha=0.8, zorder=3,
+                        label=None if labelled else f"{arm}: triggered window (one bar per run)")
+                labelled = True
 
 
 def _pyplot():
@@ -282,7 +292,7 @@ def curves_figure(df: pd.DataFrame, arms: Sequence[str], metric: str, title: str
             _band(ax, _wide(df, arm, metric), styles[arm], arm)
         for y, ls, label in reference_lines(study, metric):
             ax.axhline(y, color="0.3", ls=ls, lw=1, label=label, zorder=1)
-        mark_triggers(ax, df, group, styles)  # where each run's triggered window opened/closed
+        shade_windows(ax, df, study, group, styles)  # fixed windows shaded; triggered ones per run
         if len(panels) > 1:
             ax.set_title(f"{group[1]} vs {group[0]}", fontsize=9)
         sequences_axis(ax)
@@ -327,9 +337,10 @@ def plot_heads(df: pd.DataFrame, arms: Sequence[str], family: str, plots: Path, 
 def heads_figure(df: pd.DataFrame, arms: Sequence[str], family: str, layers: Sequence[int] | None = None):
     """Per-head score curves (``family`` e.g. ``induction``), one panel per arm wrapped into a grid (three per row),
     median and IQR across seeds."""
-    names = sorted(m for m in df["metric"].unique() if m.startswith(f"{family}/"))
-    if layers is not None:
-        names = [n for n in names if int(n.split("/")[1][1:].split("H")[0]) in layers]
+    # per-head scores only: a user metric may share the family's prefix (``prev_token/best``)
+    heads = {m: parse_head(m) for m in df["metric"].unique()}
+    names = sorted(m for m, h in heads.items() if h is not None and h[0] == family
+                   and (layers is None or h[1] in layers))
     if not names:
         return None
     fig, axes = _grid(len(arms), cols=3, width=4.0, height=3.2)
@@ -416,5 +427,5 @@ def make_plots(study_dir: Path, study: dict, df: pd.DataFrame, arms: Sequence[st
     return made
 
 
-__all__ = ["arm_colours", "arm_styles", "curves_figure", "heads_figure", "make_plots", "mark_triggers", "plot_attention",
-           "plot_curves", "plot_heads", "plot_heldout", "reference_lines", "save_figure", "sequences_axis", "trigger_times"]
+__all__ = ["arm_colours", "arm_styles", "curves_figure", "heads_figure", "make_plots", "plot_attention",
+           "plot_curves", "plot_heads", "plot_heldout", "reference_lines", "save_figure", "sequences_axis", "shade_windows"]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from clamp.analysis.html import build_html
 from clamp.analysis.plots import make_plots
-from clamp.analysis.summary import (STATUS_ORDER, budget_lines, fired_text, fmt, intervention_text, load_metrics,
-                                    model_words, phase_rules, summary_frame)
+from clamp.analysis.summary import (STATUS_ORDER, budget_lines, code_lines, fired_text, fmt, intervention_text, load_metrics,
+                                    grid_words, model_words, rule_words, summary_frame)
 from clamp.store import atomic_write_text, read_json
 
 
@@ -44,9 +44,10 @@ def build_report(study_dir: str | Path) -> Path:
         out += [study["description"].strip(), ""]
     out += [f"- {len(arms)} arm(s) x {len(study['seeds'])} seed(s) {study['seeds']}, {study.get('n_sequences', 0):,} sequences each",
             *budget_lines(study),
-            f"- control: `{study.get('control')}`; learned when "
-            + " / ".join(f"{r['metric']} is {r.get('direction', 'below')} {r['threshold']:.4g}" for r in phase_rules(study)),
+            f"- control: `{study.get('control')}`; phase change (first rule primary): {rule_words(study)}",
+            f"- {grid_words(study)}",
             f"- code revision `{study.get('code_revision', 'unknown')}`; versions {study.get('versions', {})}",
+            *(f"- {line}" for line in code_lines(study_dir, study)),
             f"- machine: {study.get('machine', {})}",
             "- files: [study.json](study.json), [summary.csv](summary.csv)", ""]
     out += ["## Arms", "", "Fired: how many times each intervention fired in the whole run, summed over every "

@@ -13,11 +13,14 @@ from typing import Sequence
 
 import pandas as pd
 
-from clamp.analysis.metrics import read_metrics
+from clamp.analysis.metrics import read_metrics, run_events
+from clamp.importpath import PREFIX as STUDY_MODULE_PREFIX
 from clamp.interventions.when import When
 from clamp.names import FIRED_PREFIX
-from clamp.phase import LN2, PhaseRule, arm_windows, crossing_time
+from clamp.phase import LN2, PhaseRule, crossing_time, run_windows
 from clamp.store import atomic_write_text, read_json, run_dir
+from clamp.training.config import TrainConfig
+from clamp.training.config import grid_words as train_grid_words
 
 STATUS_ORDER = ("finished", "diverged", "failed", "running", "pending")
 
@@ -33,6 +36,28 @@ def phase_rules(study: dict) -> list[dict]:
     return phase if isinstance(phase, list) else [phase]
 
 
+def rule_words(study: dict) -> str:
+    """The study's phase rule(s) in words, every setting shown (span, windows, the event it is timed from).
+
+    Example:
+        >>> rule_words({"phase": [{"metric": "train/loss", "threshold": 0.3, "persist": 3000},
+        ...                       {"metric": "train/loss", "threshold": 0.3, "persist": 3000, "relative_to": "ko:start"}]})
+        'train/loss < 0.3, lasting 3,000 sequences; train/loss < 0.3, lasting 3,000 sequences, timed from ko:start'
+    """
+    return "; ".join(PhaseRule.from_dict(r).describe() for r in phase_rules(study))
+
+
+def grid_words(study: dict) -> str:
+    """When a study's runs evaluate, in words (per arm where arms differ): the grid snaps to batch boundaries.
+
+    Example:
+        >>> grid_words({"arms": [{"name": "a", "train": {"n_sequences": 2000, "eval_every": 500}}]})
+        'evaluations every 500 sequences, at the first batch boundary (batch 32) at or past each multiple: 0, 512, 1,024, 1,504, … and at the end; a run of 2,000 sequences ends at 2,016 (rounded up to a whole batch)'
+    """
+    return train_grid_words([(a["name"], TrainConfig.from_dict(a["train"])) for a in study.get("arms", [])
+                             if isinstance(a.get("train"), dict)])
+
+
 def summary_frame(study_dir: str | Path) -> pd.DataFrame:
     """One row per (arm, seed) of the study, with status, final metrics and crossing time."""
     study_dir = Path(study_dir)
@@ -46,10 +71,12 @@ def summary_frame(study_dir: str | Path) -> pd.DataFrame:
             row = {"arm": arm["name"], "seed": seed, "status": rec.get("status", "pending")}
             m = metrics[(metrics["arm"] == arm["name"]) & (metrics["seed"] == seed)]
             row["sequences_seen"] = int(m["sequences_seen"].max()) if len(m) else 0
+            # the statistics' own crossing rule (persistence, windows fixed and triggered, relapse)
+            windows = run_windows(arm.get("interventions") or [], run_events(m, arm["name"], seed))
             for i, rule in enumerate(rules):
-                r = PhaseRule.from_dict(rule)  # the statistics' own crossing rule (persistence, windows, relapse)
+                r = PhaseRule.from_dict(rule)
                 c = crossing_time(m["sequences_seen"][m["metric"] == r.metric], m["value"][m["metric"] == r.metric], r,
-                                  windows=arm_windows(arm))
+                                  windows=windows)
                 row["crossed_at" if i == 0 else f"crossed_at_{i}"] = c.time if c.event else float("nan")
             if len(m):
                 last = m[m["sequences_seen"] == m["sequences_seen"].max()].set_index("metric")["value"]
@@ -82,18 +109,36 @@ def fmt(v) -> str:
 def window_words(windows: Sequence[dict] | None) -> str:
     """An intervention's windows in words, in sequences seen.
 
+    A closed-loop window names its event; one that opens on an event for a fixed ``duration`` says so
+    (it does not run to the end of training).
+
     Example:
         >>> window_words([{"start": 0, "stop": 20000}, {"start": 30000, "stop": None}])
         'sequences 0–20,000 and 30,000–end of training'
+        >>> window_words([{"start": {"when": "train/loss", "op": "<", "threshold": 0.5, "duration": 2000}, "stop": None}])
+        'sequences [when train/loss < 0.5] for 2,000 sequences'
     """
     if not windows:
         return "whole training"
+
+    def event(d: dict) -> str:
+        w = When.from_dict(d)
+        return f"[when {w.metric} {w.op} {w.threshold:.4g}" + (f", then {w.delay:,} sequences]" if w.delay else "]")
+
     def end(v: object, none: str) -> str:  # a number, None, or a trigger's dict (clamp.When)
         if isinstance(v, dict):
-            return f"[{When.from_dict(v).describe()}]"
+            return event(v)
         return none if v is None else f"{int(v):,}"
 
-    parts = [end(w.get("start") or 0, "0") + "–" + end(w.get("stop"), "end of training") for w in windows]
+    parts = []
+    for w in windows:
+        start, stop = w.get("start") or 0, w.get("stop")
+        duration = start.get("duration") if isinstance(start, dict) else None
+        if duration is not None:  # open for a fixed length after the event, or until an earlier stop
+            parts.append(f"{event(start)} for {int(duration):,} sequences"
+                         + ("" if stop is None else f" or until {end(stop, '')}, whichever is first"))
+        else:
+            parts.append(end(start, "0") + "–" + end(stop, "end of training"))
     return "sequences " + " and ".join(parts)
 
 
@@ -162,6 +207,40 @@ def model_words(model: dict) -> str:
     return f"{model.get('n_layers', '?')}L × {model.get('n_heads', '?')}H, d={model.get('d_model', '?')}"
 
 
+def code_lines(study_dir: str | Path, study: dict) -> list[str]:
+    """What code the numbers came from, beyond the clamp revision: the study file's hash, each arm's user-code
+    fingerprints (:mod:`clamp.fingerprint`, part of its runs' keys), and every run whose unknown code was
+    accepted (``clamp run --accept-unknown-code``).
+
+    Example:
+        >>> code_lines(".", {"study_file": "s.py", "invocations": [{"study_file": "s.py", "study_file_sha256": "ab" * 32}],
+        ...                  "arms": [{"name": "a", "code": {"clamp_study_s_1a2b:f": "0123456789abcdef",
+        ...                                                  "helpers:g": "fedcba9876543210"}}], "seeds": []})
+        ['study file s.py (sha256 abababababab…)', 'arm `a` user code: f (study file) 0123456789ab, helpers:g fedcba987654']
+    """
+    out = []
+    last = (study.get("invocations") or [{}])[-1]
+    if study.get("study_file") or last.get("study_file"):
+        digest = last.get("study_file_sha256") or study.get("study_file_sha256")
+        out.append(f"study file {last.get('study_file') or study['study_file']}"
+                   + (f" (sha256 {digest[:12]}…)" if digest else ""))
+
+    def where(path: str) -> str:  # a study file's own definitions are named as such, not by their module's alias
+        module, _, name = path.partition(":")
+        return f"{name} (study file)" if module.startswith(STUDY_MODULE_PREFIX) else path
+
+    for arm in study.get("arms", []):
+        if arm.get("code"):
+            out.append(f"arm `{arm['name']}` user code: "
+                       + ", ".join(f"{where(path)} {digest[:12]}" for path, digest in sorted(arm["code"].items())))
+    accepted = [f"{arm['name']}/seed{seed}" for arm in study.get("arms", []) for seed in study.get("seeds", [])
+                if (read_json(run_dir(study_dir, arm["name"], seed) / "run.json") or {}).get("code_accepted")]
+    if accepted:
+        out.append(f"code unknown, accepted with --accept-unknown-code (written before clamp recorded user code): "
+                   f"{', '.join(accepted)}")
+    return out
+
+
 def budget_lines(study: dict) -> list[str]:
     """Report lines for arms with their own length, and for stopping after the phase change."""
     n = study.get("n_sequences", 0)
@@ -175,5 +254,5 @@ def budget_lines(study: dict) -> list[str]:
     return out
 
 
-__all__ = ["STATUS_ORDER", "budget_lines", "model_words", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "phase_rules", "summary_frame", "window_words",
+__all__ = ["STATUS_ORDER", "budget_lines", "code_lines", "model_words", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "grid_words", "phase_rules", "rule_words", "summary_frame", "window_words",
            "write_summary"]

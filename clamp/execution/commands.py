@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clamp.errors import ConfigError
 from clamp.store import check_output_folder
-from clamp.study.design import Study, StudyError
+from clamp.study.design import Study, StudyError, evaluation_grid, outlasting_windows
 from clamp.study.load import list_studies, load_study
 from clamp.study.overrides import apply_overrides, select
 
@@ -41,6 +41,9 @@ def run_checked(args: argparse.Namespace, study: Study) -> int:
                  accept_unknown_code=args.accept_unknown_code)
         if p.conflicts:
             raise StudyError(conflict_message(Path(args.out) / study.name, p.conflicts))
+        print(f"grid   {evaluation_grid(study)}")
+        for line in outlasting_windows(study):
+            print(f"note   {line}")
         for a, s, st in p.skipped:
             print(f"skip   {a} seed {s} ({st})")
         for a, s, _ in p.accepted:

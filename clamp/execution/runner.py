@@ -34,7 +34,7 @@ from clamp.fingerprint import file_digest
 from clamp.store import (DISK_FULL, atomic_write_json, check_output_folder, is_disk_full, read_json, remove_temporaries,
                          run_dir, study_lock)
 from clamp.study.checks import validate_study
-from clamp.study.design import Study, StudyError
+from clamp.study.design import Study, StudyError, outlasting_windows
 from clamp.study.keys import KEY_VERSION
 from clamp.study.overrides import select
 from clamp.study.records import study_record
@@ -117,6 +117,9 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         planned = sum(len(j.runs) * (j.train["n_sequences"] - (j.resume_from or 0)) for j in the_plan.jobs)
         progress = Progress(name=study.name, total_runs=the_plan.selected, done_runs=done_before,
                             n_sequences=study.n_sequences, quiet=quiet, planned=planned)
+        if the_plan.jobs:
+            for line in outlasting_windows(study):
+                progress.message(f"{study.name}: {line}")
         if the_plan.skipped:
             progress.message(f"{study.name}: {done_before} run(s) already done with this configuration, skipped "
                              "(their files are kept; move a run's folder away to train it again)")

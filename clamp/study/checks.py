@@ -17,7 +17,6 @@ naming the arm, its line in the study file, and the fix.  Two parts:
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +24,7 @@ from clamp.errors import ConfigError
 from clamp.interventions.static import check_static
 from clamp.interventions.when import When, is_triggered
 from clamp.model.config import ModelConfig
-from clamp.names import is_fired, is_trigger
+from clamp.names import did_you_mean, is_fired, is_trigger
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.keys import task_dims
 
@@ -132,8 +131,7 @@ def check_trigger_metrics(names: Sequence[str], interventions: Sequence[Any]) ->
     bad = []
     for iv_name, end, when in whens:
         if when.metric not in names:
-            close = difflib.get_close_matches(when.metric, names, n=3, cutoff=0.5)
-            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            hint = did_you_mean(when.metric, names)
             bad.append(f"{iv_name!r}: its window {end} triggers on {when.metric!r}, which this arm does not record{hint}")
     if bad:
         raise ConfigError("triggers on unknown metrics:\n" + "\n".join(f"  - {b}" for b in bad)

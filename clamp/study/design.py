@@ -41,7 +41,7 @@ from clamp.model.foreign import ModelSpec
 from clamp.names import check_user_metric_name
 from clamp.phase import PhaseRule, StopAfterPhase, check_stoppable
 from clamp.tasks.protocol import TaskConfig
-from clamp.training.config import TrainConfig
+from clamp.training.config import TrainConfig, grid_words
 
 
 class StudyError(ConfigError):
@@ -412,4 +412,32 @@ def check_schedule(study: Study) -> None:
                               f"the run (n_sequences={n:,}); give at most {n:,}.")
 
 
-__all__ = ["Arm", "Dense", "Study", "StudyError", "check_schedule", "require_model_and_task"]
+def evaluation_grid(study: Study) -> str:
+    """When the study's runs evaluate, in words (:func:`clamp.training.config.grid_words`): steps end on
+    batch boundaries, so evaluations snap to the first boundary at or past each multiple of
+    ``eval_every`` and a run ends on a whole batch."""
+    return grid_words([(a.name, study.train_config(a)) for a in study.arms])
+
+
+def outlasting_windows(study: Study) -> list[str]:
+    """Every fixed window stop past its arm's last sequence, in words: the window stays on to the end
+    of training (allowed, but the stop given is never reached), for ``--dry-run`` and the run's start.
+
+    Example:
+        >>> # Arm(..., interventions=[Knockout(..., windows=[Window(0, 700_000)])]) in a 600,000-sequence study ->
+        >>> # ["arm 'ko': ko's window 0–700,000 outlasts the run (600,000 sequences): it stays on to the end of training"]
+    """
+    lines = []
+    for arm in study.arms:
+        end = study.train_config(arm).last_sequence
+        for iv in arm.interventions:
+            for w in iv.windows:
+                if not isinstance(w.stop, int) or w.stop <= end:
+                    continue
+                what = f"window {w.start:,}–{w.stop:,}" if isinstance(w.start, int) else f"window's stop {w.stop:,}"
+                lines.append(f"arm {arm.name!r}: {iv.name}'s {what} outlasts the run ({end:,} sequences): "
+                             "it stays on to the end of training")
+    return lines
+
+
+__all__ = ["Arm", "Dense", "Study", "StudyError", "check_schedule", "evaluation_grid", "outlasting_windows", "require_model_and_task"]

@@ -61,6 +61,61 @@ class TrainConfig:
     def n_steps(self) -> int:
         return math.ceil(self.n_sequences / self.batch_size)
 
+    @property
+    def last_sequence(self) -> int:
+        """Sequences seen when the run ends: ``n_sequences`` rounded up to a whole batch."""
+        return self.n_steps * self.batch_size
+
+    def is_eval_point(self, seen: int) -> bool:
+        """Whether the step that ends at ``seen`` sequences is followed by an evaluation: at 0, at the
+        first batch boundary at or past each multiple of ``eval_every``, and at the end (the one rule
+        the trainer follows; :meth:`evaluation_points` lists it).
+
+        Example:
+            >>> c = TrainConfig(n_sequences=2000, eval_every=500)
+            >>> [s for s in (0, 480, 512, 992, 1024) if c.is_eval_point(s)]
+            [0, 512, 1024]
+        """
+        if seen == 0 or seen >= self.n_sequences:
+            return True
+        B, K = self.batch_size, self.eval_every
+        return (seen // K) > ((seen - B) // K)
+
+    def evaluation_points(self) -> list[int]:
+        """Every evaluation of a run, in sequences seen (batch boundaries, so not always multiples of ``eval_every``).
+
+        Example:
+            >>> TrainConfig(n_sequences=2000, eval_every=500).evaluation_points()
+            [0, 512, 1024, 1504, 2016]
+        """
+        B, K = self.batch_size, self.eval_every
+        points = [0]
+        for k in range(1, self.last_sequence // K + 1):
+            seen = -(-k * K // B) * B  # the first batch boundary at or past k * eval_every
+            if seen < self.n_sequences and seen != points[-1]:
+                points.append(seen)
+        if points[-1] != self.last_sequence:
+            points.append(self.last_sequence)
+        return points
+
+    def grid_words(self) -> str:
+        """The evaluation grid in words, saying where it snaps to batch boundaries and where the run ends.
+
+        Example:
+            >>> TrainConfig(n_sequences=2000, eval_every=500).grid_words()
+            'evaluations every 500 sequences, at the first batch boundary (batch 32) at or past each multiple: 0, 512, 1,024, 1,504, … and at the end; a run of 2,000 sequences ends at 2,016 (rounded up to a whole batch)'
+            >>> TrainConfig(n_sequences=3200, eval_every=320).grid_words()
+            'evaluations every 320 sequences: 0, 320, 640, 960, … and at the end'
+        """
+        K, B, last = self.eval_every, self.batch_size, self.last_sequence
+        pts = [0] + [-(-k * K // B) * B for k in range(1, 4)]  # the grid's start (not capped by the length)
+        head = ", ".join(f"{p:,}" for p in pts) + ", … and at the end"
+        out = (f"evaluations every {K:,} sequences: {head}" if K % B == 0 else
+               f"evaluations every {K:,} sequences, at the first batch boundary (batch {B}) at or past each multiple: {head}")
+        if last != self.n_sequences:
+            out += f"; a run of {self.n_sequences:,} sequences ends at {last:,} (rounded up to a whole batch)"
+        return out
+
     def lr_at(self, seen: int) -> float:
         """Learning rate for the step that starts after ``seen`` sequences."""
         scale = 1.0
@@ -89,3 +144,18 @@ class TrainConfig:
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return cls(**d)
+
+
+def grid_words(configs: "list[tuple[str, TrainConfig]]") -> str:
+    """The evaluation grid of named runs' configs in words: one sentence, or one per group of arms where they differ.
+
+    Example:
+        >>> grid_words([("a", TrainConfig(n_sequences=3200, eval_every=320)), ("b", TrainConfig(n_sequences=6400, eval_every=320))])
+        'evaluations every 320 sequences: 0, 320, 640, 960, … and at the end'
+    """
+    groups: dict[str, list[str]] = {}
+    for name, cfg in configs:
+        groups.setdefault(cfg.grid_words(), []).append(name)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{', '.join(f'`{a}`' for a in arms)}: {words}" for words, arms in groups.items())

@@ -325,11 +325,8 @@ class Trainer:
         return {k: v.detach().float().cpu() for k, v in out.items()}
 
     def is_eval_point(self, seen: int) -> bool:
-        """Evaluate at 0, at every multiple of ``eval_every`` crossed by a step, and at the end."""
-        B, K = self.cfg.batch_size, self.cfg.eval_every
-        if seen == 0 or seen >= self.cfg.n_sequences:
-            return True
-        return (seen // K) > ((seen - B) // K)
+        """Evaluate at 0, at every multiple of ``eval_every`` crossed by a step, and at the end (:meth:`TrainConfig.is_eval_point`)."""
+        return self.cfg.is_eval_point(seen)
 
     def run(self, until: int | None = None, on_eval: Callback | None = None,
             on_step: Callable[[int, Tensor], Any] | None = None) -> None:

@@ -30,58 +30,7 @@ if find_chromium() is None:
 
 pytestmark = pytest.mark.slow
 
-HEADINGS = ["At a glance", "Statistics", "Arms", "Runs", "Comparisons and phase times", "More figures", "Files"]
-TABLES = ["arms-table", "runs-table", "comparisons-table", "phase-table"]
-
-# What the page shows, measured by the browser: headings, tables with their rows, every image's
-# decoded size and rendered box, and whether it is hidden by style.
-_SEEN = """(function () {
-  var vis = function (e) { var s = getComputedStyle(e), r = e.getBoundingClientRect();
-    return s.display !== 'none' && s.visibility !== 'hidden' && r.width > 0 && r.height > 0; };
-  return {
-    title: document.title,
-    headings: Array.from(document.querySelectorAll('h2')).filter(vis).map(function (h) { return h.textContent.trim(); }),
-    tables: Array.from(document.querySelectorAll('table')).map(function (t) {
-      return {id: t.id, rows: t.tBodies[0] ? t.tBodies[0].rows.length : 0, visible: vis(t)}; }),
-    images: Array.from(document.images).map(function (i) {
-      return {file: i.getAttribute('data-file'), complete: i.complete, natural: i.naturalWidth, visible: vis(i),
-              width: i.getBoundingClientRect().width, height: i.getBoundingClientRect().height}; })
-  };
-})()"""
-
-
-def expected_figures(study_dir: Path) -> list[str]:
-    """Every figure the study folder holds (PNG files), as the page's relative paths."""
-    pngs = list((study_dir / "plots").glob("*.png")) + list((study_dir / "analyses" / "plots").glob("*.png"))
-    return sorted(p.relative_to(study_dir).as_posix() for p in pngs)
-
-
-def page_problems(browser: Browser, study_dir: Path) -> list[str]:
-    """Open the study's index.html and list what a reader would find wrong (empty when all is well)."""
-    browser.events.clear()
-    browser.open((study_dir / "index.html").resolve().as_uri())
-    seen = browser.evaluate(_SEEN)
-    problems = [f"console error: {e}" for e in browser.console_errors()]
-    for h in HEADINGS:
-        if h not in seen["headings"]:
-            problems.append(f"heading {h!r} missing or hidden")
-    tables = {t["id"]: t for t in seen["tables"]}
-    for t in TABLES:
-        if t not in tables:
-            problems.append(f"table {t} missing")
-        elif not tables[t]["visible"] or tables[t]["rows"] == 0:
-            problems.append(f"table {t} hidden or empty")
-    images = {}
-    for img in seen["images"]:
-        images.setdefault(img["file"], img)
-        if not (img["complete"] and img["natural"] > 0):
-            problems.append(f"figure {img['file']} not decoded")
-        elif not (img["visible"] and img["width"] > 50 and img["height"] > 50):
-            problems.append(f"figure {img['file']} not visible ({img['width']:.0f}x{img['height']:.0f})")
-    for f in expected_figures(study_dir):
-        if f not in images:
-            problems.append(f"figure {f} missing from the page")
-    return problems
+from helpers.page import HEADINGS, TABLES, expected_figures, page_problems  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +66,20 @@ def test_page_shows_everything_without_errors(study, browser):
     assert (study / "index.html").stat().st_size < 1_000_000
     # nothing is fetched from the network: no http(s) URL anywhere in the page
     assert not re.search(r"(src|href)=\"https?://", (study / "index.html").read_text())
+
+
+def test_the_comparisons_ratio_and_p_are_on_screen_and_the_header_states_rule_and_grid(study, browser):
+    """The ratio and p columns were off-screen to the right; the header now states the rule and the grid."""
+    browser.open((study / "index.html").resolve().as_uri())
+    right = browser.evaluate("""(function () {
+      var t = document.getElementById('comparisons-table'), out = {};
+      Array.from(t.tHead.rows[0].cells).forEach(function (c) { out[c.textContent.trim()] = c.getBoundingClientRect().right; });
+      return out; })()""")
+    for col in ("arm", "reference", "ratio", "ratio_low", "ratio_high", "p", "p_adjusted"):
+        assert 0 < right[col] <= 1200, (col, right[col])
+    text = browser.evaluate("document.body.innerText")
+    assert "phase change (first rule primary): train/loss < 0.277" in text
+    assert "evaluations every" in text
 
 
 def _column(browser: Browser, table: str, header: str) -> list[float]:

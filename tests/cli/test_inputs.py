@@ -123,6 +123,22 @@ def test_disk_full_while_building_the_report_prints_no_traceback(tmp_path, capsy
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_dry_run_states_the_evaluation_grid_and_a_window_that_outlasts_the_run(tmp_path, capsys):
+    """Evaluations snap to batch boundaries and a window can reach past the run: --dry-run says both."""
+    p = tmp_path / "grid.py"
+    p.write_text(STUDY.format(lr=1e-3, extra="").replace("n_sequences=128, eval_every=32", "n_sequences=120, eval_every=40")
+                 .replace("from clamp import Arm,", "from clamp import Knockout, Window, Arm,")
+                 .replace("batch_size=16)]", "batch_size=16), Arm(name='ko', model=m, task=t, lr=1e-3, batch_size=16, "
+                          "interventions=[Knockout(name='ko', site='blocks.0.attn.hook_pattern', heads=[0], "
+                          "windows=[Window(start=0, stop=500)])])]"))
+    assert main(["run", str(p), "--out", str(tmp_path / "res"), "--dry-run"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert ("grid   evaluations every 40 sequences, at the first batch boundary (batch 16) at or past each multiple: "
+            "0, 48, 80, 128, … and at the end; a run of 120 sequences ends at 128 (rounded up to a whole batch)") in out
+    assert "note   arm 'ko': ko's window 0–500 outlasts the run (128 sequences): it stays on to the end of training" in out
+    assert not (tmp_path / "res").exists()
+
+
 def test_cuda_device_on_cpu_only_torch(tmp_path, capsys):
     code = main(["train", "--device", "cuda", "--sequences", "64", "--eval-every", "32",
                  "--metrics", str(tmp_path / "m.csv"), "--quiet"])

@@ -185,3 +185,10 @@ def test_heldout_sets_spaced_out_and_resumed_exactly(tiny_model_cfg, tiny_task_c
     rows = {}
     resumed.run(on_eval=lambda s, m: rows.__setitem__(s, m))
     assert {s: "heldout_pairs/loss" in m for s, m in rows.items()} == {s: seen_with[s] for s in rows}
+
+
+@pytest.mark.parametrize("n, every, batch", [(2000, 500, 32), (3200, 320, 32), (200, 48, 20)])
+def test_evaluations_fall_where_the_config_says(tiny_model_cfg, tiny_task_cfg, n, every, batch):
+    """The grid the page and --dry-run state (TrainConfig.evaluation_points) is the one the trainer follows."""
+    cfg = TrainConfig(n_sequences=n, eval_every=every, batch_size=batch, eval_size=8)
+    assert list(_collect(tiny_model_cfg, tiny_task_cfg, cfg, [0])) == cfg.evaluation_points()

@@ -38,6 +38,7 @@ from typing import Sequence
 import pandas as pd
 
 from clamp.errors import ConfigError
+from clamp.names import did_you_mean
 from clamp.analysis.stats.caveats import study_warnings, task_rule_warnings
 from clamp.analysis.stats.compare import CORRECTIONS, Correction, adjust_pvalues, compare_samples, too_few_runs
 from clamp.analysis.stats.factorial import Effect, additivity, factorial_effects, not_estimable
@@ -235,8 +236,8 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         known = recorded_metrics(root)
         for r in rules:
             if known and r.metric not in known:
-                raise ConfigError(f"phase rule {r.describe()!r}: no run recorded metric {r.metric!r}; "
-                                  f"recorded metrics are {known}.")
+                raise ConfigError(f"phase rule {r.describe()!r}: no run recorded metric {r.metric!r}"
+                                  f"{did_you_mean(r.metric, known)}; recorded metrics are {known}.")
         dest = root / ("stats_" + "__".join(r.slug() for r in rules))
     if out is not None:
         dest = Path(out)

@@ -316,5 +316,5 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
     df["event"] = df["event"].astype(bool)
     df["included"] = df["included"].astype(bool)
     df["relapsed"] = df["relapsed"].astype(bool)
-    df["in_window"] = df["in_window"].fillna(False).astype(bool)
+    df["in_window"] = df["in_window"].fillna(0).astype(bool)  # NaN (no row) is not in a window
     return df

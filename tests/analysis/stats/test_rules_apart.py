@@ -78,7 +78,8 @@ def test_clamp_stats_phase_writes_its_own_folder_and_leaves_the_study_untouched(
     assert main(["stats", str(root), "--phase", "loss/second_repeat=1"]) == 2
     assert "METRIC<THRESHOLD" in capsys.readouterr().err
     assert main(["stats", str(root), "--phase", "loss/second_repaet<1"]) == 2  # a typo names what was recorded
-    assert "recorded metrics are ['loss/second_repeat', 'train/loss']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "(did you mean 'loss/second_repeat'?)" in err and "recorded metrics are ['loss/second_repeat', 'train/loss']" in err
     assert not (root / "stats_loss-second_repaet_lt_1").exists()
 
 
