@@ -133,6 +133,12 @@ def test_runs_without_fingerprints_are_refused_unless_accepted(tmp_path):
     assert accepted["by"] == "clamp run --accept-unknown-code" and list(accepted["code"]) == list(
         code_fingerprints([load_study(path).arms[1].interventions[0].fn]))
     assert run(path, out) == 0  # accepted once, recognised from then on
+    from clamp.analysis.report import build_report  # the page and report.md say so
+
+    build_report(out / "fp")
+    said = "code unknown, accepted with --accept-unknown-code (written before clamp recorded user code): clamped/seed0"
+    assert said in (out / "fp/report.md").read_text() and said in (out / "fp/index.html").read_text()
+    assert "pattern (study file)" in (out / "fp/report.md").read_text()
 
 
 def _execute(job):  # in a spawned worker: imports the study file from disk, as a pool worker would
