@@ -98,17 +98,21 @@ def source_tokens(source: str) -> list[str]:
     lines = source.splitlines(keepends=True)
     out: list[str] = []
     fstring_start: tuple[int, int] | None = None
+    depth = 0  # f-strings nested inside the one being rebuilt
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type in _SKIP:
             continue
         if any(a <= tok.start < b for a, b in spans):
             continue
         if _FSTRING and tok.type in _FSTRING:  # Python 3.12+: one f-string is several tokens; rebuild it
-            if tok.type == _FSTRING[0] and fstring_start is None:
-                fstring_start = tok.start
+            if tok.type == _FSTRING[0]:
+                fstring_start = tok.start if fstring_start is None else fstring_start
+                depth += 1
             if tok.type == _FSTRING[-1]:
-                out.append("STRING:" + _slice(lines, fstring_start, tok.end))
-                fstring_start = None
+                depth -= 1
+                if depth == 0:
+                    out.append("STRING:" + _slice(lines, fstring_start, tok.end))
+                    fstring_start = None
             continue
         if fstring_start is not None:
             continue  # the expressions inside an f-string: part of its text
