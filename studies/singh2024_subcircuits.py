@@ -117,6 +117,10 @@ STUDY = Study(
     heldout_eval_every=5_000,  # held-out pairs, classes and exemplars: every 5e3 (121 points a run; a fifth of the cost)
     checkpoint_every=50_000,  # 13 per run (~0.8 MB each with Adam state): resumable, heatmaps, progress measures
     control="control",
+    # The primary family (Holm over these 5): every clamp against the control.  Declared on 2026-12-07, after
+    # the first results of this study had been seen (before, all 9 comparisons were one family); the 4 pairs
+    # below are the secondary family, corrected on their own.
+    primary_comparisons=["prev_token", "layer1", "match", "copy", "layer1_copy"],
     comparisons=[
         ("layer1", "prev_token"),    # does writing the item (step 2) matter beyond attending to it (step 1)?
         ("match", "layer1"),         # what learning the match (B) costs once A is given

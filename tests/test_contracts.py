@@ -14,7 +14,7 @@ from pathlib import Path
 from helpers import ROOT
 
 PKG = ROOT / "clamp"
-ORDER = ["errors fields fingerprint importpath names phase rng store", "tasks", "model", "interventions", "training", "study",
+ORDER = ["corrections errors fields fingerprint importpath names phase rng store", "tasks", "model", "interventions", "training", "study",
          "analysis", "execution", "bench", "cli __main__"]
 RANK = {m: i for i, layer in enumerate(ORDER) for m in layer.split()}
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from clamp.analysis.metrics import read_metrics
 from clamp.analysis.plots import arm_colours
-from clamp.analysis.summary import (STATUS_ORDER, fired_totals, intervention_words, code_lines, grid_words, model_words, rule_words,
+from clamp.analysis.summary import (STATUS_ORDER, fired_totals, intervention_words, budget_words, code_lines, grid_words, model_words, rule_words,
                                     summary_frame)
 from clamp.store import atomic_write_text, read_json
 
@@ -48,7 +48,8 @@ table.sortable td{white-space:nowrap}table.sortable td.long{white-space:normal;m
 .status-finished{color:#137333}.status-failed,.status-diverged{color:#b3261e;font-weight:600}.status-pending,.status-running{color:#8a6d00}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .headline{font-size:1.05em;background:#f4f8fd;border-left:3px solid #1f77b4;padding:.1em 1em}
-.glance{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:0 24px}
+table.compact{font-size:.92em}table.glance{font-size:1em}table.glance td{white-space:nowrap}
+#glance figure img{max-width:min(100%,860px)}ul.caveats{font-size:.9em;color:#333}ul.caveats li{margin:.25em 0}
 figure{margin:.6em 0 1.4em}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.stats{background:#fafafa;border-left:3px solid #7a9cc6;padding:.2em 1em}
 ul.files{columns:2;font-size:.85em}code{background:#f3f3f3;padding:0 .2em;border-radius:3px}
@@ -117,20 +118,28 @@ def table_html(df: pd.DataFrame, table_id: str, *, raw: dict[str, Sequence[str]]
 
 
 def markdown_html(text: str) -> str:
-    """The small Markdown subset ``stats.md`` uses: headings, bullet lists, paragraphs, `code`, **bold**.
+    """The small Markdown subset ``stats.md`` uses: headings, bullet lists, paragraphs, pipe tables, `code`, **bold**.
 
     Example:
         >>> markdown_html("### T\\n\\n- a `x`\\n- b")
         '<h3>T</h3>\\n<ul><li>a <code>x</code></li><li>b</li></ul>'
+        >>> markdown_html("| a | b |\\n|---|---|\\n| 1 | 2 |")
+        '<div class="scroll"><table class="compact"><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody></table></div>'
     """
-    def inline(s: str) -> str:
-        s = _e(s)
-        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
-
-    out, items, para = [], [], []
+    inline = markdown_inline
+    out: list[str] = []
+    items: list[str] = []
+    para: list[str] = []
+    table: list[list[str]] = []
 
     def flush() -> None:
+        if table:
+            head, body = table[0], [r for r in table[1:] if not all(re.fullmatch(r":?-+:?", c) for c in r)]
+            out.append('<div class="scroll"><table class="compact"><thead><tr>'
+                       + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</tbody></table></div>")
+            table.clear()
         if items:
             out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
             items.clear()
@@ -145,8 +154,12 @@ def markdown_html(text: str) -> str:
             flush()
             level = min(max(len(m.group(1)), 3), 4)  # inside the page's own h2 sections
             out.append(f"<h{level}>{inline(m.group(2))}</h{level}>")
+        elif s.startswith("|") and s.endswith("|"):
+            if items or para:
+                flush()
+            table.append([c.strip() for c in s[1:-1].split("|")])
         elif s.lstrip().startswith(("- ", "* ")):
-            if para:
+            if para or table:
                 flush()
             items.append(s.lstrip()[2:])
         elif not s.strip():
@@ -157,6 +170,32 @@ def markdown_html(text: str) -> str:
             para.append(s.strip())
     flush()
     return "\n".join(out)
+
+
+def markdown_inline(s: str) -> str:
+    """One line of the Markdown subset, escaped: `code` and **bold**."""
+    s = _e(s)
+    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
+
+
+def split_warnings(md: str) -> tuple[str, list[str]]:
+    """``stats.md`` without its "Warnings:" section, and that section's items (the page shows them once, first).
+
+    Example:
+        >>> split_warnings("### S\\n\\n- a\\n\\nWarnings:\\n\\n- w1\\n- w2\\n  more\\n\\nMethods:\\n\\n- m\\n")
+        ('### S\\n\\n- a\\n\\nMethods:\\n\\n- m\\n', ['w1', 'w2 more'])
+    """
+    m = re.search(r"(?m)^Warnings:\n\n((?:- .*\n(?: .*\n)*)+)\n?", md)
+    if not m:
+        return md, []
+    items: list[str] = []
+    for line in m.group(1).splitlines():
+        if line.startswith("- "):
+            items.append(line[2:].strip())
+        elif items:
+            items[-1] += " " + line.strip()
+    return md[:m.start()] + md[m.end():], items
 
 
 def _compact_png(raw: bytes) -> bytes:
@@ -242,7 +281,7 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
         body.append("".join(f"<p>{_e(p.strip())}</p>" for p in study["description"].strip().split("\n\n")))
     body.append('<ul class="meta">'
                 f"<li>{len(arms)} arm(s) × {len(study.get('seeds', []))} seed(s) {_e(study.get('seeds'))}, "
-                f"{int(study.get('n_sequences', 0)):,} sequences each; control: <code>{_e(study.get('control'))}</code></li>"
+                f"{_e(budget_words(study))}; control: <code>{_e(study.get('control'))}</code></li>"
                 f"<li>phase change (first rule primary): {_e(rule_words(study))}</li>"
                 f"<li>{_e(grid_words(study))}</li>"
                 f"<li>code revision <code>{_e(study.get('code_revision', 'unknown'))}</code>; "
@@ -253,25 +292,31 @@ def build_html(study_dir: str | Path, *, study: dict | None = None, metrics: pd.
     body.append('<nav><a href="#glance">At a glance</a><a href="#statistics">Statistics</a><a href="#arms">Arms</a><a href="#runs">Runs</a>'
                 '<a href="#tables">Comparisons</a><a href="#phase-times">Phase times</a><a href="#figures">Figures</a><a href="#files">Files</a></nav>')
 
-    # --- at a glance: the training loss and the phase-change times side by side
+    # --- at a glance: the comparisons in one table, one figure, the caveats once
     stats_pngs = sorted(plots.glob("stats_*.png"))
-    glance = [(t, Path(p)) for t, ps in figures if t == "Training loss" for p in ps if Path(p).suffix == ".png"]
     phase_pngs = [p for p in stats_pngs if p.stem == "stats_phase_times"] or \
         [p for p in stats_pngs if p.stem.startswith("stats_phase_times")]  # the primary rule's, else the first rule's
-    glance += [(_stats_title(p.stem), p) for p in phase_pngs[:1]]
+    glance = [(_stats_title(p.stem), p) for p in phase_pngs[:1]] or \
+        [(t, Path(p)) for t, ps in figures if t == "Training loss" for p in ps if Path(p).suffix == ".png"][:1]
     glance = [(t, p) for t, p in glance if p.is_file()]
     stats_md = study_dir / "stats.md"
-    stats_html = markdown_html(stats_md.read_text()) if stats_md.is_file() else ""
-    first_list = re.search(r"<ul>.*?</ul>", stats_html, flags=re.S)  # the comparison sentences come first
-    if glance or first_list:
+    main_md, caveats = split_warnings(stats_md.read_text()) if stats_md.is_file() else ("", [])
+    stats_html = markdown_html(main_md) if main_md else ""
+    first_table = re.search(r'<div class="scroll"><table class="compact">.*?</table></div>', stats_html, flags=re.S)
+    if glance or first_table or caveats:
         body.append('<h2 id="glance">At a glance</h2>'
-                    + (f'<div class="headline">{first_list.group(0)}</div>' if first_list else "")
-                    + '<div class="glance">'
-                    + "".join(f"<div><h3>{_e(t)}</h3>{_img(p, t, study_dir)}</div>" for t, p in glance) + "</div>")
+                    + (f'<div class="headline">{first_table.group(0).replace("compact", "compact glance", 1)}</div>'
+                       if first_table else "")
+                    + "".join(_img(p, t, study_dir) for t, p in glance)
+                    + (f'<h3 id="caveats">Caveats ({len(caveats)})</h3><ul class="caveats">'
+                       + "".join(f"<li>{markdown_inline(c)}</li>" for c in caveats) + "</ul>" if caveats else ""))
     shown = {p for _, p in glance}
 
-    # --- statistics
+    # --- statistics (the sentences, robustness, factorial effects and methods: the table and caveats are above)
     body.append('<h2 id="statistics">Statistics</h2>')
+    if first_table:
+        stats_html = stats_html.replace(first_table.group(0), '<p class="meta">(The primary rule\'s table is at the '
+                                        'top of the page, <a href="#glance">At a glance</a>.)</p>', 1)
     if stats_html:
         body.append(f'<div class="stats">{stats_html}</div>')
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clamp.analysis.html import build_html
 from clamp.analysis.plots import make_plots
-from clamp.analysis.summary import (STATUS_ORDER, budget_lines, code_lines, fired_text, fmt, intervention_text, load_metrics,
+from clamp.analysis.summary import (STATUS_ORDER, budget_lines, budget_words, code_lines, fired_text, fmt, intervention_text, load_metrics,
                                     grid_words, model_words, rule_words, summary_frame)
 from clamp.store import atomic_write_text, read_json
 
@@ -42,7 +42,7 @@ def build_report(study_dir: str | Path) -> Path:
     out = [f"# Study `{study['name']}`", ""]
     if study.get("description"):
         out += [study["description"].strip(), ""]
-    out += [f"- {len(arms)} arm(s) x {len(study['seeds'])} seed(s) {study['seeds']}, {study.get('n_sequences', 0):,} sequences each",
+    out += [f"- {len(arms)} arm(s) x {len(study['seeds'])} seed(s) {study['seeds']}, {budget_words(study)}",
             *budget_lines(study),
             f"- control: `{study.get('control')}`; phase change (first rule primary): {rule_words(study)}",
             f"- {grid_words(study)}",

@@ -241,6 +241,22 @@ def code_lines(study_dir: str | Path, study: dict) -> list[str]:
     return out
 
 
+def budget_words(study: dict) -> str:
+    """Each arm's planned length, grouped: ``32,000 sequences each``, or per arm where they differ.
+
+    Example:
+        >>> budget_words({"n_sequences": 600000, "arms": [{"name": "control", "n_sequences": 2000000},
+        ...                                                {"name": "match", "n_sequences": 600000}]})
+        'budgets: control 2,000,000 sequences; match 600,000 sequences'
+    """
+    groups: dict[int, list[str]] = {}
+    for a in study.get("arms", []):
+        groups.setdefault(int(a.get("n_sequences") or study.get("n_sequences", 0)), []).append(a["name"])
+    if len(groups) <= 1:
+        return f"{int(next(iter(groups), study.get('n_sequences', 0))):,} sequences each"
+    return "budgets: " + "; ".join(f"{', '.join(names)} {n:,} sequences" for n, names in groups.items())
+
+
 def budget_lines(study: dict) -> list[str]:
     """Report lines for arms with their own length, and for stopping after the phase change."""
     n = study.get("n_sequences", 0)
@@ -254,5 +270,5 @@ def budget_lines(study: dict) -> list[str]:
     return out
 
 
-__all__ = ["STATUS_ORDER", "budget_lines", "code_lines", "model_words", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "grid_words", "phase_rules", "rule_words", "summary_frame", "window_words",
+__all__ = ["STATUS_ORDER", "budget_lines", "budget_words", "code_lines", "model_words", "fired_text", "fired_totals", "fmt", "intervention_text", "intervention_words", "load_metrics", "grid_words", "phase_rules", "rule_words", "summary_frame", "window_words",
            "write_summary"]

@@ -32,6 +32,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from clamp.corrections import CORRECTIONS
 from clamp.errors import ConfigError
 from clamp.fields import check_fields
 from clamp.importpath import import_path
@@ -185,7 +186,13 @@ class Study:
         checkpoint_every: save a checkpoint every this many sequences; None means 10 evenly spaced.
         dense: windows (e.g. around the expected phase change) with denser evaluation/checkpoints.
         control: the arm the others are compared with; by default the arm named ``"control"`` if any.
-        comparisons: extra ``(arm, arm)`` pairs for the statistics.
+        comparisons: extra ``(arm, reference)`` pairs for the statistics (the ratio is arm / reference); they
+            form the secondary family, corrected on their own.
+        primary_comparisons: the pre-planned comparisons, the primary family: ``(arm, reference)`` pairs or arm
+            names (each against the control).  Default (empty): every arm against the control.  Control
+            comparisons left out of it join the secondary family; a scan's components are a family of their own.
+        correction: the multiple-comparison correction within each family: ``"holm"`` (default, family-wise
+            error), ``"bonferroni"``, ``"bh"`` (Benjamini–Hochberg, false discovery rate) or ``"none"``.
         phase: the rule(s) that define when a run has learned; default (None): each arm's task's
             default rule (:meth:`clamp.tasks.base.Task.default_phase_rule`; Singh et al.'s training loss
             below 0.4 ln 2 for the few-shot task), one per distinct rule.
@@ -221,6 +228,8 @@ class Study:
     dense: tuple[Dense, ...] = ()
     control: str | None = _AUTO
     comparisons: tuple[tuple[str, str], ...] = ()
+    primary_comparisons: tuple[Any, ...] = ()  # (arm, reference) pairs or arm names; normalised to pairs
+    correction: str = "holm"
     phase: tuple[PhaseRule, ...] | None = None
     metrics: tuple[Any, ...] = ()
     alpha: float = 0.05
@@ -241,6 +250,8 @@ class Study:
             "phase": lambda v: _default_phase(self.arms) if v is None else tuple(v) if isinstance(v, (list, tuple)) else (v,),
             "metrics": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
             "comparisons": lambda v: tuple(tuple(p) if isinstance(p, list) else p for p in v) if isinstance(v, (list, tuple)) else v,
+            "primary_comparisons": lambda v: tuple(tuple(p) if isinstance(p, list) else p for p in v)
+            if isinstance(v, (list, tuple)) else v,
             "heatmap_heads": lambda v: (v,) if isinstance(v, str) else tuple(v),
             "heatmap_at": lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,),
         }
@@ -284,6 +295,17 @@ class Study:
         for pair in self.comparisons:
             if len(pair) != 2 or any(p not in names for p in pair):
                 raise ConfigError(f"Study.comparisons entry {pair!r} must be two arm names from {names}.")
+        primary = []
+        for item in self.primary_comparisons:
+            pair = (item, self.control) if isinstance(item, str) else tuple(item)
+            if len(pair) != 2 or any(p not in names for p in pair) or pair[0] == pair[1]:
+                raise ConfigError(f"Study.primary_comparisons entry {item!r} must be an arm name (compared with the "
+                                  f"control) or an (arm, reference) pair of two different arms from {names}.")
+            primary.append(pair)
+        object.__setattr__(self, "primary_comparisons", tuple(primary))
+        if self.correction not in CORRECTIONS:
+            raise ConfigError(f"Study.correction={self.correction!r} is unknown; choose one of {list(CORRECTIONS)} "
+                              "(holm: family-wise error; bh: false discovery rate; none: uncorrected).")
         if not self.phase:
             raise ConfigError("Study.phase needs at least one PhaseRule.")
         if not 0 < self.alpha < 1:

@@ -40,6 +40,8 @@ def study_record(study: Study) -> dict:
         "seeds": [int(s) for s in study.seeds],
         "control": study.control,
         "comparisons": [list(p) for p in study.comparisons],
+        "primary_comparisons": [list(p) for p in study.primary_comparisons],
+        "correction": study.correction,
         "phase": phase[0] if len(phase) == 1 else phase,
         "alpha": study.alpha,
         "n_sequences": study.n_sequences,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+
+import pandas as pd
 import re
 import shutil
 from pathlib import Path
@@ -80,6 +82,40 @@ def test_the_comparisons_ratio_and_p_are_on_screen_and_the_header_states_rule_an
     text = browser.evaluate("document.body.innerText")
     assert "phase change (first rule primary): train/loss < 0.277" in text
     assert "evaluations every" in text
+
+
+def test_the_first_screen_is_one_table_one_figure_and_the_caveats_once(study, browser):
+    """Before: nine near-identical sentences, the same block again under Statistics, a warning per comparison."""
+    browser.open((study / "index.html").resolve().as_uri())
+    seen = browser.evaluate("""(function () {
+      var g = document.getElementById('glance'), out = {rows: [], figures: 0, caveats: [], above: true};
+      var n = g.nextElementSibling;
+      while (n && n.tagName !== 'H2') {
+        n.querySelectorAll('table.glance tbody tr').forEach(function (r) { out.rows.push(r.cells[0].textContent); });
+        if (n.tagName === 'FIGURE') { out.figures += 1; }
+        n.querySelectorAll('ul.caveats li').forEach(function (li) { out.caveats.push(li.textContent); });
+        n = n.nextElementSibling;
+      }
+      var t = document.querySelector('table.glance');
+      out.top = t ? t.getBoundingClientRect().top : -1;
+      out.headers = t ? Array.from(t.tHead.rows[0].cells).map(function (c) { return c.textContent; }) : [];
+      out.stats = document.querySelector('.stats').innerText;
+      return out; })()""")
+    stats = pd.read_csv(study / "stats.csv")
+    head = stats[stats.headline]
+    assert seen["rows"] == [a if r == "control" else f"{a} vs {r}" for a, r in zip(head.arm, head.reference)]
+    assert seen["headers"] == ["comparison", "runs crossed", "median phase time (sequences)", "time ratio (CI)",
+                               "p (test, family)"]
+    assert 0 < seen["top"] < 900  # on the first screen
+    assert seen["figures"] == 1
+    md = (study / "stats.md").read_text()
+    warnings = md.split("Warnings:")[1].split("Methods:")[0].count("\n- ") if "Warnings:" in md else 0
+    assert len(seen["caveats"]) == warnings > 0
+    assert "Warnings:" not in seen["stats"]  # the caveats are shown once, above
+    # every p names its family on the page (a comparison with too few runs has no p)
+    cells = browser.evaluate("Array.from(document.querySelectorAll('table.glance tbody tr'))"
+                             ".map(function (r) { return r.cells[4].textContent; })")
+    assert all("family of" in c for c in cells if c != "—")
 
 
 def _column(browser: Browser, table: str, header: str) -> list[float]:

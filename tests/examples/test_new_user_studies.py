@@ -107,6 +107,8 @@ def test_every_page_opens_cleanly_in_a_browser(results, tmp_path):
                 assert "gpt2_lm(n_layer=2" in text and "NoneL" not in text
             if name == "nnsight_closing_window":
                 assert "scale_values (study file)" in text
+                p_cell = b.evaluate("document.querySelector('table.glance tbody tr').cells[4].textContent")
+                assert p_cell.endswith("(Holm over the primary family of 1)"), p_cell
     # a page copied elsewhere still shows everything (no absolute paths)
     shutil.copytree(results / "gpt2_module_edit", tmp_path / "moved")
     with Browser(width=1200, height=900) as b:

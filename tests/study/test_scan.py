@@ -10,7 +10,9 @@ import pytest
 
 import clamp
 from clamp.analysis.stats.pipeline import compute_statistics
-from clamp.analysis.stats.scan import bh, heatmap_cells, rank_components
+from clamp.analysis.stats.pipeline import compare_arms
+from clamp.analysis.stats.runs import StudySpec
+from clamp.analysis.stats.scan import heatmap_cells, rank_components
 from clamp.errors import ConfigError
 from clamp.interventions import knockout_heads
 from clamp.interventions.spec import Window
@@ -63,30 +65,33 @@ def _planted(rng: np.random.Generator, n_seeds: int = 8) -> pd.DataFrame:
             if arm == "ko__L1H1" and s < 3:
                 t, event = 4e5, False
             rows.append({"arm": arm, "seed": s, "rule_index": 0, "estimator": "threshold", "time": t, "event": event,
-                         "included": True})
+                         "included": True, "relapsed": False, "status": "finished"})
     return pd.DataFrame(rows)
+
+
+def _ranked(table: pd.DataFrame, correction: str) -> pd.DataFrame:
+    """The scan family's stats rows (compared and corrected by the pipeline), ranked."""
+    spec = StudySpec.from_dict({"name": "scan", "seeds": list(range(8)), "control": "control",
+                                "arms": [{"name": a} for a in dict.fromkeys(table["arm"])]})
+    stats_df = compare_arms(table, spec, n_boot=200, correction=correction, estimators=("threshold",))
+    assert set(stats_df["family"]) == {"scan ko"}  # one family: the scan's components against the control
+    return rank_components(stats_df)
 
 
 @pytest.mark.parametrize("correction", ["holm", "bh"])
 def test_ranking_recovers_planted_effect(correction):
-    comps = [(f"L{l}H{h}", f"ko__L{l}H{h}") for l in range(2) for h in range(4)]
     false_positives = 0
     for rep in range(4):  # four simulated scans: the planted components come first and significant in every one
-        ranked = rank_components(_planted(np.random.default_rng(rep)), "control", comps, correction=correction, n_boot=200)
+        ranked = _ranked(_planted(np.random.default_rng(rep)), correction)
         assert list(ranked["component"][:2]) == ["L0H2", "L1H1"], rep
         assert ranked.loc[0, "ratio"] > 2.2 and ranked.loc[0, "significant"] and ranked.loc[1, "significant"]
         false_positives += int(ranked["significant"][2:].sum())
         assert (ranked["family_size"] == 8).all() and list(ranked["rank"]) == list(range(1, 9))
     assert false_positives <= 1  # 24 null comparisons, corrected over each scan
-    ranked = rank_components(_planted(np.random.default_rng(1)), "control", comps, correction=correction, n_boot=200)
+    ranked = _ranked(_planted(np.random.default_rng(1)), correction)
     val, sig, layers_, H = heatmap_cells(ranked)
     assert layers_ == [0, 1] and H == 4 and sig[0, 2] and sig[1, 1] and sig.sum() == 2
     assert val[0, 2] == pytest.approx(np.log2(ranked.loc[0, "ratio"]))
-
-
-def test_bh_known_values():
-    assert bh([0.01, 0.02, 0.03, 0.5]).round(4).tolist() == [0.04, 0.04, 0.04, 0.5]
-    assert np.isnan(bh([np.nan, 0.01])[0])
 
 
 def test_pipeline_writes_scan_csv_heatmap_and_stats_md(tmp_path):

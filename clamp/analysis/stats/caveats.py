@@ -13,7 +13,8 @@ import math
 
 import pandas as pd
 
-from clamp.analysis.stats.compare import MIN_RUNS, min_rank_p, too_few_runs
+from clamp.analysis.stats.compare import MIN_RUNS, too_few_runs
+from clamp.analysis.stats.families import family_label, seeds_advice
 from clamp.phase import PhaseRule
 from clamp.analysis.stats.runs import StudySpec
 
@@ -111,20 +112,22 @@ def window_lines(phase_times: pd.DataFrame, rules: tuple[PhaseRule, ...]) -> lis
 
 
 def horizon_lines(stats_df: pd.DataFrame) -> list[str]:
-    """Primary comparisons whose test horizon (from the design) comes before an arm's median phase time."""
-    out = []
-    primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
-    for r in primary.itertuples():
+    """Headline comparisons whose test horizon (from the design) comes before an arm's median phase time, in one line."""
+    late_ones = []
+    head = stats_df[stats_df["headline"]] if len(stats_df) else stats_df
+    for r in head.itertuples():
         h = float(r.horizon)
         late = [name for name, m in ((r.arm, r.median_arm), (r.reference, r.median_reference))
                 if math.isfinite(h) and (not math.isfinite(m) or m > h)]
         if late and math.isfinite(r.p):
-            out.append(f"{r.arm} vs {r.reference}: the test's horizon ({h:,.0f} sequences: the budget both arms were "
-                       f"planned to reach, minus the rule's span) comes before the median phase time of "
-                       f"{' and '.join(late)}; the test mostly compares crossed-by-the-horizon or not "
-                       f"({r.n_ranked} of {r.n_arm + r.n_reference} runs ranked by time). A longer budget for the "
-                       "shorter arm would let it rank more runs.")
-    return out
+            late_ones.append(f"{r.arm} vs {r.reference} (horizon {h:,.0f}, after which {' and '.join(late)}'s median "
+                             f"lies; {r.n_ranked} of {r.n_arm + r.n_reference} runs ranked by time)")
+    if not late_ones:
+        return []
+    return [f"The test's horizon (the budget both arms were planned to reach, minus the rule's span) comes before an "
+            f"arm's median phase time in {len(late_ones)} comparison(s): {'; '.join(late_ones)}. There the test mostly "
+            "asks 'crossed by the horizon or not'; a longer budget for the shorter arm would let it rank more runs. "
+            "The time ratio and its interval use every run's whole follow-up."]
 
 
 def stopped_lines(phase_times: pd.DataFrame, spec: StudySpec) -> list[str]:
@@ -147,9 +150,79 @@ def stopped_lines(phase_times: pd.DataFrame, spec: StudySpec) -> list[str]:
     return out
 
 
+def floor_lines(stats_df: pd.DataFrame, spec: StudySpec, alpha: float) -> list[str]:
+    """Comparisons that cannot reach ``alpha`` whatever the data, one line per family, naming the real limit
+    (the exact test's floor for these numbers of runs, or that floor times the family's correction) and
+    the fewest seeds that would lift it."""
+    out = []
+    head = stats_df[stats_df["headline"] & (stats_df["family_size"] > 0)] if len(stats_df) else stats_df
+    for family, g in head.groupby("family", sort=False):
+        stuck = g[~g["can_reach_alpha"].astype(bool)]
+        if stuck.empty:
+            continue
+        correction = str(g["correction"].iloc[0])
+        own = stuck[stuck["min_p"] > alpha]
+        multiplied = stuck[stuck["min_p"] <= alpha]
+        parts = []
+        if len(own):
+            sizes = "; ".join(f"{r.arm} vs {r.reference} ({r.n_arm} vs {r.n_reference}: {r.min_p:.2g})"
+                              for r in own.itertuples())
+            parts.append(f"too few runs for an exact test to go below alpha = {alpha:g}: {sizes}")
+        if len(multiplied):
+            names = ", ".join(f"{r.arm} vs {r.reference}" for r in multiplied.itertuples())
+            best = float(multiplied["reachable_p"].min())
+            parts.append(f"{names}: each p is at least {float(multiplied['min_p'].min()):.2g}, but "
+                         f"{family_label(str(family), correction, len(g))} makes the smallest adjusted p {best:.2g}")
+        ref = spec.control if all(r == spec.control for r in g["reference"]) else None
+        advice = seeds_advice([(int(a), int(b)) for a, b in zip(g["n_arm"], g["n_reference"])],
+                              correction, alpha, reference=ref, shared_reference=ref is not None)  # type: ignore[arg-type]
+        out.append(f"In the {family} family, {len(stuck)} of {len(g)} comparison(s) cannot reach significance "
+                   f"whatever the data: {'; '.join(parts)}." + (f" {advice[0].upper()}{advice[1:]}." if advice else ""))
+    return out
+
+
+def logrank_lines(stats_df: pd.DataFrame) -> list[str]:
+    """One line for every headline comparison whose asymptotic log-rank p is below the exact floor (it is not used)."""
+    head = stats_df[stats_df["headline"]] if len(stats_df) else stats_df
+    low = [r for r in head.itertuples() if math.isfinite(r.p_logrank) and r.p_logrank < r.min_p]
+    if not low:
+        return []
+    names = ", ".join(f"{r.arm} vs {r.reference} ({r.p_logrank:.2g} < {r.min_p:.2g})" for r in low)
+    return [f"The asymptotic log-rank p (a secondary column of stats.csv) is below anything an exact test can give "
+            f"with these runs for: {names}; it is not used."]
+
+
+def too_few_lines(stats_df: pd.DataFrame, phase_times: pd.DataFrame, spec: StudySpec) -> list[str]:
+    """Headline comparisons not computed for lack of runs, with the cause: runs that did not finish, or too few seeds."""
+    head = stats_df[stats_df["headline"]] if len(stats_df) else stats_df
+    few = head[[too_few_runs(a, b) for a, b in zip(head["n_arm"], head["n_reference"])]]
+    if few.empty:
+        return []
+    prim = phase_times[(phase_times["rule_index"] == 0) & (phase_times["estimator"] == "threshold")]
+    out = []
+    for r in few.itertuples():
+        causes = []
+        for name, n in ((r.arm, r.n_arm), (r.reference, r.n_reference)):
+            mine = prim[prim["arm"] == name]
+            unfinished = mine[mine["status"] != "finished"]
+            left_out = mine[(mine["status"] == "finished") & ~mine["included"].astype(bool)]
+            if n >= MIN_RUNS:
+                continue
+            if len(unfinished):
+                causes.append(f"{len(unfinished)} run(s) of {name} did not finish "
+                              f"({', '.join(sorted(set(unfinished['status'])))}): rerun `clamp run` to resume them")
+            if len(left_out):
+                causes.append(f"{len(left_out)} run(s) of {name} have no usable phase time (see `excluded_note`)")
+            if not len(unfinished) and not len(left_out):
+                causes.append(f"the study has {len(spec.seeds)} seed(s) for {name}: add seeds")
+        out.append(f"Not compared: {r.arm} vs {r.reference} ({r.n_arm} vs {r.n_reference} runs; a comparison needs "
+                   f"{MIN_RUNS} per arm): {'; '.join(causes) or 'too few runs'}.")
+    return out
+
+
 def study_warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.DataFrame, alpha: float,
                    correction: str) -> list[str]:
-    """Every warning of stats.md, primary rule first (design floors, exclusions, censoring, relapses, task rules)."""
+    """Every warning of stats.md, once each: exclusions, censoring, relapses, windows, stops, horizons, floors."""
     out = []
     prim = phase_times[(phase_times["rule_index"] == 0) & (phase_times["estimator"] == "threshold")]
     excluded = prim[prim["status"] != "finished"]
@@ -172,39 +245,13 @@ def study_warnings(spec: StudySpec, phase_times: pd.DataFrame, stats_df: pd.Data
         out.append(f"{len(no_metric)} finished run(s) have no phase time under {spec.rules[0].describe()} and were "
                    f"left out ({'; '.join(why)}).")
     out += task_rule_warnings(spec)
-    primary = stats_df[stats_df["primary"]] if len(stats_df) else stats_df
-    few = primary[[too_few_runs(a, b) for a, b in zip(primary["n_arm"], primary["n_reference"])]]
-    if len(few):
-        names = ", ".join(f"{r.arm} vs {r.reference} ({r.n_arm} vs {r.n_reference})" for r in few.itertuples())
-        out.append(f"Not compared (a comparison needs at least {MIN_RUNS} finished runs per arm): {names}. Add seeds.")
-    primary = primary.drop(few.index)
-    floor: dict[tuple[int, int, float], list[str]] = {}
-    family: list[str] = []
-    paired: dict[tuple[int, float], list[str]] = {}
-    for r in primary.itertuples():
-        name = f"{r.arm} vs {r.reference}"
-        if r.min_p > alpha:
-            floor.setdefault((r.n_arm, r.n_reference, r.min_p), []).append(name)
-        elif not r.can_reach_alpha:
-            family.append(f"{name} (smallest reachable p {r.min_p:.3g})")
-        if math.isfinite(r.p_logrank) and r.p_logrank < r.min_p:
-            out.append(f"{name}: the asymptotic log-rank p ({r.p_logrank:.3g}, secondary column of stats.csv) is "
-                       f"below anything an exact test can give with {r.n_arm} vs {r.n_reference} runs "
-                       f"({r.min_p:.3g}); it is not used.")
-        if r.n_pairs and r.paired_min_p > alpha:
-            paired.setdefault((r.n_pairs, r.paired_min_p), []).append(name)
-    for (n1, n2, mp), names in floor.items():
-        out.append(f"With {n1} vs {n2} runs the smallest p the exact test can reach is {mp:.3g} > alpha = {alpha:g}: "
-                   f"no claim of a difference can reach alpha for {', '.join(names)}, whatever the data. Add seeds.")
-    if family:
-        out.append(f"After {correction} correction across {len(primary)} comparisons these cannot reach adjusted "
-                   f"p < {alpha:g}: {', '.join(family)}. Add seeds or compare fewer arms.")
-    for (n, mp), names in paired.items():
-        out.append(f"The paired analyses (secondary, in stats.csv) of {', '.join(names)} cannot reach p < {alpha:g} "
-                   f"with {n} shared seeds (floor {mp:.3g}).")
-    if len(primary):
-        n1, n2 = int(primary["n_arm"].min()), int(primary["n_reference"].min())
-        out.append(f"Design floor: with {n1} vs {n2} runs the smallest two-sided p the exact rank test can reach is "
-                   f"{min_rank_p(n1, n2):.3g} (alpha = {alpha:g}, {len(primary)} comparison(s), {correction} "
-                   "correction).")
+    out += too_few_lines(stats_df, phase_times, spec)
+    out += floor_lines(stats_df, spec, alpha)
+    out += logrank_lines(stats_df)
+    head = stats_df[stats_df["headline"] & (stats_df["family_size"] > 0)] if len(stats_df) else stats_df
+    paired = head[(head["n_pairs"] > 0) & (head["paired_min_p"] > alpha)]
+    if len(paired):
+        floors = sorted(set(zip(paired["n_pairs"], paired["paired_min_p"])))
+        out.append(f"The paired analyses (secondary, in stats.csv) cannot reach p < {alpha:g}: "
+                   + "; ".join(f"{n} shared seeds give at least {mp:.3g}" for n, mp in floors) + ".")
     return out

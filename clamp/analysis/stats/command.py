@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from clamp.corrections import CORRECTIONS
 from clamp.errors import ConfigError
 from clamp.phase import PhaseRule
 
@@ -17,7 +18,7 @@ def _stats_command(args: argparse.Namespace) -> int:
 
     rules = None
     if args.phase:
-        persist: int | str = 0
+        persist: int | str | None = None  # the study's default span (three evaluation intervals)
         if args.persist is not None:
             persist = "end" if args.persist == "end" else _int_arg(args.persist)
         rules = [PhaseRule.parse(p, persist=persist, outside_windows=args.outside_windows) for p in args.phase]
@@ -52,13 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recompute under another phase rule ('METRIC<T' or 'METRIC>T'; repeat for several, the "
                         "first is primary) into stats_<rule>/, leaving the study's own statistics untouched")
     p.add_argument("--persist", default=None, metavar="N|end",
-                   help="with --phase: the metric must stay past the threshold N sequences (or to the end)")
+                   help="with --phase: the metric must stay past the threshold N sequences (default: the study's "
+                        "span, three evaluation intervals), or 'end' (to the end of the run)")
     p.add_argument("--outside-windows", action="store_true",
                    help="with --phase: ignore evaluations inside each arm's intervention windows")
     p.add_argument("--alpha", type=float, default=None, help="significance level (default: the study's, else 0.05)")
     p.add_argument("--n-boot", type=int, default=4000, help="bootstrap resamples per comparison")
-    p.add_argument("--correction", choices=("holm", "bonferroni", "none"), default="holm",
-                   help="multiple-comparison correction across a study's comparisons")
+    p.add_argument("--correction", choices=CORRECTIONS, default=None,
+                   help="multiple-comparison correction within each family of comparisons (primary, secondary, "
+                        "each scan); default: the study's (Holm unless it says otherwise); bh: false discovery rate")
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
     p.set_defaults(func=_stats_command)
 

@@ -132,17 +132,20 @@ def threshold_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, windows: Iter
     return PhaseTime(estimator="threshold", time=c.time, event=c.event, note=c.note)
 
 
-def smooth_curve(x: ArrayLike, y: ArrayLike, *, smooth: float = 0.03) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+def smooth_curve(x: ArrayLike, y: ArrayLike, *, smooth: float = 0.03,
+                 window: float | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """The curve on a uniform grid, Savitzky–Golay smoothed, with its derivative.
 
     Evaluations may be unevenly spaced (dense around the phase change), so the
     curve is first interpolated onto a grid with the smallest spacing (at most
-    20 000 points); the window covers ``smooth`` of the x range (quadratic fit).
+    20 000 points); the quadratic fit's window is ``window`` sequences when given (the same
+    for every run of a study: :func:`smoothing_window`), else ``smooth`` of this curve's x range.
 
     Args:
         x: sequences seen, shape ``[N]``.
         y: metric values, shape ``[N]``.
-        smooth: window as a fraction of the x range; 0 disables smoothing.
+        smooth: window as a fraction of the x range (when ``window`` is None); 0 disables smoothing.
+        window: window in sequences seen (independent of how long this run is).
 
     Returns:
         ``(grid, value, slope)``, each shape ``[G]``; slope is per sequence.
@@ -160,16 +163,18 @@ def smooth_curve(x: ArrayLike, y: ArrayLike, *, smooth: float = 0.03) -> tuple[N
     n = int(math.floor(span / dx + 1e-9)) + 1
     grid = xa[0] + dx * np.arange(n)
     values = np.interp(grid, xa, ya)
-    window = int(round(smooth * n)) | 1  # odd
-    if smooth <= 0 or n < 5 or window < 5:
+    points = int(round(window / dx)) if window is not None else int(round(smooth * n))
+    points |= 1  # odd
+    if (window is None and smooth <= 0) or (window is not None and window <= 0) or n < 5 or points < 5:
         return grid, values, np.gradient(values, dx)
-    window = min(window, n if n % 2 else n - 1)
-    s = savgol_filter(values, window, 2, mode="interp")
-    ds = savgol_filter(values, window, 2, deriv=1, delta=dx, mode="interp")
+    points = min(points, n if n % 2 else n - 1)
+    s = savgol_filter(values, points, 2, mode="interp")
+    ds = savgol_filter(values, points, 2, deriv=1, delta=dx, mode="interp")
     return grid, s, ds
 
 
-def plateau(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03, tol: float = 0.1) -> Plateau:
+def plateau(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03, tol: float = 0.1,
+            window: float | None = None) -> Plateau:
     """Level and duration of the plateau before the phase change.
 
     The level is the smoothed value at the flattest point before the crossing
@@ -198,7 +203,7 @@ def plateau(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03
     crossing = threshold_time(xa, ya, rule)
     if xa.size == 0:
         return Plateau(level=math.nan, start=math.nan, end=math.nan, duration=0.0, ongoing=False)
-    grid, s, ds = smooth_curve(xa, ya, smooth=smooth)
+    grid, s, ds = smooth_curve(xa, ya, smooth=smooth, window=window)
     before = np.flatnonzero(grid < crossing.time) if crossing.event else np.arange(grid.size)
     if before.size == 0:
         return Plateau(level=math.nan, start=math.nan, end=math.nan, duration=0.0, ongoing=False)
@@ -216,7 +221,8 @@ def plateau(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03
                    duration=float(grid[hi] - grid[lo]), ongoing=not crossing.event)
 
 
-def transient_end(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03) -> float:
+def transient_end(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03,
+                  window: float | None = None) -> float:
     """Where the early transient ends: the first local minimum of the smoothed speed towards the threshold side.
 
     Training starts with a quick drop (ln 5 to the ln 2 plateau on the few-shot
@@ -232,7 +238,7 @@ def transient_end(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float 
         >>> 10 <= transient_end(xs, ys, PhaseRule(), smooth=0) <= 40
         True
     """
-    grid, _, ds = smooth_curve(x, y, smooth=smooth)
+    grid, _, ds = smooth_curve(x, y, smooth=smooth, window=window)
     if grid.size < 3:
         return float(grid[0]) if grid.size else math.nan
     v = rule.sign * ds
@@ -243,7 +249,8 @@ def transient_end(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float 
     return float(grid[interior[0]]) if interior.size and v[0] > v[interior[0]] else float(grid[0])
 
 
-def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03) -> PhaseTime:
+def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03,
+                          window: float | None = None) -> PhaseTime:
     """The point of steepest descent (ascent for ``direction="above"``) of the smoothed curve.
 
     The search covers the monotone stretch of the *smoothed* curve in which it
@@ -263,7 +270,7 @@ def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth
     crossing = threshold_time(xa, ya, rule)
     if not crossing.event:
         return PhaseTime(estimator="steepest", time=crossing.time, event=False, note=crossing.note)
-    grid, s, ds = smooth_curve(xa, ya, smooth=smooth)
+    grid, s, ds = smooth_curve(xa, ya, smooth=smooth, window=window)
     past = np.asarray(rule.crossed(s), bool).reshape(-1)
     entries = np.flatnonzero(past & ~np.r_[False, past[:-1]])  # where the smoothed curve passes the level
     if grid.size < 2 or entries.size == 0 or entries[-1] == 0:
@@ -276,7 +283,7 @@ def steepest_descent_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth
         lo -= 1
     while hi + 1 < grid.size and going[hi + 1]:
         hi += 1
-    lo = max(lo, int(np.searchsorted(grid, transient_end(xa, ya, rule, smooth=smooth))))
+    lo = max(lo, int(np.searchsorted(grid, transient_end(xa, ya, rule, smooth=smooth, window=window))))
     window = np.arange(min(lo, hi), hi + 1)
     i = int(window[np.argmax(rule.sign * ds[window])])
     if i == 0:
@@ -403,31 +410,57 @@ def change_point_time(x: ArrayLike, y: ArrayLike, rule: PhaseRule) -> PhaseTime:
     crossing = threshold_time(xa, ya, rule)
     if not crossing.event:
         return PhaseTime(estimator="changepoint", time=crossing.time, event=False, note=crossing.note)
-    n = ya.size
-    if n < 2:
+    if ya.size < 2:
         return PhaseTime(estimator="changepoint", time=crossing.time, event=True, note="single evaluation")
+    return PhaseTime(estimator="changepoint", time=_change_point(xa, ya), event=True)
+
+
+def _change_point(xa: NDArray[np.float64], ya: NDArray[np.float64]) -> float:
+    """Where the second of two constant segments with the least total squared error starts (O(N) by cumulative sums)."""
+    n = ya.size
     k = np.arange(1, n)  # second segment starts at index k
     c1, c2 = np.cumsum(ya), np.cumsum(ya**2)
     left = c2[k - 1] - c1[k - 1] ** 2 / k
     right = (c2[-1] - c2[k - 1]) - (c1[-1] - c1[k - 1]) ** 2 / (n - k)
-    best = int(k[np.argmin(left + right)])
-    return PhaseTime(estimator="changepoint", time=float(xa[best]), event=True)
+    return float(xa[int(k[np.argmin(left + right)])])
+
+
+def around_drop(x: NDArray[np.float64], start: float, steepest: float) -> NDArray[np.bool_]:
+    """The evaluations the shape fits use: from the end of the early transient to four times as far past the
+    steepest point as the transient's end is before it (the drop and its tail, in proportion to when the drop
+    came, never to how long the run went on).
+
+    Example:
+        >>> around_drop(np.arange(0, 2000.0, 10), 100, 300).nonzero()[0][[0, -1]].tolist()
+        [10, 110]
+    """
+    after = x >= (start if math.isfinite(start) else -math.inf)
+    if not (math.isfinite(start) and math.isfinite(steepest)) or steepest <= start:
+        return after
+    near = after & (x <= steepest + 4 * (steepest - start))
+    return near if near.sum() >= 10 else after  # too few evaluations to fit a shape: everything after the transient
 
 
 def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float = 0.03,
-                   plateau_tol: float = 0.1, windows: Iterable[Span] = ()) -> PhaseEstimates:
+                   plateau_tol: float = 0.1, windows: Iterable[Span] = (), window: float | None = None) -> PhaseEstimates:
     """All estimators, the sigmoid fit and the plateau for one curve.
 
-    With ``rule.outside_windows`` every estimator sees only the evaluations
-    outside ``windows`` (the arm's intervention windows).
+    With ``rule.outside_windows`` every estimator sees only the evaluations outside ``windows`` (the
+    arm's intervention windows).  The shape estimators do not depend on how long the run went on:
+    the smoothing window is ``window`` sequences (the same for every run of a study; the older
+    ``smooth`` fraction of the run's range when None), and the sigmoid and the change point are fitted
+    on the evaluations around the drop (:func:`around_drop`: from the early transient's end to four
+    times as far past the steepest point as that end is before it), so a run stopped after its phase change and
+    one trained on get the same times, and an early crosser's short drop is not drowned by a long tail.
 
     Args:
         x: sequences seen, shape ``[N]``.
         y: metric values, shape ``[N]``.
         rule: the phase-change rule; it decides whether the run had its phase change.
-        smooth: smoothing window as a fraction of the x range.
+        smooth: smoothing window as a fraction of the x range (when ``window`` is None).
         plateau_tol: plateau band as a fraction of the level's distance to the threshold.
         windows: the arm's intervention windows ``[(start, stop), ...]``.
+        window: smoothing window in sequences seen.
 
     Returns:
         A :class:`PhaseEstimates`; its ``times`` follow :data:`ESTIMATORS`.
@@ -444,8 +477,11 @@ def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float
         xa, ya = clean_curve(x, y)
     crossing = crossing_time(x, y, rule, windows=windows)  # same evaluations as (xa, ya)
     thr = PhaseTime(estimator="threshold", time=crossing.time, event=crossing.event, note=crossing.note)
-    plat = plateau(xa, ya, rule, smooth=smooth, tol=plateau_tol)
-    sig = fit_sigmoid(xa, ya, rule, start=transient_end(xa, ya, rule, smooth=smooth))
+    plat = plateau(xa, ya, rule, smooth=smooth, tol=plateau_tol, window=window)
+    start = transient_end(xa, ya, rule, smooth=smooth, window=window)
+    steep = steepest_descent_time(xa, ya, rule, smooth=smooth, window=window)
+    near = around_drop(xa, start, steep.time)
+    sig = fit_sigmoid(xa[near], ya[near], rule)
     if thr.event:
         if sig.success:
             mid = PhaseTime(estimator="sigmoid_mid", time=sig.midpoint, event=True)
@@ -460,12 +496,21 @@ def estimate_phase(x: ArrayLike, y: ArrayLike, rule: PhaseRule, *, smooth: float
     else:
         mid = PhaseTime(estimator="sigmoid_mid", time=thr.time, event=False, note=thr.note)
         onset = PhaseTime(estimator="sigmoid_onset", time=thr.time, event=False, note=thr.note)
-    times = (
-        thr,
-        steepest_descent_time(xa, ya, rule, smooth=smooth),
-        mid,
-        onset,
-        change_point_time(xa, ya, rule),
-    )
+    change = change_point_time(xa, ya, rule)  # censored like the rule when the run never crossed
+    if thr.event and near.sum() >= 2:
+        change = PhaseTime(estimator="changepoint", time=_change_point(xa[near], ya[near]), event=True)
+    times = (thr, steep, mid, onset, change)
     return PhaseEstimates(rule=rule, times=times, sigmoid=sig, plateau=plat,
                           last_eval=float(xa[-1]) if xa.size else math.nan, n_evals=int(xa.size), crossing=crossing)
+
+
+def smoothing_window(budgets: Iterable[float], fraction: float = 0.03) -> float | None:
+    """The smoothing window of a study's shape estimators, in sequences: ``fraction`` of its shortest planned
+    budget (the same for every run, whatever it stopped at); None when no budget is known.
+
+    Example:
+        >>> smoothing_window([600_000, 2_000_000])
+        18000.0
+    """
+    known = [float(b) for b in budgets if b and math.isfinite(float(b))]
+    return fraction * min(known) if known else None

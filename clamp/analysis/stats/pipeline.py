@@ -40,12 +40,15 @@ import pandas as pd
 from clamp.errors import ConfigError
 from clamp.names import did_you_mean
 from clamp.analysis.stats.caveats import study_warnings, task_rule_warnings
-from clamp.analysis.stats.compare import CORRECTIONS, Correction, adjust_pvalues, compare_samples, too_few_runs
+from clamp.analysis.stats.compare import compare_samples, too_few_runs
+from clamp.analysis.stats.families import is_scan, reachable
+from clamp.corrections import Correction, adjust_pvalues, check_correction
 from clamp.analysis.stats.factorial import Effect, additivity, factorial_effects, not_estimable
-from clamp.analysis.stats.phase import ESTIMATORS
+from clamp.analysis.stats.phase import ESTIMATORS, smoothing_window
 from clamp.phase import PhaseRule
 from clamp.analysis.stats.runs import StudySpec, load_runs, phase_table, read_study_spec, recorded_metrics
-from clamp.analysis.stats.sentences import comparison_sentence, fmt_p, markdown, robustness_sentence
+from clamp.analysis.stats.sentences import (comparison_sentence, fmt_p, headline_table, markdown,
+                                            robustness_sentence)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,73 +65,154 @@ class StudyStats:
     outputs: tuple[Path, ...]
 
 
-def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 4000, confidence: float = 0.95,
-                 correction: Correction = "holm", alpha: float = 0.05, seed: int = 0,
-                 estimators: tuple[str, ...] = ESTIMATORS) -> pd.DataFrame:
-    """One row per (rule, estimator, comparison) with estimates, CIs, tests and adjusted p.
+STATS_COLUMNS: tuple[str, ...] = (
+    "rule_index", "rule", "metric", "estimator", "headline", "family", "arm", "reference", "n_arm", "n_reference",
+    "crossed_arm", "crossed_reference", "censored_arm", "censored_reference", "relapsed_arm", "relapsed_reference",
+    "n_excluded", "excluded_note", "median_arm", "median_reference", "median_ratio", "ratio", "ratio_low",
+    "ratio_high", "ratio_level", "ratio_method", "ratio_note", "ratio_bound", "ratio_bound_kind", "usable",
+    "lost_summary", "lost_runs", "difference", "rmst_tau", "rmst_difference", "rmst_low", "rmst_high", "test", "p", "p_adjusted",
+    "correction", "significant", "family_size", "min_p", "reachable_p", "can_reach_alpha", "p_rank", "rank_method",
+    "horizon", "n_ranked", "p_logrank", "n_pairs", "paired_ratio", "paired_ratio_low", "paired_ratio_high",
+    "paired_level", "paired_test", "paired_p", "paired_min_p", "confidence", "note",
+)
 
-    Only ``included`` runs enter; paired analysis uses the seeds both arms share.  A comparison
-    with fewer than 2 included runs in either arm gets a row with NaN estimates and p-values,
-    a note, ``family_size`` 0, and is left out of its family's correction.
+
+def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 4000, confidence: float = 0.95,
+                 correction: Correction | None = None, alpha: float = 0.05, seed: int = 0,
+                 estimators: tuple[str, ...] = ESTIMATORS) -> pd.DataFrame:
+    """One row per (rule, estimator, comparison) with the time ratio and its interval, tests and adjusted p.
+
+    Only ``included`` runs enter; paired analysis uses the seeds both arms share.  Each comparison
+    belongs to one family (:meth:`StudySpec.family`: primary, secondary or one scan's), corrected on
+    its own within each (rule, estimator).  A comparison with fewer than 2 included runs in either
+    arm gets a row with NaN estimates and p-values, a note, ``family_size`` 0, and is left out of
+    its family's correction.  An estimator other than the threshold that cannot time some of the
+    comparison's crossed runs names them in ``lost_runs``; when those include an arm's fastest or
+    slowest run it is ``usable`` False for that comparison (its ratio would be biased), and left out
+    of the robustness sentences.
 
     Args:
         phase_times: the table from :func:`clamp.analysis.stats.runs.phase_table`.
-        spec: the study (its rules and comparison pairs).
-        n_boot: bootstrap resamples per comparison.
-        confidence: CI level.
-        correction: multiple-comparison correction within each (rule, estimator) family.
-        alpha: significance level for the ``significant`` and ``can_reach_alpha`` columns.
+        spec: the study (its rules, pairs and families).
+        n_boot: bootstrap resamples (the RMST interval).
+        confidence: nominal CI level.
+        correction: the correction within each family (default: the study's, else Holm).
+        alpha: significance level for ``significant`` and ``can_reach_alpha``.
         seed: seeds every bootstrap and permutation.
-        estimators: which estimators to compare (the threshold rule is the primary one).
+        estimators: which estimators to compare (the threshold rule is the headline one).
 
     Returns:
         The stats table (empty, with its columns, when the study has no pairs).
     """
+    correction = correction or spec.correction
     rows = []
     for k, rule in enumerate(spec.rules):
+        threshold = phase_times[(phase_times["rule_index"] == k) & (phase_times["estimator"] == "threshold")]
         for est in estimators:
             sel = phase_times[(phase_times["rule_index"] == k) & (phase_times["estimator"] == est)]
-            family = []
+            family_rows: dict[str, list[dict]] = {}
             for arm, ref in spec.pairs():
                 a = sel[(sel["arm"] == arm) & sel["included"]]
                 b = sel[(sel["arm"] == ref) & sel["included"]]
                 pairs = [(i, j) for i, s in enumerate(a["seed"]) for j, t in enumerate(b["seed"]) if s == t]
-                missing = int(((sel["arm"] == arm) | (sel["arm"] == ref)).sum() - len(a) - len(b))
+                both = sel[(sel["arm"] == arm) | (sel["arm"] == ref)]
+                missing = int(len(both) - len(a) - len(b))
                 horizon = design_horizon(spec, arm, ref, rule)
                 c = compare_samples(a["time"], a["event"], b["time"], b["event"], arm=arm, reference=ref,
                                     pairs=pairs, n_boot=n_boot, confidence=confidence, seed=seed,
-                                    a_limits=run_limits(a, horizon, rule), b_limits=run_limits(b, horizon, rule))
+                                    a_limits=run_limits(a, horizon, rule), b_limits=run_limits(b, horizon, rule),
+                                    a_follow=run_limits(a, follow_up(spec, arm, rule), rule),
+                                    b_follow=run_limits(b, follow_up(spec, ref, rule), rule))
                 d = c.to_dict()
-                d.update(rule_index=k, rule=rule.describe(), metric=rule.metric, estimator=est,
-                         primary=(k == 0 and est == "threshold"), n_excluded=missing,
+                lost, usable, lost_words = lost_runs(threshold, sel, arm, ref) if est != "threshold" else ("", True, "")
+                d.update(lost_summary=lost_words, rule_index=k, rule=rule.describe(), metric=rule.metric, estimator=est,
+                         headline=(k == 0 and est == "threshold"), family=spec.family(arm, ref), n_excluded=missing,
+                         excluded_note=excluded_note(both), usable=usable, lost_runs=lost,
                          relapsed_arm=int(a["relapsed"].sum()), relapsed_reference=int(b["relapsed"].sum()))
-                family.append(d)
-            tested = [d for d in family if not too_few_runs(d["n_arm"], d["n_reference"])]
-            for d in family:
-                d.update(p_adjusted=float("nan"), correction=correction, significant=False, family_size=0,
-                         can_reach_alpha=False)
-            if tested:
-                adj = adjust_pvalues([d["p"] for d in tested], correction)
-                m = len(tested)
-                # Holm rejects nothing unless the smallest p is <= alpha / m; a comparison can
-                # then be rejected at best with multiplier 1 (Holm) or m (Bonferroni).
-                floor = min(d["min_p"] for d in tested) * (1 if correction == "none" else m)
-                for d, p in zip(tested, adj):
-                    d["p_adjusted"] = float(p)
-                    d["significant"] = bool(p < alpha)
-                    d["family_size"] = m
-                    own = d["min_p"] * (m if correction == "bonferroni" else 1)
-                    d["can_reach_alpha"] = bool(own <= alpha and floor <= alpha)
-            rows += family
-    lead = ["rule_index", "rule", "metric", "estimator", "primary", "arm", "reference", "n_arm", "n_reference", "crossed_arm",
-            "crossed_reference", "censored_arm", "censored_reference", "relapsed_arm", "relapsed_reference", "n_excluded", "median_arm", "median_reference",
-            "ratio", "ratio_low", "ratio_high", "ratio_bound", "ratio_bound_kind", "difference", "difference_low",
-            "difference_high", "rmst_tau", "rmst_difference", "rmst_low", "rmst_high", "test", "p", "p_adjusted",
-            "correction", "significant", "family_size", "min_p", "can_reach_alpha", "p_rank", "rank_method", "horizon",
-            "n_ranked",
-            "p_logrank", "n_pairs", "paired_ratio", "paired_ratio_low", "paired_ratio_high", "paired_test",
-            "paired_p", "paired_min_p", "confidence", "note"]
-    return pd.DataFrame(rows, columns=lead)
+                family_rows.setdefault(d["family"], []).append(d)
+            for family in family_rows.values():
+                correct_family(family, correction, alpha)
+                rows += family
+    return pd.DataFrame(rows, columns=list(STATS_COLUMNS))
+
+
+def correct_family(family: list[dict], correction: Correction, alpha: float) -> None:
+    """Adjust the p-values of one family's rows in place: ``p_adjusted``, ``significant``, ``family_size``,
+    ``reachable_p`` (the smallest adjusted p the comparison can reach with these runs) and ``can_reach_alpha``.
+
+    Rows with too few runs, and estimators not usable for their comparison, are left out of the family.
+    """
+    tested = [d for d in family if not too_few_runs(d["n_arm"], d["n_reference"]) and d["usable"]]
+    for d in family:
+        d.update(p_adjusted=float("nan"), correction=correction, significant=False, family_size=0,
+                 reachable_p=float("nan"), can_reach_alpha=False)
+    if not tested:
+        return
+    adj = adjust_pvalues([d["p"] for d in tested], correction)
+    best = reachable([d["min_p"] for d in tested], correction)
+    for d, p, r in zip(tested, adj, best):
+        d.update(p_adjusted=float(p), significant=bool(p < alpha), family_size=len(tested), reachable_p=float(r),
+                 can_reach_alpha=bool(r <= alpha))
+
+
+def lost_runs(threshold: pd.DataFrame, sel: pd.DataFrame, arm: str, ref: str) -> tuple[str, bool, str]:
+    """The crossed runs of a comparison an estimator could not time: every one in words with its threshold time
+    and reason, whether the estimator stays usable (False when it lost an arm's fastest or slowest crossed
+    run), and a short summary for the sentences.
+
+    Example:
+        >>> th = pd.DataFrame({"arm": "a", "seed": [0, 1, 2], "time": [10.0, 20.0, 30.0], "event": True, "included": True})
+        >>> est = th.assign(time=[float("nan"), 21.0, 29.0], note=["onset before the first evaluation", "", ""])
+        >>> lost_runs(th, est, "a", "b")
+        ('a/seed0 (threshold 10, onset before the first evaluation)', False, 'cannot time 1 of 3 a runs, its fastest (seed0, 10) among them')
+    """
+    lost, usable, summary = [], True, []
+    for name in (arm, ref):
+        th = threshold[(threshold["arm"] == name) & threshold["included"] & threshold["event"].astype(bool)]
+        if th.empty:
+            continue
+        mine = sel[(sel["arm"] == name)].set_index("seed")
+        fastest, slowest = th.loc[th["time"].idxmin()], th.loc[th["time"].idxmax()]
+        gone = []
+        for r in th.itertuples():
+            if r.seed in mine.index and pd.isna(mine.loc[r.seed, "time"]):
+                why = str(mine.loc[r.seed, "note"]) if "note" in mine and pd.notna(mine.loc[r.seed, "note"]) else ""
+                lost.append(f"{name}/seed{r.seed} (threshold {r.time:,.0f}" + (f", {why}" if why else "") + ")")
+                gone.append(r.seed)
+        if not gone:
+            continue
+        ends = [f"its {which} (seed{int(r['seed'])}, {r['time']:,.0f})" for which, r in
+                (("fastest", fastest), ("slowest", slowest)) if int(r["seed"]) in gone and len(th) > 1]
+        if ends:
+            usable = False
+        summary.append(f"cannot time {len(gone)} of {len(th)} {name} runs"
+                       + (f", {' and '.join(ends)} among them" if ends else ""))
+    return "; ".join(lost), usable, "; ".join(summary)
+
+
+def excluded_note(rows: pd.DataFrame) -> str:
+    """Why runs of a comparison were left out, counted by reason (``relative_to`` exclusions, unfinished runs).
+
+    Example:
+        >>> excluded_note(pd.DataFrame({"included": [True, False, False], "status": "finished",
+        ...                             "reference": ["happened", "never happened", "phase change before it"]}))
+        '1 run whose reference event never happened; 1 run whose phase change came before its reference event'
+    """
+    out = rows[~rows["included"].astype(bool)]
+    if out.empty:
+        return ""
+    words = {"never happened": "whose reference event never happened",
+             "phase change before it": "whose phase change came before its reference event"}
+    reasons = []
+    for r in out.itertuples():
+        status = getattr(r, "status", "finished")
+        ref = getattr(r, "reference", None)
+        reasons.append(f"that did not finish ({status})" if status != "finished"
+                       else words.get(str(ref), "without a phase time") if isinstance(ref, str) else "without a phase time")
+    counts: dict[str, int] = {}
+    for why in reasons:
+        counts[why] = counts.get(why, 0) + 1
+    return "; ".join(f"{n} run{'s' if n > 1 else ''} {why}" for why, n in counts.items())
 
 
 def design_horizon(spec: StudySpec, arm: str, reference: str, rule: PhaseRule) -> float:
@@ -147,6 +231,12 @@ def design_horizon(spec: StudySpec, arm: str, reference: str, rule: PhaseRule) -
     if len(budgets) < 2:
         return float("inf")
     return float(min(budgets) - rule.span)
+
+
+def follow_up(spec: StudySpec, arm: str, rule: PhaseRule) -> float:
+    """How far an arm's runs were planned to be followed: its own budget minus the rule's span (inf if unknown)."""
+    b = spec.arm_spec(arm)
+    return float(b.budget - rule.span) if b is not None and b.budget else float("inf")
 
 
 def run_limits(rows: pd.DataFrame, horizon: float, rule: PhaseRule) -> "pd.Series | float":
@@ -174,27 +264,34 @@ def factorial_table(phase_times: pd.DataFrame, spec: StudySpec, *, confidence: f
 
 
 METHOD_NOTES = (
-    "Medians are Kaplan–Meier medians when an arm has censored runs (not reached = undefined, never invented); "
-    "ratio = median(arm) / median(reference) with a seeded percentile bootstrap CI (arms resampled independently).",
+    "Time ratio (the effect, with its interval): the Hodges–Lehmann ratio of phase times, arm / reference, on log "
+    "time, and the set of ratios the rank test does not reject, each run followed to its own planned budget "
+    "(Gehan inversion; without censoring the exact Mann–Whitney interval). Its level is the nominal one when an "
+    "exact test with these runs can reach it, else the highest there is (stated). Medians are Kaplan–Meier "
+    "medians when an arm has censored runs (not reached = undefined, never invented), shown for description.",
     "Phase times are decidable: the first evaluation past the threshold that stays past it for the rule's span W "
     "(three evaluation intervals by default); a run without one is censored at its last evaluation minus W; a "
     "relapse after that does not undo the phase change (it is flagged). A run stopped after its phase change has "
     "the phase time it would have had trained to its budget.",
-    "Primary test (p, significant, Holm, the sentences): a two-sided permutation test of the Gehan (generalised "
+    "Primary test (p, significant, the sentences): a two-sided permutation test of the Gehan (generalised "
     "Wilcoxon) statistic, exact over every relabelling of the runs, on the runs cut at the comparison's horizon "
     "(the budget both arms were planned to reach, minus W: stats.csv `horizon`); a crossing after it counts as "
     "'not by the horizon', and pairs of runs whose order is unknown count 0. Without early censoring this is the "
     "exact Mann–Whitney test. The asymptotic log-rank p is a secondary column of stats.csv only.",
-    "Paired analysis over shared seeds (same initialisation and data): Wilcoxon signed-rank on log time ratios, "
-    "or a sign test when pairs contain censored runs; a secondary check in stats.csv.",
+    "Families: the comparisons against the control (or those the study names in primary_comparisons) form the "
+    "primary family, other pairs the secondary family, each scan its own; p-values are corrected within their "
+    "family (stats.csv `family`, `correction`, `family_size`).",
+    "Paired analysis over shared seeds (same initialisation and data): Wilcoxon signed-rank on log time ratios with "
+    "the exact signed-rank interval, or a sign test when pairs contain censored runs; a secondary check in stats.csv.",
     "Other estimators time the drop from the curve's shape, blind to the threshold crossing: steepest descent of "
-    "the smoothed curve, sigmoid midpoint and onset (fitted to the whole curve), least-squares change point; a "
-    "fit that fails is reported with its reason and leaves that estimator's comparison.",
+    "the curve smoothed over a window of sequences common to every run of the study, sigmoid midpoint and onset "
+    "and a least-squares change point, fitted around the drop; an estimator that cannot time a run says why, "
+    "and one that loses an arm's fastest or slowest run is not used for that comparison.",
 )
 
 
 def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, quiet: bool = False,
-                       n_boot: int = 4000, correction: Correction = "holm", seed: int = 0, plots: bool = True,
+                       n_boot: int = 4000, correction: Correction | None = None, seed: int = 0, plots: bool = True,
                        phase: Sequence[PhaseRule | str] | None = None, out: str | Path | None = None) -> StudyStats:
     """Recompute every statistic of a study from its stored metrics and write the outputs.
 
@@ -203,7 +300,8 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         alpha: significance level (default: the study's ``alpha``, else 0.05); CIs are at 1 − alpha.
         quiet: do not print the summary (warnings about the phase rule still go to stderr).
         n_boot: bootstrap resamples per comparison.
-        correction: ``"holm"`` (default), ``"bonferroni"`` or ``"none"``, within each (rule, estimator) family.
+        correction: ``"holm"``, ``"bonferroni"``, ``"bh"`` or ``"none"``, within each family (default: the
+            study's ``correction``, Holm unless it says otherwise).
         seed: seeds all resampling (same metrics → same numbers).
         plots: write the figures.
         phase: other phase rules (``PhaseRule`` or ``"METRIC<THRESHOLD"``; the first is primary) instead of the
@@ -223,8 +321,8 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
         >>> compute_statistics(d, quiet=True, plots=False, phase=["train/loss<0.1"]).outputs[0].parent.name
         'stats_train-loss_lt_0.1'
     """
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction={correction!r} is unknown; choose one of {list(CORRECTIONS)}.")
+    if correction is not None:
+        check_correction(correction)
     if n_boot < 100:
         raise ConfigError(f"n_boot={n_boot} is too small for a bootstrap CI; use at least 100 (default 4000).")
     root = Path(study_dir)
@@ -245,16 +343,20 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha={alpha} must be between 0 and 1.")
     confidence = 1 - alpha
+    correction = correction or spec.correction
     runs = load_runs(root, spec)
-    table = phase_table(runs, spec.rules, arms={a.name: a for a in spec.arms}, stop_rule=spec.stop_rule)
+    table = phase_table(runs, spec.rules, arms={a.name: a for a in spec.arms}, stop_rule=spec.stop_rule,
+                        window=smoothing_window(a.budget for a in spec.arms))
     stats_df = compare_arms(table, spec, n_boot=n_boot, confidence=confidence, correction=correction, alpha=alpha,
                             seed=seed)
     fact = factorial_table(table, spec, confidence=confidence)
-    sections, sentences = [], []
+    sections, sentences, tables = [], [], []
     for k, rule in enumerate(spec.rules):
-        rows = stats_df[(stats_df["rule_index"] == k) & (stats_df["estimator"] == "threshold")]
-        said = [comparison_sentence(r, correction=correction, control=spec.control) for _, r in rows.iterrows()]
+        rows = stats_df[(stats_df["rule_index"] == k) & (stats_df["estimator"] == "threshold")
+                        & ~stats_df["family"].map(is_scan)]  # a scan's components are ranked in their own section
+        said = [comparison_sentence(r, control=spec.control, alpha=alpha) for _, r in rows.iterrows()]
         sentences += said if k == 0 else []
+        tables.append(headline_table(rows.to_dict("records"), control=spec.control))
         sections.append((rule, said, _robustness(table, stats_df, k)))
     warns = study_warnings(spec, table, stats_df, alpha, correction)
     title = spec.name
@@ -263,13 +365,13 @@ def compute_statistics(study_dir: str | Path, *, alpha: float | None = None, qui
                   "are in its stats.md)")
     always_on = {a.name: [str(iv.get("name") or iv.get("kind")) for iv in a.interventions
                           if (iv.get("windows") or [{}]) == [{"start": 0, "stop": None}]] for a in spec.arms}
-    md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES, always_on=always_on)
+    md = markdown(title, sections, _factorial_lines(fact, confidence), warns, METHOD_NOTES, always_on=always_on,
+                  tables=tables)
 
     dest.mkdir(parents=True, exist_ok=True)
     from clamp.analysis.stats.scan import scan_reports  # scans (clamp.scan): ranking over the scan, heatmap
 
-    scan_md, scan_files = scan_reports(dest, table, spec, n_boot=n_boot, confidence=confidence, alpha=alpha,
-                                       seed=seed, plots=plots)
+    scan_md, scan_files = scan_reports(dest, stats_df, spec, plots=plots)
     md += scan_md
     outputs = [dest / "phase_times.csv", dest / "stats.csv", dest / "stats.md"]
     table.to_csv(outputs[0], index=False)

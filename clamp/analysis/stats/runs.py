@@ -31,6 +31,8 @@ from clamp.names import TRIGGER_PREFIX
 from clamp.store import read_json, read_metric_rows, run_seeds
 from clamp.analysis.stats.phase import ESTIMATORS, estimate_phase
 from clamp.phase import PhaseRule, Span, arm_windows, has_triggered_windows, run_windows
+from clamp.corrections import check_correction
+from clamp.analysis.stats.families import PRIMARY, SCAN, SECONDARY
 
 PHASE_COLUMNS: tuple[str, ...] = (
     "arm", "seed", "status", "included", "rule_index", "rule", "metric", "threshold", "direction", "primary_rule",
@@ -87,6 +89,8 @@ class StudySpec:
     eval_every: int | None = None
     stop_after: dict | None = None
     stop_rule: PhaseRule | None = None  # the rule the stop decision watched (the study's own primary rule)
+    primary_comparisons: tuple[tuple[str, str], ...] = ()  # the study's named primary family (empty: vs control)
+    correction: str = "holm"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
@@ -118,6 +122,14 @@ class StudySpec:
             if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(p in names for p in pair)):
                 raise ConfigError(f"study.json 'comparisons' entry {pair!r} must be [arm, reference] naming arms in {names}.")
             comparisons.append((str(pair[0]), str(pair[1])))
+        primary = []
+        for pair in d.get("primary_comparisons") or []:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(p in names for p in pair)):
+                raise ConfigError(f"study.json 'primary_comparisons' entry {pair!r} must be [arm, reference] naming "
+                                  f"arms in {names}.")
+            primary.append((str(pair[0]), str(pair[1])))
+        correction = d.get("correction", "holm")
+        check_correction(correction)
         phase = d.get("phase")
         raw_rules = [] if phase is None else (phase if isinstance(phase, list) else [phase])
         rules = tuple(PhaseRule.from_dict(r) for r in raw_rules) or (PhaseRule(),)
@@ -132,17 +144,40 @@ class StudySpec:
         stop = d.get("stop_after_phase") if isinstance(d.get("stop_after_phase"), dict) else None
         return cls(name=str(d.get("name", "study")), seeds=tuple(int(s) for s in seeds), control=control,
                    comparisons=tuple(comparisons), rules=rules, alpha=float(alpha), arms=tuple(arms),
-                   eval_every=eval_every, stop_after=stop, stop_rule=rules[0] if stop else None)
+                   eval_every=eval_every, stop_after=stop, stop_rule=rules[0] if stop else None,
+                   primary_comparisons=tuple(primary), correction=str(correction))
 
     def pairs(self) -> list[tuple[str, str]]:
-        """(arm, reference) pairs to compare: each arm against the control, then the study's extra pairs."""
+        """(arm, reference) pairs to compare: each arm against the control, then the study's extra and primary pairs."""
         out: list[tuple[str, str]] = []
         if self.control is not None:
             out += [(a.name, self.control) for a in self.arms if a.name != self.control]
-        for p in self.comparisons:
+        for p in (*self.comparisons, *self.primary_comparisons):
             if p not in out and p[0] != p[1]:
                 out.append(p)
         return out
+
+    def family(self, arm: str, reference: str) -> str:
+        """The correction family of a comparison (:mod:`clamp.analysis.stats.families`).
+
+        A scan's component against the control: ``"scan <prefix>"``.  Otherwise ``"primary"`` when the
+        study names it in ``primary_comparisons`` (or names none and ``reference`` is the control), else
+        ``"secondary"``.
+
+        Example:
+            >>> s = StudySpec.from_dict({"name": "d", "seeds": [0], "control": "control", "comparisons": [["b", "a"]],
+            ...                          "arms": [{"name": "control"}, {"name": "a"}, {"name": "b"}, {"name": "ko__L0H0"}]})
+            >>> [s.family(a, r) for a, r in s.pairs()]
+            ['primary', 'primary', 'scan ko', 'secondary']
+        """
+        from clamp.study.scan import scan_arm  # the scan naming convention (torch-free)
+
+        scanned = scan_arm(arm)
+        if scanned is not None and reference == self.control:
+            return f"{SCAN} {scanned[0]}"
+        if self.primary_comparisons:
+            return PRIMARY if (arm, reference) in self.primary_comparisons else SECONDARY
+        return PRIMARY if reference == self.control else SECONDARY
 
     def with_rules(self, rules: list[PhaseRule] | tuple[PhaseRule, ...]) -> "StudySpec":
         """The same study under other phase rules (the first is primary; default spans resolved as the study's)."""
@@ -246,7 +281,8 @@ def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
 
 def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: float = 0.03,
                 plateau_tol: float = 0.1, windows: dict[str, tuple[Span, ...]] | None = None,
-                arms: dict[str, ArmSpec] | None = None, stop_rule: PhaseRule | None = None) -> pd.DataFrame:
+                arms: dict[str, ArmSpec] | None = None, stop_rule: PhaseRule | None = None,
+                window: float | None = None) -> pd.DataFrame:
     """The phase_times table: one row per run × rule × estimator (columns :data:`PHASE_COLUMNS`).
 
     ``time`` is the phase-change time when ``event`` is True and the censoring time when it is
@@ -260,7 +296,9 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
     change (its data end there: a rule other than the one the stop watched, ``stop_rule``, is
     flagged in ``note`` for such runs).  ``arms`` gives each run's windows (fixed, and triggered
     ones rebuilt from its trigger rows) for rules with ``outside_windows``; ``windows`` (arm ->
-    fixed windows) is the older form.
+    fixed windows) is the older form.  ``window``: the shape estimators' smoothing window in sequences,
+    the same for every run (:func:`clamp.analysis.stats.phase.smoothing_window`; None: ``smooth`` of each
+    run's range).
 
     Example:
         >>> import pandas as pd
@@ -287,7 +325,7 @@ def phase_table(runs: list[RunRecord], rules: tuple[PhaseRule, ...], *, smooth: 
                                  "note": note})
                 continue
             est = estimate_phase(curve["sequences_seen"].to_numpy(float), curve["value"].to_numpy(float), rule,
-                                 smooth=smooth, plateau_tol=plateau_tol, windows=run_spans)
+                                 smooth=smooth, plateau_tol=plateau_tol, windows=run_spans, window=window)
             base.update(relapsed=est.crossing.relapsed, first_crossing=est.crossing.first)
             p, s = est.plateau, est.sigmoid
             extra = {"last_eval": est.last_eval, "n_evals": est.n_evals, "plateau_level": p.level,

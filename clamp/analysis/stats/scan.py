@@ -2,24 +2,20 @@
 
 Why this file exists: a scan (:func:`clamp.scan`) perturbs many components,
 one arm each; the question is which of them delay or prevent the phase change,
-with the multiple-comparison control that many components need.  For every
-scan (arms named ``<prefix>__<component>``, see :mod:`clamp.study.scan`) each
-component's arm is compared with the study's control by the same machinery as
-``stats.csv`` (:func:`clamp.analysis.stats.compare.compare_samples`: ratio of
-Kaplan-Meier medians with a bootstrap CI, censoring-aware exact rank test),
-on the primary rule's threshold times; the p-values are then corrected over
-the scan's components only (Holm by default, or Benjamini-Hochberg for a false
-discovery rate), and the components ranked: largest delay first (a component
-whose arm never crosses ranks by its censoring-aware bound), ties by p.
+with the multiple-comparison control that many components need.  Each scan
+(arms named ``<prefix>__<component>``, see :mod:`clamp.study.scan`) is a family
+of its own in ``stats.csv`` (``family`` = ``scan <prefix>``): its components
+against the control, compared and corrected there (the study's correction, or
+``clamp stats --correction``; ``bh`` for a false discovery rate over many
+components).  This file only ranks those rows -- one p and one family per
+comparison, everywhere: largest delay first (a component whose arm never
+crosses ranks by the bound its interval supports), ties by p.
 
 Writes ``scan_<prefix>.csv`` (one row per component, with ``rank``), a
 ``plots/scan_<prefix>_heatmap.png``/``.svg`` of log2(ratio) by layer x head for
 components named ``L<l>H<h>`` (whole-layer components ``L<l>`` fill their row),
 and returns the stats.md section listing the ranking and the figure.
 
-Example:
-    >>> bh([0.01, 0.04, 0.03]).round(3).tolist()
-    [0.03, 0.04, 0.04]
 """
 
 from __future__ import annotations
@@ -27,32 +23,19 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from clamp.analysis.stats.compare import adjust_pvalues, compare_samples, too_few_runs
-from clamp.errors import ConfigError
+from clamp.analysis.stats.families import family_label
 
-ScanCorrection = Literal["holm", "bh"]
 _HEAD = re.compile(r"L(\d+)H(\d+)")
 _LAYER = re.compile(r"L(\d+)")
-
-
-def bh(p: ArrayLike) -> NDArray[np.float64]:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate); NaN stays NaN, in input order."""
-    arr = np.array(p, dtype=float).ravel()
-    out = arr.copy()
-    ok = np.flatnonzero(np.isfinite(arr))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(arr[ok], kind="stable")]
-    scaled = arr[order] * m / np.arange(1, m + 1)
-    out[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    return out
+RANK_COLUMNS = ("rank", "component", "arm", "ratio", "ratio_low", "ratio_high", "ratio_level", "ratio_bound",
+                "ratio_bound_kind", "median_arm", "median_reference", "crossed_arm", "n_arm", "n_reference", "p",
+                "p_adjusted", "significant", "correction", "family", "family_size", "effect", "note")
 
 
 def scan_groups(arm_names: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -67,59 +50,27 @@ def scan_groups(arm_names: list[str]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def rank_components(phase_times: pd.DataFrame, control: str, arms: list[tuple[str, str]], *,
-                    correction: ScanCorrection = "holm", n_boot: int = 4000, confidence: float = 0.95,
-                    alpha: float = 0.05, seed: int = 0, rule_index: int = 0) -> pd.DataFrame:
-    """One row per component: its arm vs ``control`` (ratio, CI, p, adjusted p over the scan), ranked.
+def rank_components(rows: pd.DataFrame) -> pd.DataFrame:
+    """One scan's comparisons (its ``stats.csv`` rows: one family, headline rule and estimator), ranked.
 
-    Args:
-        phase_times: the table of :func:`clamp.analysis.stats.runs.phase_table` (``included`` runs enter).
-        control: the reference arm.
-        arms: ``(component, arm name)`` pairs of one scan.
-        correction: ``"holm"`` (family-wise) or ``"bh"`` (Benjamini-Hochberg, false discovery rate), over the scan.
-        n_boot, confidence, seed: as in :func:`~clamp.analysis.stats.compare.compare_samples`.
-        alpha: level for ``significant``.
-        rule_index: which phase rule (0: the primary one).
+    Largest delay first: by the time ratio, or, when it is not estimable (a median not reached), by the
+    bound its interval supports; ties by p.  The p-values, their correction and ``significant`` are
+    the family's own, unchanged.
 
     Returns:
-        Columns ``rank, component, arm, ratio, ratio_low, ratio_high, ratio_bound, median_arm, median_reference,
-        crossed_arm, n_arm, p, p_adjusted, significant, correction, family_size, note``.
+        Columns :data:`RANK_COLUMNS`, ``component`` from the arm's name.
     """
-    if correction not in ("holm", "bh"):
-        raise ConfigError(f"scan correction={correction!r} is unknown; choose 'holm' or 'bh'.")
-    sel = phase_times[(phase_times["rule_index"] == rule_index) & (phase_times["estimator"] == "threshold")
-                      & phase_times["included"]]
-    b = sel[sel["arm"] == control]
-    rows = []
-    for comp, arm in arms:
-        a = sel[sel["arm"] == arm]
-        pairs = [(i, j) for i, s in enumerate(a["seed"]) for j, t in enumerate(b["seed"]) if s == t]
-        c = compare_samples(a["time"], a["event"], b["time"], b["event"], arm=arm, reference=control, pairs=pairs,
-                            n_boot=n_boot, confidence=confidence, seed=seed)
-        rows.append({"component": comp, "arm": arm, "ratio": c.ratio, "ratio_low": c.ratio_low,
-                     "ratio_high": c.ratio_high, "ratio_bound": c.ratio_bound, "ratio_bound_kind": c.ratio_bound_kind,
-                     "median_arm": c.median_arm, "median_reference": c.median_reference, "crossed_arm": c.crossed_arm,
-                     "n_arm": c.n_arm, "n_reference": c.n_reference, "p": c.p, "note": c.note})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    tested = [i for i, r in df.iterrows() if not too_few_runs(int(r["n_arm"]), int(r["n_reference"]))]
-    adj = np.full(len(df), np.nan)
-    if tested:
-        p = df.loc[tested, "p"].to_numpy(float)
-        adj[tested] = bh(p) if correction == "bh" else adjust_pvalues(p, "holm")
-    df["p_adjusted"] = adj
-    df["significant"] = df["p_adjusted"] < alpha
-    df["correction"] = correction
-    df["family_size"] = len(tested)
-    # effect for ranking: the ratio, or its censoring-aware bound when the ratio is not finite
-    effect = df["ratio"].where(np.isfinite(df["ratio"].astype(float)), df["ratio_bound"]).astype(float)
-    df["effect"] = effect
-    key = pd.DataFrame({"e": -effect.fillna(-np.inf), "p": df["p"].fillna(np.inf)})
-    order = key.sort_values(["e", "p"], kind="stable").index
-    df = df.loc[order].reset_index(drop=True)
+    from clamp.study.scan import scan_arm
+
+    if rows.empty:
+        return pd.DataFrame(columns=list(RANK_COLUMNS))
+    df = rows.copy()
+    df["component"] = [scan_arm(a)[1] if scan_arm(a) else a for a in df["arm"]]  # type: ignore[index]
+    df["effect"] = df["ratio"].where(np.isfinite(df["ratio"].astype(float)), df["ratio_bound"]).astype(float)
+    key = pd.DataFrame({"e": -df["effect"].fillna(-np.inf), "p": df["p"].fillna(np.inf)}, index=df.index)
+    df = df.loc[key.sort_values(["e", "p"], kind="stable").index].reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
-    return df
+    return df[list(RANK_COLUMNS)]
 
 
 def heatmap_cells(ranked: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray[np.bool_], list[int], int]:
@@ -175,31 +126,34 @@ def plot_heatmap(ranked: pd.DataFrame, prefix: str, control: str) -> Any:
     return fig
 
 
-def scan_reports(dest: Path, phase_times: pd.DataFrame, spec: Any, *, n_boot: int = 4000, confidence: float = 0.95,
-                 alpha: float = 0.05, seed: int = 0, plots: bool = True,
-                 correction: ScanCorrection = "holm") -> tuple[str, list[Path]]:
-    """Rank every scan of the study, write its CSV (and heatmap); return the stats.md section and written paths."""
+def scan_reports(dest: Path, stats_df: pd.DataFrame, spec: Any, *, plots: bool = True) -> tuple[str, list[Path]]:
+    """Rank every scan of the study from its family's stats rows, write its CSV (and heatmap); return the
+    stats.md section and the written paths."""
     groups = scan_groups([a.name for a in spec.arms])
-    if not groups or spec.control is None:
+    if not groups or spec.control is None or stats_df.empty:
         return "", []
     lines, written = ["", "## Scans", ""], []
     rule = spec.rules[0]
-    for prefix, arms in groups.items():
-        ranked = rank_components(phase_times, spec.control, arms, correction=correction, n_boot=n_boot,
-                                 confidence=confidence, alpha=alpha, seed=seed)
+    head = stats_df[stats_df["headline"]]
+    for prefix in groups:
+        family = f"scan {prefix}"
+        ranked = rank_components(head[head["family"] == family])
         path = dest / f"scan_{prefix}.csv"
         ranked.to_csv(path, index=False)
         written.append(path)
-        name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[correction]
-        lines.append(f"Scan `{prefix}` ({len(arms)} components vs {spec.control}; {rule.describe()}; time ratio of "
-                     f"medians with {confidence * 100:.0f} % CI, p corrected by {name} over the scan), "
-                     f"largest delay first:")
+        correction = str(ranked["correction"].iloc[0]) if len(ranked) else spec.correction
+        level = float(ranked["ratio_level"].min()) if len(ranked) else 0.95
+        lines.append(f"Scan `{prefix}` ({len(ranked)} components vs {spec.control}; {rule.describe()}; time ratio "
+                     f"with its {level * 100:.4g} % CI; p {family_label(family, correction, len(ranked))}), "
+                     "largest delay first:")
         lines.append("")
         for r in ranked.itertuples():
             if np.isfinite(r.ratio):
-                eff = f"×{r.ratio:.2f} ({r.ratio_low:.2f}–{r.ratio_high:.2f})"
+                hi = "unbounded" if np.isinf(r.ratio_high) else f"{r.ratio_high:.2f}"
+                lo = "unbounded" if r.ratio_low == 0 else f"{r.ratio_low:.2f}"
+                eff = f"×{r.ratio:.2f} ({lo}–{hi})"
             elif np.isfinite(r.ratio_bound):
-                eff = f"{r.ratio_bound_kind} ×{r.ratio_bound:.2f} (a median not reached)"
+                eff = f"{r.ratio_bound_kind} ×{r.ratio_bound:.2f} (runs that did not cross)"
             else:
                 eff = "not estimable"
             p = "p n/a" if not np.isfinite(r.p_adjusted) else f"adjusted p = {r.p_adjusted:.3g}"
@@ -217,4 +171,4 @@ def scan_reports(dest: Path, phase_times: pd.DataFrame, spec: Any, *, n_boot: in
     return "\n".join(lines), written
 
 
-__all__ = ["bh", "scan_groups", "rank_components", "heatmap_cells", "plot_heatmap", "scan_reports"]
+__all__ = ["RANK_COLUMNS", "scan_groups", "rank_components", "heatmap_cells", "plot_heatmap", "scan_reports"]

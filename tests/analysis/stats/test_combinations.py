@@ -54,10 +54,10 @@ def test_identical_curves_with_per_arm_budgets_and_a_late_relapse_are_not_called
         curves[("control", seed)] = {"train/loss": _curve(drop, 300_000, relapse=200_000)}
         curves[("clamped", seed)] = {"train/loss": _curve(drop, 120_000)}
     res = compute_statistics(_write(tmp_path / "b", study, curves), quiet=True, n_boot=200, plots=False)
-    row = res.stats[res.stats.primary].iloc[0]
+    row = res.stats[res.stats.headline].iloc[0]
     assert row.crossed_arm == 5 and row.crossed_reference == 5 and row.p > 0.5
     assert row.ratio == pytest.approx(1.0) and row.horizon == 120_000 - 3 * STEP
-    assert "sooner" not in res.sentences[0] and "at the same median time as control" in res.sentences[0]
+    assert "sooner" not in res.sentences[0] and "at the same time as control (time ratio 1)" in res.sentences[0]
     assert "5 relapsed after it" in res.sentences[0]
 
 
@@ -76,7 +76,7 @@ def test_a_stopped_run_that_relapses_at_its_stop_stays_a_phase_change(tmp_path):
         curves[("clamped", seed)] = {"train/loss": (x, y)}
         records[("clamped", seed)] = {"stopped_early": {"at": stop, "crossed_at": drop}}
     res = compute_statistics(_write(tmp_path / "s", study, curves, records), quiet=True, n_boot=200, plots=False)
-    row = res.stats[res.stats.primary].iloc[0]
+    row = res.stats[res.stats.headline].iloc[0]
     assert row.crossed_arm == 5 and row.p == pytest.approx(2 / 252)
     times = res.phase_times[(res.phase_times.estimator == "threshold") & (res.phase_times.arm == "clamped")]
     assert (times["stopped_at"] == times["time"] + 50_000).all()

@@ -8,9 +8,10 @@ from scipy import stats
 
 from clamp.errors import ConfigError
 from clamp.analysis.stats.compare import (
-    adjust_pvalues, bootstrap_effects, compare_samples, logrank_test, min_paired_p, min_rank_p, paired_analysis,
-    gehan_scores, gehan_test, primary_test, rmst_horizon,
+    bootstrap_rmst, compare_samples, logrank_test, min_paired_p, paired_analysis, rmst_horizon,
 )
+from clamp.analysis.stats.rank import gehan_scores, gehan_test, min_rank_p, primary_test, time_ratio
+from clamp.corrections import adjust_pvalues
 from clamp.analysis.stats.survival import km_curve, km_median, rmst
 
 ALL = [True] * 5
@@ -51,6 +52,9 @@ def test_holm_matches_hand_computed_values():
     np.testing.assert_allclose(adj, [0.03, 0.06, 0.06, 0.02])
     np.testing.assert_allclose(adjust_pvalues([0.01, 0.04], "bonferroni"), [0.02, 0.08])
     np.testing.assert_allclose(adjust_pvalues([0.3, np.nan, 0.6]), [0.6, np.nan, 0.6])
+    # Benjamini-Hochberg: p_(i) * m / i, running minimum from the top
+    np.testing.assert_allclose(adjust_pvalues([0.01, 0.02, 0.03, 0.5], "bh"), [0.04, 0.04, 0.04, 0.5])
+    assert np.isnan(adjust_pvalues([np.nan, 0.01], "bh")[0])
     with pytest.raises(ConfigError, match="correction"):
         adjust_pvalues([0.1], "sidak")
 
@@ -61,8 +65,10 @@ def test_known_shift_is_detected_and_ci_covers_truth():
     arm = rng.lognormal(math.log(3e4), 0.15, 5)
     c = compare_samples(arm, ALL, control, ALL, arm="match", reference="control",
                         pairs=[(i, i) for i in range(5)], n_boot=2000)
-    assert c.ratio_low <= 0.1 <= c.ratio_high
-    assert c.ratio == pytest.approx(np.median(arm) / np.median(control))
+    assert c.ratio_low <= 0.1 <= c.ratio_high and c.ratio_low < c.ratio < c.ratio_high and c.ratio_level == 0.95
+    # the Hodges-Lehmann ratio: the median of the 25 pairwise ratios
+    assert c.ratio == pytest.approx(math.exp(np.median(np.log(arm)[:, None] - np.log(control)[None, :])))
+    assert c.median_ratio == pytest.approx(np.median(arm) / np.median(control))
     assert c.difference == pytest.approx(np.median(arm) - np.median(control))
     assert c.test == "Gehan (exact)" and c.p == pytest.approx(2 / 252)
     assert c.paired_test == "wilcoxon exact" and c.paired_p == pytest.approx(0.0625)
@@ -71,10 +77,8 @@ def test_known_shift_is_detected_and_ci_covers_truth():
 
 def test_bootstrap_is_reproducible():
     a, b = [1.0, 2, 3, 5, 8], [10.0, 12, 15, 11, 30]
-    first = bootstrap_effects(a, ALL, b, ALL, tau=30, n_boot=500, seed=7)
-    second = bootstrap_effects(a, ALL, b, ALL, tau=30, n_boot=500, seed=7)
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
+    assert bootstrap_rmst(a, ALL, b, ALL, tau=30, n_boot=500, seed=7) == bootstrap_rmst(a, ALL, b, ALL, tau=30,
+                                                                                        n_boot=500, seed=7)
 
 
 def test_censored_samples_use_km_logrank_and_never_invent_a_median():
@@ -82,9 +86,10 @@ def test_censored_samples_use_km_logrank_and_never_invent_a_median():
     control = [2.5e5, 4e5, 4e5, 3.8e5, 4e5]
     control_events = [True, False, False, True, False]
     c = compare_samples(arm, ALL, control, control_events, arm="copy", reference="control", n_boot=500)
-    assert c.median_reference == math.inf
-    assert math.isnan(c.ratio) and c.ratio_bound_kind == "at most"
-    assert c.ratio_bound == pytest.approx(np.median(arm) / 4e5)
+    assert c.median_reference == math.inf and math.isnan(c.median_ratio)
+    # two controls crossed: a ratio balances the arms; three never did, so no ratio however small is excluded:
+    # the interval's sooner side is unbounded, and says so
+    assert 0 == c.ratio_low < c.ratio < c.ratio_high < 1 and "lower side unbounded" in c.ratio_note
     assert c.test.startswith("Gehan (exact")  # the primary test stays exact with censoring (issue 12)
     assert c.p_logrank == pytest.approx(stats.logrank(stats.CensoredData(uncensored=arm),
                                         stats.CensoredData(uncensored=[2.5e5, 3.8e5], right=[4e5] * 3)).pvalue)
@@ -144,11 +149,24 @@ def test_null_studies_reject_at_about_the_nominal_rate():
 
 
 @pytest.mark.slow
-def test_ratio_ci_covers_a_known_shift_at_about_the_nominal_rate():
+@pytest.mark.parametrize("n", [3, 5])
+def test_ratio_ci_covers_a_known_shift_at_least_at_its_stated_level(n):
     rng = np.random.default_rng(5)
-    n_sim, covered = 120, 0
-    for i in range(n_sim):
-        c = compare_samples(rng.lognormal(math.log(0.1), 0.3, 5), ALL, rng.lognormal(0, 0.3, 5), ALL,
-                            n_boot=1000, seed=i)
-        covered += c.ratio_low <= 0.1 <= c.ratio_high
-    assert covered / n_sim >= 0.88
+    n_sim, covered = 400, 0
+    for _ in range(n_sim):
+        r = time_ratio(rng.lognormal(math.log(0.1), 0.3, n), [True] * n, rng.lognormal(0, 0.3, n), [True] * n)
+        covered += r.low <= 0.1 <= r.high
+    level = 0.9 if n == 3 else 0.95  # 3 vs 3: 90 % is the highest level an exact interval reaches
+    assert r.level == level and covered / n_sim >= level - 0.03
+
+
+def test_the_interval_never_prints_zero_and_says_why_a_side_is_unbounded():
+    # The quickstart's shape: every control censored at the horizon; the arm crossed at 1,504.
+    r = time_ratio([1504] * 5, [True] * 5, [30_500] * 5, [False] * 5, a_limits=30_500, b_limits=30_500)
+    assert math.isnan(r.ratio) and r.low == 0.0 and r.high == pytest.approx(1504 / 30_500)
+    assert "lower side unbounded" in r.note and "did not cross" in r.note
+    c = compare_samples([1504] * 5, [True] * 5, [30_500] * 5, [False] * 5, a_follow=30_500, b_follow=30_500)
+    assert c.ratio_bound_kind == "at most" and c.ratio_bound == pytest.approx(1504 / 30_500)
+    # one censored control out of 5 (review, item 6: the bootstrap printed "2.4-inf x" and "0.00")
+    c = compare_samples([10, 11, 12, 13, 14], ALL, [30, 33, 36, 39, 40], [True] * 4 + [False], b_follow=40)
+    assert 0 < c.ratio_low < c.ratio < c.ratio_high < 1 and c.ratio_note == ""

@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from clamp.analysis.stats.compare import compare_samples, logrank_test, min_rank_p, gehan_test
+from clamp.analysis.stats.compare import compare_samples, logrank_test
+from clamp.analysis.stats.rank import gehan_test, min_rank_p
 
 
 def _null_sample(rng: np.random.Generator, n: int, horizon: float) -> tuple[np.ndarray, np.ndarray]:

@@ -77,7 +77,7 @@ def test_compute_statistics_writes_every_output(headline_study: Path):
     # The diverged run is listed with its status but excluded.
     assert thr.loc[("copy clamp", 4), "status"] == "diverged" and not thr.loc[("copy clamp", 4), "included"]
     stats_df = pd.read_csv(headline_study / "stats.csv")
-    prim = stats_df[stats_df.primary].set_index("arm")
+    prim = stats_df[stats_df.headline].set_index("arm")
     assert set(prim.index) == {"match clamp", "copy clamp"}
     assert prim.loc["copy clamp", "n_arm"] == 4 and prim.loc["copy clamp", "n_excluded"] == 1
     assert prim.loc["match clamp", "test"].startswith("Gehan (exact")  # exact even with a censored control run
@@ -106,9 +106,15 @@ def test_same_metrics_give_the_same_numbers(headline_study: Path):
 def test_three_seeds_warn_that_alpha_is_unreachable(tmp_path: Path):
     root = write_study(tmp_path / "small", {"control": [150_000, 160_000, 140_000], "match": [20_000, 22_000, 18_000]})
     res = compute_statistics(root, quiet=True, n_boot=200, plots=False)
-    row = res.stats[res.stats.primary].iloc[0]
+    row = res.stats[res.stats.headline].iloc[0]
     assert row.min_p == pytest.approx(0.1) and not row.can_reach_alpha
-    assert any("smallest p the exact test can reach is 0.1" in w for w in res.warnings)
+    warn = [w for w in res.warnings if "cannot reach significance whatever the data" in w]
+    assert warn and "too few runs for an exact test to go below alpha = 0.05: match vs control (3 vs 3: 0.1)" in warn[0]
+    assert "2 more seeds for control (3 → 5) or 1 more seed for every arm (3 → 4)" in warn[0]
+    assert "cannot reach significance: with 3 vs 3 runs the smallest p an exact test gives is 0.1" in res.sentences[0]
+    # 3 vs 3: the interval says the level it reaches
+    assert row.ratio_level == pytest.approx(0.9) and "90 % is the highest level an exact interval reaches" \
+        in res.sentences[0]
 
 
 def test_factorial_study_writes_factorial_csv(tmp_path: Path):
@@ -133,7 +139,7 @@ def test_several_rules_and_extra_pairs(tmp_path: Path):
                        phase=rules, comparisons=[["a", "b"]])
     res = compute_statistics(root, quiet=True, n_boot=200)
     assert set(res.phase_times.metric) == {"train/loss", "induction/L1H0"}
-    prim = res.stats[res.stats.primary]
+    prim = res.stats[res.stats.headline]
     assert list(zip(prim.arm, prim.reference)) == [("a", "control"), ("b", "control"), ("a", "b")]
     assert set(res.stats.metric) == {"train/loss", "induction/L1H0"}
     assert (root / "plots" / "stats_phase_times__induction-L1H0_gt_0.5.png").is_file()
@@ -165,7 +171,7 @@ def test_missing_and_running_runs_are_listed_not_compared(tmp_path: Path):
     thr = res.phase_times[res.phase_times.estimator == "threshold"].set_index(["arm", "seed"])
     assert thr.loc[("a", 2), "status"] == "missing" and not thr.loc[("a", 2), "included"]
     assert thr.loc[("a", 1), "status"] == "running" and not thr.loc[("a", 1), "included"]
-    assert res.stats[res.stats.primary].iloc[0].n_arm == 1
+    assert res.stats[res.stats.headline].iloc[0].n_arm == 1
 
 
 def test_one_seed_per_arm_gives_nan_rows_not_an_error(tmp_path: Path):
@@ -178,14 +184,15 @@ def test_one_seed_per_arm_gives_nan_rows_not_an_error(tmp_path: Path):
     assert (stats_df["n_arm"] == 1).all() and (stats_df["family_size"] == 0).all() and not stats_df["significant"].any()
     assert stats_df["note"].str.startswith("not compared: needs at least 2 runs per arm").all()
     assert "- match: not compared with control: a comparison needs at least 2 runs per arm (has 1 vs 1" in res.markdown
-    assert any(w.startswith("Not compared") and "copy vs control (1 vs 1)" in w for w in res.warnings)
+    assert any(w.startswith("Not compared: copy vs control (1 vs 1 runs") and "the study has 1 seed(s) for copy: add seeds"
+               in w for w in res.warnings)
 
 
 def test_one_run_arm_is_left_out_of_the_correction_family(tmp_path: Path):
     root = write_study(tmp_path / "mixed", {"control": [150_000, 160_000, 140_000], "match": [20_000, 22_000, 18_000],
                                             "copy": [30_000, 31_000, 29_000]}, statuses={("copy", 1): "running",
                                                                                           ("copy", 2): "diverged"})
-    prim = compute_statistics(root, quiet=True, n_boot=200, plots=False).stats.query("primary").set_index("arm")
+    prim = compute_statistics(root, quiet=True, n_boot=200, plots=False).stats.query("headline").set_index("arm")
     assert prim.loc["match", "family_size"] == 1 and prim.loc["match", "p_adjusted"] == pytest.approx(0.1)
     assert prim.loc["copy", "family_size"] == 0 and math.isnan(prim.loc["copy", "p_adjusted"])
 

@@ -73,3 +73,26 @@ def test_first_crossing_on_the_relative_clock():
     t = phase_table([_run(0, [0.7, 0.1, 0.7, 0.7, 0.7, 0.7], [0, 1, 1, 1, 1, 1])], (rule,))
     thr = t[t.estimator == "threshold"].iloc[0]
     assert thr["relapsed"] and not thr["event"] and thr["time"] == 400 and thr["first_crossing"] == 0
+
+
+def test_runs_left_out_under_relative_to_are_counted_and_explained_in_the_comparison():
+    from clamp.analysis.stats.pipeline import compare_arms
+    from clamp.analysis.stats.runs import StudySpec
+    from clamp.analysis.stats.sentences import comparison_sentence
+
+    rule = PhaseRule(relative_to="ko:start")
+    runs = [_run(0, [0.7, 0.7, 0.7, 0.1, 0.1, 0.1], [0, 1, 1, 1, 1, 1]),
+            _run(1, [0.7, 0.7, 0.7, 0.7, 0.7, 0.1], [0, 0, 0, 1, 1, 1]),
+            _run(3, [0.7, 0.7, 0.1, 0.1, 0.1, 0.1], [0, 0, 0, 0, 0, 0]),  # trigger never fired
+            _run(4, [0.7, 0.1, 0.1, 0.1, 0.1, 0.1], [0, 0, 0, 1, 1, 1])]  # phase change before the trigger
+    control = [RunRecord(arm="c", seed=s, status="finished", metrics=r.metrics) for s, r in enumerate(runs[:2])]
+    table = phase_table(runs + control, (rule,))
+    spec = StudySpec.from_dict({"name": "r", "seeds": [0, 1, 3, 4], "control": "c",
+                                "arms": [{"name": "c"}, {"name": "a"}], "phase": rule.to_dict()})
+    row = compare_arms(table, spec, n_boot=200, estimators=("threshold",)).iloc[0]
+    assert row.n_excluded == 2
+    assert row.excluded_note == ("1 run whose reference event never happened; 1 run whose phase change came before "
+                                 "its reference event")
+    assert comparison_sentence(row, control="c").endswith(
+        "left out: 1 run whose reference event never happened; 1 run whose phase change came before its reference "
+        "event.")
