@@ -348,7 +348,8 @@ def compare_samples(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike,
     for name, m, t in ((arm, med_a, at), (reference, med_b, bt)):
         if math.isinf(m):
             notes.append(f"{name}: median not reached (fewer than half crossed by {t.max():.3g})")
-    tr = time_ratio(at, ae, bt, be, a_limits=a_follow, b_limits=b_follow, confidence=confidence, seed=seed)
+    tr = time_ratio(at, ae, bt, be, a_limits=a_follow, b_limits=b_follow, confidence=confidence, seed=seed,
+                    names=(arm, reference))
     bound, bound_kind = math.nan, ""
     if not math.isfinite(tr.ratio):
         if tr.low == 0 and math.isfinite(tr.high):

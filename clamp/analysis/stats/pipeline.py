@@ -68,6 +68,7 @@ class StudyStats:
 STATS_COLUMNS: tuple[str, ...] = (
     "rule_index", "rule", "metric", "estimator", "headline", "family", "arm", "reference", "n_arm", "n_reference",
     "crossed_arm", "crossed_reference", "censored_arm", "censored_reference", "relapsed_arm", "relapsed_reference",
+    "unconfirmed_arm", "unconfirmed_reference",
     "n_excluded", "excluded_note", "median_arm", "median_reference", "median_ratio", "ratio", "ratio_low",
     "ratio_high", "ratio_level", "ratio_method", "ratio_note", "ratio_bound", "ratio_bound_kind", "usable",
     "lost_summary", "lost_runs", "difference", "rmst_tau", "rmst_difference", "rmst_low", "rmst_high", "test", "p", "p_adjusted",
@@ -128,7 +129,10 @@ def compare_arms(phase_times: pd.DataFrame, spec: StudySpec, *, n_boot: int = 40
                 d.update(lost_summary=lost_words, rule_index=k, rule=rule.describe(), metric=rule.metric, estimator=est,
                          headline=(k == 0 and est == "threshold"), family=spec.family(arm, ref), n_excluded=missing,
                          excluded_note=excluded_note(both), usable=usable, lost_runs=lost,
-                         relapsed_arm=int(a["relapsed"].sum()), relapsed_reference=int(b["relapsed"].sum()))
+                         relapsed_arm=int((a["relapsed"] & a["event"].astype(bool)).sum()),
+                         relapsed_reference=int((b["relapsed"] & b["event"].astype(bool)).sum()),
+                         unconfirmed_arm=int((a["relapsed"] & ~a["event"].astype(bool)).sum()),
+                         unconfirmed_reference=int((b["relapsed"] & ~b["event"].astype(bool)).sum()))
                 family_rows.setdefault(d["family"], []).append(d)
             for family in family_rows.values():
                 correct_family(family, correction, alpha)
@@ -185,8 +189,11 @@ def lost_runs(threshold: pd.DataFrame, sel: pd.DataFrame, arm: str, ref: str) ->
                 (("fastest", fastest), ("slowest", slowest)) if int(r["seed"]) in gone and len(th) > 1]
         if ends:
             usable = False
-        summary.append(f"cannot time {len(gone)} of {len(th)} {name} runs"
-                       + (f", {' and '.join(ends)} among them" if ends else ""))
+        if len(gone) == len(th):
+            summary.append(f"cannot time any of the {len(th)} {name} runs")
+        else:
+            summary.append(f"cannot time {len(gone)} of {len(th)} {name} runs"
+                           + (f", {' and '.join(ends)} among them" if ends else ""))
     return "; ".join(lost), usable, "; ".join(summary)
 
 

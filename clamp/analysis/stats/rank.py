@@ -211,7 +211,7 @@ class TimeRatio:
 
 def time_ratio(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_events: ArrayLike, *,
                a_limits: ArrayLike = math.inf, b_limits: ArrayLike = math.inf, confidence: float = 0.95,
-               seed: int = 0) -> TimeRatio:
+               seed: int = 0, names: tuple[str, str] = ("A", "B")) -> TimeRatio:
     """The Hodges–Lehmann time ratio of A to B and its rank-inversion interval (censoring included).
 
     For a ratio r, arm A's times (and the limits its runs are followed to) are divided by r, and
@@ -227,6 +227,7 @@ def time_ratio(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_ev
         a_limits, b_limits: how far each run was planned to be followed (a number, or one per run).
         confidence: the nominal level.
         seed: seeds the Monte Carlo p-values of large designs.
+        names: the two arms' names, for the note.
 
     Returns:
         A :class:`TimeRatio`.
@@ -236,8 +237,8 @@ def time_ratio(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_ev
         >>> round(r.ratio, 4), round(r.low, 4), round(r.high, 4), r.level
         (0.1, 0.0786, 0.1273, 0.95)
         >>> r = time_ratio([1504] * 5, [True] * 5, [30500] * 5, [False] * 5, a_limits=30500, b_limits=30500)
-        >>> r.ratio, r.low, round(r.high, 4), r.note[:40]
-        (nan, 0.0, 0.0493, "not estimable: B's runs did not cross, s")
+        >>> r.ratio, r.low, round(r.high, 4), r.note
+        (nan, 0.0, 0.0493, "not estimable: B's runs did not cross (every ratio past the bound leaves the arms tied); lower side unbounded")
     """
     at, ae = coarsen(a_times, a_events, a_limits)
     bt, be = coarsen(b_times, b_events, b_limits)
@@ -273,17 +274,17 @@ def time_ratio(a_times: ArrayLike, a_events: ArrayLike, b_times: ArrayLike, b_ev
     note = ""
     if zero.size and (zero[0] == 0 or zero[-1] == grid.size - 1):
         ratio = nan
-        who = "B's" if not be.any() or zero[0] == 0 else "A's"
-        note = (f"not estimable: {who} runs did not cross, so every ratio beyond the interval's bound leaves the "
-                "arms tied; the bound is what the data support")
+        who = names[1] if not be.any() or (zero[0] == 0 and ae.any()) else names[0]
+        note = f"not estimable: {who}'s runs did not cross (every ratio past the bound leaves the arms tied)"
     elif zero.size:
         ratio = float(np.exp((grid[zero[0]] + grid[zero[-1]]) / 2))
     else:
         up = np.flatnonzero(stat > 0)
         ratio = float(np.exp(grid[up[0]])) if up.size and up[0] > 0 else nan
-    if low == 0.0 or math.isinf(high):
-        side = " and ".join(s for s, on in (("lower", low == 0.0), ("upper", math.isinf(high))) if on)
-        note = "; ".join(s for s in (note, f"{side} side unbounded (no ratio there is excluded by the data)") if s)
+    if low == 0.0 and math.isinf(high):
+        note = "; ".join(s for s in (note, "no ratio is excluded by the data at this level") if s)
+    elif low == 0.0 or math.isinf(high):
+        note = "; ".join(s for s in (note, f"{'lower' if low == 0.0 else 'upper'} side unbounded") if s)
     return TimeRatio(ratio=ratio, low=low, high=high, level=level, method=method, note=note)
 
 

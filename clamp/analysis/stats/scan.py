@@ -121,7 +121,8 @@ def plot_heatmap(ranked: pd.DataFrame, prefix: str, control: str) -> Any:
             ax.text(j, i, txt, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(H), [f"H{h}" for h in range(H)])
     ax.set_yticks(range(len(layers)), [f"L{l}" for l in layers])
-    ax.set_title(f"scan {prefix}: phase-change time vs {control}\n(≥: a median not reached; *: significant)", fontsize=8)
+    ax.set_title(f"scan {prefix}: phase-change time ratio vs {control}\n(≥ ≤: a bound, runs that did not cross; *: significant)",
+                 fontsize=8)
     fig.colorbar(im, ax=ax, label="log2(time ratio)")
     return fig
 
@@ -151,7 +152,8 @@ def scan_reports(dest: Path, stats_df: pd.DataFrame, spec: Any, *, plots: bool =
             if np.isfinite(r.ratio):
                 hi = "unbounded" if np.isinf(r.ratio_high) else f"{r.ratio_high:.2f}"
                 lo = "unbounded" if r.ratio_low == 0 else f"{r.ratio_low:.2f}"
-                eff = f"×{r.ratio:.2f} ({lo}–{hi})"
+                eff = f"×{r.ratio:.2f} " + ("(no ratio excluded)" if r.ratio_low == 0 and np.isinf(r.ratio_high)
+                                            else f"({lo}–{hi})")
             elif np.isfinite(r.ratio_bound):
                 eff = f"{r.ratio_bound_kind} ×{r.ratio_bound:.2f} (runs that did not cross)"
             else:

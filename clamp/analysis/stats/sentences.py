@@ -55,13 +55,17 @@ def ci_words(low: float, high: float, level: float, *, n_arm: int = 0, n_referen
         '95 % CI 13–22× sooner'
         >>> ci_words(0.0, 0.049, 0.95)
         '95 % CI 20× sooner to unbounded'
+        >>> ci_words(0.0, float("inf"), 0.9)
+        '90 % CI: no ratio excluded'
         >>> ci_words(0.3, 1.4, 0.9, n_arm=3, n_reference=3, nominal=0.95)
         '90 % CI of the time ratio 0.3–1.4; 90 % is the highest level an exact interval reaches with 3 vs 3 runs'
     """
     if not (math.isfinite(low) or math.isfinite(high)) or (math.isnan(low) or math.isnan(high)):
         return ""
     head = f"{level * 100:.4g} % CI"
-    if high <= 1:
+    if low == 0 and math.isinf(high):
+        txt = f"{head}: no ratio excluded"
+    elif high <= 1:
         lo_s = fmt_times(1 / high) if high > 0 else "∞"
         txt = f"{head} {lo_s}× sooner to unbounded" if low == 0 else f"{head} {lo_s}–{fmt_times(1 / low)}× sooner"
     elif low >= 1:
@@ -163,10 +167,12 @@ def comparison_sentence(row: Mapping[str, object], *, control: str | None = None
     if min(n_arm, n_ref) < MIN_RUNS:
         return (f"{label}: not compared with {ref}: a comparison needs at least {MIN_RUNS} runs per arm "
                 f"(has {n_arm} vs {n_ref}).")
-    rel_a, rel_b = int(row.get("relapsed_arm", 0) or 0), int(row.get("relapsed_reference", 0) or 0)  # type: ignore[call-overload]
-    rel = lambda n: f", {n} relapsed after it" if n else ""  # noqa: E731
-    crossed = (f"{row['crossed_arm']}/{row['n_arm']} runs crossed{rel(rel_a)} "
-               f"({ref} {row['crossed_reference']}/{row['n_reference']}{rel(rel_b)})")
+    def rel(side: str) -> str:  # relapses after a phase change; crossings that never lasted the span
+        n, u = int(row.get(f"relapsed_{side}", 0) or 0), int(row.get(f"unconfirmed_{side}", 0) or 0)  # type: ignore[call-overload]
+        return (f", {n} relapsed after it" if n else "") + (f", {u} crossed without staying" if u else "")
+
+    crossed = (f"{row['crossed_arm']}/{row['n_arm']} runs crossed{rel('arm')} "
+               f"({ref} {row['crossed_reference']}/{row['n_reference']}{rel('reference')})")
     horizon = float(row.get("horizon", math.nan))  # type: ignore[arg-type]
     ranked = (f"; {int(row['n_ranked'])} of {n_arm + n_ref} runs ranked by time, up to {horizon:,.0f}"  # type: ignore[call-overload]
               if math.isfinite(horizon) and "n_ranked" in row else "")
