@@ -48,7 +48,7 @@ table.sortable td{white-space:nowrap}table.sortable td.long{white-space:normal;m
 .status-finished{color:#137333}.status-failed,.status-diverged{color:#b3261e;font-weight:600}.status-pending,.status-running{color:#8a6d00}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .headline{font-size:1.05em;background:#f4f8fd;border-left:3px solid #1f77b4;padding:.1em 1em}
-table.compact{font-size:.92em}table.glance{font-size:.95em}table.glance td:first-child{white-space:nowrap}
+table.compact{font-size:.92em}table.glance{font-size:.95em}table.glance td:nth-child(-n+4){white-space:nowrap}
 #glance figure img{max-width:min(100%,860px)}ul.caveats{font-size:.9em;color:#333}ul.caveats li{margin:.25em 0}
 figure{margin:.6em 0 1.4em}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.stats{background:#fafafa;border-left:3px solid #7a9cc6;padding:.2em 1em}
