@@ -73,6 +73,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("clamp.execution.commands", "list the study files in studies/"),
     "report": ("clamp.execution.commands", "rebuild summary, statistics, plots and report.md from stored CSVs (no training)"),
     "stats": ("clamp.analysis.stats.command", "recompute phase-change statistics of a study from its stored metrics"),
+    "law": ("clamp.analysis.stats.command", "fit a study's phase-change times as a power law of tokens per step (B·C)"),
     "analyse": ("clamp.analysis.posthoc.command", "post-hoc full-model analyses of a study's checkpoints"),
 }
 

@@ -147,15 +147,26 @@ class TrainConfig:
 
 
 def grid_words(configs: "list[tuple[str, TrainConfig]]") -> str:
-    """The evaluation grid of named runs' configs in words: one sentence, or one per group of arms where they differ.
+    """The evaluation grid of named runs' configs in words: one sentence, or one per batch size where they differ,
+    with the arms whose runs end on a whole batch past their length listed once.
 
     Example:
         >>> grid_words([("a", TrainConfig(n_sequences=3200, eval_every=320)), ("b", TrainConfig(n_sequences=6400, eval_every=320))])
         'evaluations every 320 sequences: 0, 320, 640, 960, … and at the end'
+        >>> grid_words([("a", TrainConfig(n_sequences=2000, eval_every=500)), ("b", TrainConfig(n_sequences=2000, eval_every=500, batch_size=16))])
+        '`a`: evaluations every 500 sequences, at the first batch boundary (batch 32) at or past each multiple: 0, 512, 1,024, 1,504, … and at the end; `b`: evaluations every 500 sequences, at the first batch boundary (batch 16) at or past each multiple: 0, 512, 1,008, 1,504, … and at the end; runs end on a whole batch: `a` at 2,016 (of 2,000)'
     """
-    groups: dict[str, list[str]] = {}
+    whole = {cfg.grid_words() for _, cfg in configs}
+    if len(whole) == 1:
+        return whole.pop()
+    heads: dict[str, list[str]] = {}
+    ends = []
     for name, cfg in configs:
-        groups.setdefault(cfg.grid_words(), []).append(name)
-    if len(groups) == 1:
-        return next(iter(groups))
-    return "; ".join(f"{', '.join(f'`{a}`' for a in arms)}: {words}" for words, arms in groups.items())
+        heads.setdefault(cfg.grid_words().split("; a run of ")[0], []).append(name)
+        if cfg.last_sequence != cfg.n_sequences:
+            ends.append(f"`{name}` at {cfg.last_sequence:,} (of {cfg.n_sequences:,})")
+    if len(heads) == 1:
+        text = next(iter(heads))
+    else:
+        text = "; ".join(f"{', '.join(f'`{a}`' for a in arms)}: {words}" for words, arms in heads.items())
+    return text + (f"; runs end on a whole batch: {', '.join(ends)}" if ends else "")

@@ -37,6 +37,15 @@ def _int_arg(text: str) -> int:
         raise ConfigError(f"--persist {text!r} must be a number of sequences or 'end'.") from None
 
 
+def _law_command(args: argparse.Namespace) -> int:
+    from clamp.analysis.stats.law_study import law_report  # pandas, scipy, matplotlib: only when the command runs
+
+    if not 0 < args.level < 1:
+        raise ConfigError(f"--level {args.level} must be between 0 and 1, e.g. 0.95.")
+    law_report(args.study_dir, level=args.level, n_boot=args.n_boot, quiet=args.quiet)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``clamp stats <study_dir> [--phase 'METRIC<THRESHOLD']`` to the command line.
 
@@ -64,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "each scan); default: the study's (Holm unless it says otherwise); bh: false discovery rate")
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
     p.set_defaults(func=_stats_command)
+    q = subparsers.add_parser("law", help="fit a study's phase-change times as a power law of tokens per step (B·C)")
+    q.add_argument("study_dir", help="the study folder, results/<study> (a grid of batch sizes and context lengths)")
+    q.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    q.add_argument("--n-boot", type=int, default=0,
+                   help="percentile bootstrap over runs within cells instead of Wald intervals (e.g. 2000)")
+    q.add_argument("--quiet", action="store_true", help="do not print the fit")
+    q.set_defaults(func=_law_command)
 
 
 __all__ = ["register"]
