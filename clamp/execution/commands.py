@@ -41,6 +41,14 @@ def run_checked(args: argparse.Namespace, study: Study) -> int:
                  accept_unknown_code=args.accept_unknown_code)
         if p.conflicts:
             raise StudyError(conflict_message(Path(args.out) / study.name, p.conflicts))
+        import dataclasses
+        import os
+
+        from clamp.execution.schedule import balance, stop_history
+
+        history = stop_history(Path(args.out) / study.name, [a.name for a in study.arms]) if study.stop_after_phase else {}
+        p = dataclasses.replace(p, jobs=balance(p.jobs, (args.jobs or os.cpu_count() or 1) if not args.no_pack else 1,
+                                                history))
         print(f"grid   {evaluation_grid(study)}")
         for line in outlasting_windows(study):
             print(f"note   {line}")

@@ -31,7 +31,8 @@ from clamp.model.foreign import is_foreign
 from clamp.fingerprint import changed_code
 from clamp.store import checkpoints, read_json, run_dir, run_seeds
 from clamp.study.design import Study
-from clamp.study.keys import arm_code, arm_record, legacy_key, recorded_code, run_key, same_run, stop_after
+from clamp.study.keys import (arm_code, arm_record, legacy_key, pack_independent, recorded_code, run_key, same_run,
+                              stop_after)
 
 DONE = ("finished", "diverged")
 STALE_DIR = ".stale"
@@ -71,6 +72,9 @@ def _short(v: object, width: int = 40) -> str:
 def _what_differs(study, arm, rec: dict) -> str:
     """A short phrase naming the first top-level difference between a stored run and the arm now."""
     old = rec.get("config")
+    if not pack_independent(rec):
+        return ("trained before clamp updated each run of a pack on its own (key version "
+                f"{rec.get('key_version', 1)}: its numbers depended on the runs it was packed with)")
     if not isinstance(old, dict):
         return "recorded with another key"
     new = arm_record(study, arm)

@@ -27,6 +27,7 @@ from typing import Sequence
 
 from clamp.execution.executors.local import Executor, InlineExecutor, Outcome, ProcessExecutor
 from clamp.execution.pack import PackJob
+from clamp.execution.schedule import balance, stop_history
 from clamp.execution.plan import conflict_message, job_label, move_aside, plan
 from clamp.execution.progress import Progress
 from clamp.execution.provenance import invocation, merge_study_record, now
@@ -89,7 +90,11 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         if the_plan.conflicts:
             raise StudyError(conflict_message(study_dir, the_plan.conflicts))
         cores = os.cpu_count() or 1
-        n_jobs = max(1, min(jobs or cores, len(the_plan.jobs) or 1))
+        workers = jobs or cores
+        # the packs' order and size: longest first, a long arm split where that ends the study sooner
+        history = stop_history(study_dir, [a.name for a in study.arms]) if study.stop_after_phase else {}
+        the_plan = dataclasses.replace(the_plan, jobs=balance(the_plan.jobs, workers if pack else 1, history))
+        n_jobs = max(1, min(workers, len(the_plan.jobs) or 1))
         n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
         this = invocation(study_file)
         if study_file:  # the study file's hash, for the reader (comments and docstrings are not part of any key)

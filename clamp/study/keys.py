@@ -8,15 +8,21 @@ that leaves out every field at its default, so a new field (at its default) keep
 every key; the description carries its version, so a later change of the format can
 say which runs it still recognises.
 
-A stored run is the same run as the one the current study asks for
-(:func:`same_run`) when any of these holds:
+Key version 3: before it, the optimiser updated all runs of a pack in one tensor, and a run's
+numbers depended (at float rounding, then everywhere) on which runs it was packed with
+(:mod:`clamp.training.optimizer`).  Runs of the built-in packed model written with an earlier key
+version are therefore not the runs today's code computes; a foreign model always trained one run
+per process, so its older runs still are.
 
-1. its ``run.json`` records ``key_version`` 2 and its ``hash`` equals :func:`run_key`;
-2. it records no ``key_version`` (written before) and its ``hash`` equals the
-   current :func:`legacy_key`;
-3. its recorded resolved config (``run.json["config"]``), rebuilt with today's config
-   classes and canonicalised, gives the current :func:`run_key` (this keeps old
-   folders valid after a field was added to a config).
+A stored run is the same run as the one the current study asks for (:func:`same_run`) when any of
+these holds:
+
+1. its ``run.json`` records ``key_version`` 3 and its ``hash`` equals :func:`run_key`;
+2. it records ``key_version`` 3 and its recorded resolved config (``run.json["config"]``), rebuilt with
+   today's config classes and canonicalised, gives the current :func:`run_key` (this keeps folders valid
+   after a field was added to a config);
+3. it is a foreign model's run written before version 3 whose ``hash`` equals the current
+   :func:`legacy_key` (no ``key_version``) or whose recorded config gives the current :func:`run_key`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from clamp.phase import stop_setting
 if TYPE_CHECKING:
     from clamp.study.design import Arm, Study
 
-KEY_VERSION = 2
+KEY_VERSION = 3  # 3: every run of a pack updated on its own by the optimiser (clamp.training.optimizer)
+PACK_INDEPENDENT_SINCE = 3  # packed runs written with an earlier key version depended on their pack
 
 
 def canonical(cfg: Any) -> dict:
@@ -231,9 +238,29 @@ def same_run(record: dict, *, key: str, legacy: str, code: dict | None = None) -
         return True
     if code and not code_matches(record, code):
         return False
+    if not pack_independent(record):
+        return False
     if record.get("key_version") is None and record.get("hash") == legacy:
         return True
     return key_from_record(record) == key
+
+
+def pack_independent(record: dict) -> bool:
+    """Whether a stored run's numbers are those of the run alone: written with key version 3 or later, or a
+    foreign model's (trained one run per process).
+
+    Example:
+        >>> pack_independent({"key_version": 3}), pack_independent({"key_version": 2, "config": {"model": {}}})
+        (True, False)
+        >>> pack_independent({"config": {"model": {"kind": "foreign", "factory": "x:y"}}})
+        True
+    """
+    version = record.get("key_version")
+    if isinstance(version, int) and version >= PACK_INDEPENDENT_SINCE:
+        return True
+    cfg = record.get("config") if isinstance(record.get("config"), dict) else {}
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    return model.get("kind") == "foreign" or "factory" in model
 
 
 def code_matches(record: dict, code: dict) -> bool:
@@ -251,5 +278,5 @@ def recorded_code(record: dict) -> dict | None:
     return cfg.get("code") if isinstance(cfg.get("code"), dict) else None
 
 
-__all__ = ["KEY_VERSION", "arm_code", "arm_code_paths", "arm_record", "canonical", "code_matches", "recorded_code", "description", "key_from_record", "legacy_key", "run_key", "same_run",
+__all__ = ["KEY_VERSION", "PACK_INDEPENDENT_SINCE", "pack_independent", "arm_code", "arm_code_paths", "arm_record", "canonical", "code_matches", "recorded_code", "description", "key_from_record", "legacy_key", "run_key", "same_run",
            "stop_after", "task_dims"]

@@ -42,6 +42,7 @@ from clamp.model.transformer import Transformer
 from clamp.tasks import Batch, EvalView, TaskConfig
 
 from clamp.training.config import TrainConfig
+from clamp.training.optimizer import PackedAdamW
 EVAL_CHUNK = 128  # sequences per run in one evaluation forward (fastest per sequence on a CPU)
 
 
@@ -203,11 +204,9 @@ class Trainer:
         self.device = torch.device(train_cfg.device)
         # the packed built-in Transformer, or a one-run foreign model (clamp.model.foreign)
         self.model = build_model(self.model_cfg, [s.init for s in self.seeds]).to(self.device)
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=train_cfg.lr, betas=train_cfg.betas,
-            eps=train_cfg.adam_eps, weight_decay=train_cfg.weight_decay,
-            fused=True,  # one kernel per step instead of ~10 ops per parameter tensor
-        )
+        # one fused kernel per step; each run's slice apart, so a run's numbers do not depend on its pack
+        self.opt = PackedAdamW(self.model.parameters(), n_runs=len(self.seeds), lr=train_cfg.lr,
+                               betas=train_cfg.betas, eps=train_cfg.adam_eps, weight_decay=train_cfg.weight_decay)
         self.data_gens = [torch.Generator().manual_seed(s.data) for s in self.seeds]
         self.eval_sets = self._make_eval_sets()
         self.intervener = intervener_factory(self.model) if intervener_factory else None

@@ -1,8 +1,10 @@
 """No finished run is ever deleted or mixed with another configuration (issue 12, items 3 and the partial rerun).
 
-Run keys (version 2) leave fields at their defaults out, old folders keyed by the earlier
-hash stay valid, a changed run is moved aside (never deleted), and a partial rerun that
-would mix configurations is refused before anything is written.
+Run keys (version 3) leave fields at their defaults out; a folder of an earlier key version is
+recognised where its numbers are still what today's code computes (a foreign model's runs) and refused,
+saying why, where they are not (packed runs before each run of a pack was updated on its own); a
+changed run is moved aside (never deleted), and a partial rerun that would mix configurations is
+refused before anything is written.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from clamp.execution.runner import run_study
 from clamp.model.config import ModelConfig
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.load import load_study
-from clamp.study.keys import KEY_VERSION, canonical, legacy_key, run_key, same_run
+from clamp.study.keys import KEY_VERSION, canonical, legacy_key, pack_independent, run_key, same_run
 from clamp.study.overrides import apply_overrides, select
 from clamp.tasks import FewShotConfig
 from helpers import ROOT
@@ -81,37 +83,43 @@ def test_adding_a_field_at_its_default_keeps_every_key(tmp_path, monkeypatch):
     assert digest(tmp_path / "tiny" / "runs") == before
 
 
-def test_old_folder_recognised_by_legacy_key_or_recorded_config(tmp_path):
+def test_old_folders_are_recognised_only_where_their_numbers_stand(tmp_path):
     s = tiny(arms=[tiny().arms[0]], seeds=[0])
     assert run(s, tmp_path) == 0
     rec_path = tmp_path / "tiny/runs/control/seed0/run.json"
     rec = json.loads(rec_path.read_text())
-    assert rec["key_version"] == KEY_VERSION and rec["hash"] == run_key(s, s.arms[0], 0)
+    assert rec["key_version"] == KEY_VERSION == 3 and rec["hash"] == run_key(s, s.arms[0], 0)
     arm = s.arms[0]
-    # as written before key version 2: the legacy hash, no key_version
-    old = {k: v for k, v in rec.items() if k != "key_version"} | {"hash": legacy_key(s, arm, 0)}
-    assert same_run(old, key=run_key(s, arm, 0), legacy=legacy_key(s, arm, 0))
-    # a legacy hash that no longer matches, but the recorded resolved config does
-    assert same_run(old | {"hash": "0" * 16}, key=run_key(s, arm, 0), legacy=legacy_key(s, arm, 0))
+    key, legacy = run_key(s, arm, 0), legacy_key(s, arm, 0)
+    # a record of this version whose hash no longer matches, but whose recorded resolved config does
+    assert same_run(rec | {"hash": "0" * 16}, key=key, legacy=legacy)
+    # the same run as written before key version 3 (packed runs then depended on their pack): not the same run
+    v2 = rec | {"key_version": 2, "hash": "0" * 16}
+    v1 = {k: v for k, v in rec.items() if k != "key_version"} | {"hash": legacy}
+    assert not same_run(v2, key=key, legacy=legacy) and not same_run(v1, key=key, legacy=legacy)
+    # ... unless it is a foreign model's run (trained one run per process: its numbers stand)
+    foreign = {"kind": "foreign", "factory": "clamp.model.adapters:gpt2_lm", "kwargs": {"n_layer": 1}}
+    assert pack_independent({**v2, "config": {**v2["config"], "model": foreign}})
     # another configuration matches by neither
     other = apply_overrides(s, ["arms.control.lr=2e-3"])
     oa = other.arms[0]
-    assert not same_run(old, key=run_key(other, oa, 0), legacy=legacy_key(other, oa, 0))
     assert not same_run(rec, key=run_key(other, oa, 0), legacy=legacy_key(other, oa, 0))
 
 
-def test_reference_quickstart_folder_reruns_nothing(tmp_path):
-    """A quickstart folder written before the contracts refactor is recognised as finished: every run skipped,
-    not one byte of its runs changed."""
+def test_reference_quickstart_folder_is_refused_with_the_reason_and_kept(tmp_path, capsys):
+    """A quickstart folder written before every run of a pack was updated on its own (72cb86d, key version 2): its
+    runs are not what today's code computes, so a rerun refuses them, naming why and the fixes; --replace moves
+    them aside, byte for byte, and trains the current ones."""
     shutil.copytree(REF, tmp_path / "quickstart")
     before = digest(tmp_path / "quickstart" / "runs")
     study = load_study(ROOT / "studies" / "quickstart.py")
     p = plan(study, tmp_path / "quickstart", select(study, None, None))
-    assert len(p.skipped) == 10 and not p.jobs and not p.stale and not p.conflicts
-    assert run(study, tmp_path) == 0
-    assert digest(tmp_path / "quickstart" / "runs") == before
-    history = json.loads((tmp_path / "quickstart" / "study.json").read_text())
-    assert len(history["invocations"]) == 2  # the reference run's, kept, and this one
+    assert not p.skipped and len(p.conflicts) == 10
+    assert all("its numbers depended on the runs it was packed with" in e.why for e in p.conflicts)
+    assert main(["run", str(ROOT / "studies" / "quickstart.py"), "--out", str(tmp_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "key version 2" in err and "--replace" in err and "--out" in err
+    assert digest(tmp_path / "quickstart" / "runs") == before  # not a byte touched
 
 
 def test_changed_checkpoint_every_refuses_then_moves_aside_with_replace(tmp_path, capsys):
@@ -177,15 +185,16 @@ def test_unfinished_run_of_another_configuration_is_moved_aside_not_deleted(tmp_
 LEGACY = ROOT / "tests" / "data" / "legacy_v1"
 
 
-def test_folder_written_before_key_v2_reruns_nothing(tmp_path):
-    """A results folder written by clamp 9f9b852 (keys v1, study.json schema 1): every finished run is kept."""
+def test_folder_written_before_key_v2_is_refused_and_kept(tmp_path):
+    """A results folder written by clamp 9f9b852 (keys v1, study.json schema 1): refused as trained before per-run
+    updates, not a byte of a finished run touched."""
     shutil.copytree(LEGACY / "results", tmp_path / "out")
     runs = tmp_path / "out" / "tiny_legacy" / "runs"
     before = digest(runs)
     study = load_study(LEGACY / "tiny_legacy.py")
     p = plan(study, tmp_path / "out" / "tiny_legacy", select(study, None, None))
-    assert len(p.skipped) == 4 and not p.jobs and not p.stale and not p.conflicts
-    assert run(study, tmp_path / "out") == 0
-    assert digest(runs) == before  # not a byte of a finished run touched
-    history = json.loads((tmp_path / "out" / "tiny_legacy" / "study.json").read_text())
-    assert len(history["invocations"]) == 2  # the legacy study.json becomes the first entry
+    assert not p.skipped and len(p.conflicts) == 4
+    assert all("key version 1" in e.why for e in p.conflicts)
+    with pytest.raises(StudyError, match="--replace"):
+        run(study, tmp_path / "out")
+    assert digest(runs) == before
