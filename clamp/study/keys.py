@@ -200,7 +200,7 @@ def legacy_key(study: Study, arm: Arm, seed: int) -> str:
 
 
 def key_from_record(record: dict) -> str | None:
-    """The version-2 key of a stored run, from the resolved config its ``run.json`` records.
+    """The current key of a stored run, from the resolved config its ``run.json`` records (built-in or foreign model).
 
     Returns None when the record holds no config, or one that today's config classes reject
     (a field was removed or renamed): such a run cannot be shown to match.
@@ -210,13 +210,13 @@ def key_from_record(record: dict) -> str | None:
         return None
     try:
         from clamp.interventions.registry import intervention_from_dict
-        from clamp.model.config import ModelConfig
+        from clamp.model.foreign import model_from_dict
         from clamp.tasks import task_from_dict
         from clamp.training.config import TrainConfig
 
         sched = cfg.get("schedule", {})
         return _digest(description(
-            model=ModelConfig.from_dict(cfg["model"]), task=task_from_dict(cfg["task"]),
+            model=model_from_dict(cfg["model"]), task=task_from_dict(cfg["task"]),
             train=TrainConfig.from_dict(cfg["train"]),
             interventions=[intervention_from_dict(d) for d in cfg.get("interventions", [])],
             checkpoints=sched["checkpoints"], extra_evals=sched["extra_evals"], seed=int(record["seed"]),

@@ -22,6 +22,7 @@ from clamp.cli import main
 from clamp.execution.plan import plan
 from clamp.execution.runner import run_study
 from clamp.model.config import ModelConfig
+from clamp.model.foreign import hf_gpt2
 from clamp.study.design import Arm, Study, StudyError
 from clamp.study.load import load_study
 from clamp.study.keys import KEY_VERSION, canonical, legacy_key, pack_independent, run_key, same_run
@@ -198,3 +199,23 @@ def test_folder_written_before_key_v2_is_refused_and_kept(tmp_path):
     with pytest.raises(StudyError, match="--replace"):
         run(study, tmp_path / "out")
     assert digest(runs) == before
+
+
+def test_a_foreign_run_of_an_earlier_key_version_is_kept(tmp_path):
+    """A foreign model trains one run per process, so its numbers never depended on a pack: a finished run
+    written under key version 2 is recognised from its recorded config and skipped, not trained again."""
+    s = Study(name="tiny", arms=[Arm(name="gpt2", model=hf_gpt2(n_layer=1, n_head=2, n_embd=8), task=TASK, lr=1e-3,
+                                     batch_size=16)], seeds=[0], n_sequences=64, eval_every=32, eval_size=16)
+    assert run(s, tmp_path) == 0
+    rec_path = tmp_path / "tiny/runs/gpt2/seed0/run.json"
+    rec = json.loads(rec_path.read_text())
+    key, legacy = run_key(s, s.arms[0], 0), legacy_key(s, s.arms[0], 0)
+    v2 = rec | {"key_version": 2, "hash": "0" * 16}
+    assert same_run(v2, key=key, legacy=legacy)
+    rec_path.write_text(json.dumps(v2))
+    p = plan(s, tmp_path / "tiny", select(s, None, None))
+    assert len(p.skipped) == 1 and not p.jobs and not p.stale and not p.conflicts
+    # the built-in model's run of the same age is refused
+    built_in = rec | {"key_version": 2, "hash": "0" * 16,
+                      "config": {**rec["config"], "model": MODEL.to_dict()}}
+    assert not same_run(built_in, key=key, legacy=legacy)
