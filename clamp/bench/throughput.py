@@ -274,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, help="parallel packs for --study (default: one per core)")
     p.add_argument("--foreign", action="store_true", help="measure the foreign-model path instead (HF GPT-2 vs the "
                    "built-in model, nnsight vs hooks; clamp.bench.foreign)")
+    p.add_argument("--text", action="store_true", help="measure the long-context shapes instead (text at 256 "
+                   "tokens, Markov chains at 128): throughput, fraction of the matmul peak, one evaluation "
+                   "(clamp.bench.text)")
     p.add_argument("--stats", action="store_true", help="run the statistics' validation suite instead: size, power "
                    "and stopped-run agreement of the primary test, design by design (clamp.bench.stats_suite; "
                    "its options: --sims N, --n 3 4 5 8, --csv PATH)")
@@ -288,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"compiled kernels: {native.status()}")
     peak = matmul_peak_flops()
     print(f"matmul peak (1024x1024 float32, {args.threads} thread(s)): {peak / 1e9:.1f} GFLOP/s")
+    if args.text:
+        from clamp.bench.text import main_text
+
+        return main_text(args.steps, args.rounds, args.warmup, peak)
     task_cfg = FewShotConfig()
     cfg = ModelConfig().resolve(task_cfg.build().dims())
     flops_seq = flops_per_sequence(cfg, 5, task_cfg.d_in, task_cfg.n_labels, n_items=task_cfg.n_pairs + 1)

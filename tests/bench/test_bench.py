@@ -63,3 +63,18 @@ def test_harness_flops_count_the_table_rows_not_the_positions():
     rows = task_cfg.build().tables["train"].shape[0]
     body = flops_per_sequence(cfg, 5, task_cfg.d_in, task_cfg.n_labels, n_items=0) * 32
     assert harness_flops_per_step(task_cfg, cfg) == body + 4.0 * rows * task_cfg.d_in * cfg.d_model
+
+
+@pytest.mark.slow
+def test_bench_text_reports_the_long_context_shapes(capsys):
+    assert main(["--text", "--steps", "1", "--rounds", "1", "--warmup", "0"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("text C=256", "markov C=128"))]
+    assert len(lines) == 2 and all("%" in ln for ln in lines)
+
+
+def test_text_flops_count_matches_hand_count():
+    from clamp.bench.text import train_flops_per_sequence
+
+    cfg = ModelConfig(n_layers=2, n_heads=4, d_model=64, attn_only=True, d_vocab=256, d_out=256, n_ctx=256, d_in=0)
+    # per layer: q, k, v, o 2*T*D*4D = 8.39M; scores + mix 4*T*T*D = 16.8M; unembedding 2*T*D*V = 8.39M; x3
+    assert train_flops_per_sequence(cfg, 256) == 3.0 * (2 * (2 * 256 * 64 * 256 + 4 * 256 * 256 * 64) + 2 * 256 * 64 * 256)
