@@ -249,16 +249,16 @@ def load_runs(study_dir: str | Path, spec: StudySpec) -> list[RunRecord]:
 
     A run folder that does not exist gets status ``missing``; one without ``run.json`` gets
     ``unknown``.  Only the metrics the rules need are read, plus the trigger rows of arms with
-    triggered windows when a rule steps outside windows.
+    triggered windows (where each run's windows were: a rule that steps outside them needs them, and
+    so does every rule's ``in_window`` flag).
     """
     root = Path(study_dir) / "runs"
     wanted = {r.metric for r in spec.rules} | reference_metrics(spec.rules)
-    outside = any(r.outside_windows for r in spec.rules)
     records = []
     for arm in spec.arms:
         seeds = set(spec.seeds) | set(run_seeds(root.parent, arm.name))
         arm_dir = root / arm.name
-        need_events = outside and arm.triggered
+        need_events = arm.triggered  # without its events a run's triggered window would look open to the end
         for seed in sorted(seeds):
             run_dir = arm_dir / f"seed{seed}"
             status, stopped_at = "missing", None

@@ -111,6 +111,27 @@ def test_outside_windows_uses_each_runs_triggered_window(tmp_path):
     assert crossing_time(x, y, PhaseRule(outside_windows=True, persist=6_000)).time == 12_000
 
 
+def test_a_phase_change_after_a_triggered_release_is_not_called_inside_the_window(tmp_path):
+    # The full scan's match_release: a clamp from 0 released when the run's loss first falls below the threshold
+    # (detected at 50k), then the run crosses again for good at 500k.  Before: the trigger rows were read only for
+    # rules stepping outside windows, so under the plain rule the window looked open to the end and every phase
+    # time was flagged "inside an intervention window" (a false caveat in stats.md, in_window true in the CSV).
+    when = {"when": "train/loss", "op": "<", "threshold": 0.277, "delay": 0, "duration": None}
+    release = {"kind": "pattern_clamp", "name": "match_release", "windows": [{"start": 0, "stop": when}]}
+    study = {"name": "release", "seeds": [0, 1, 2], "control": "control", "eval_every": STEP, "n_sequences": 700_000,
+             "phase": PhaseRule().to_dict(), "arms": [{"name": "control"},
+                                                      {"name": "match_release", "interventions": [release]}]}
+    curves = {}
+    for seed in range(3):
+        x, y = _curve(500_000 + 2_000 * seed, 700_000)
+        curves[("control", seed)] = {"train/loss": (x, y)}
+        curves[("match_release", seed)] = {"train/loss": (x, y), "trigger/match_release/stop": (x, (x >= 50_000) * 1.0)}
+    res = compute_statistics(_write(tmp_path / "r", study, curves), quiet=True, n_boot=200, plots=False)
+    times = res.phase_times[(res.phase_times.estimator == "threshold") & (res.phase_times.arm == "match_release")]
+    assert times["event"].all() and not times["in_window"].any()
+    assert not any(w.startswith("Phase times inside an intervention window") for w in res.warnings)
+
+
 def test_one_early_censored_run_does_not_collapse_the_test():
     # Relative to a per-run trigger: A crosses 1-5k after it, B 50-80k after, and one more B run was triggered
     # 2k before its end (censored at a relative 2k).  Before: the horizon was the earliest censoring (2k), which
