@@ -160,13 +160,16 @@ def comparison_sentence(row: Mapping[str, object], *, control: str | None = None
         'match: phase change 9.1× sooner than control (95 % CI 6.2–13× sooner), p = 0.040 (Gehan (exact), Holm over the primary family of 5), 5/5 runs crossed (control 5/5).'
         >>> comparison_sentence({**row, "n_arm": 1, "n_reference": 1})
         'match: not compared with control: a comparison needs at least 2 runs per arm (has 1 vs 1).'
+        >>> comparison_sentence({**row, "n_arm": 5, "n_reference": 0, "excluded_note": "5 runs whose reference event never happened"})
+        'match: not compared with control: a comparison needs at least 2 runs per arm (has 5 vs 0; left out: 5 runs whose reference event never happened).'
     """
     arm, ref = str(row["arm"]), str(row["reference"])
     label = arm if control is None or ref == control else f"{arm} vs {ref}"
     n_arm, n_ref = int(row["n_arm"]), int(row["n_reference"])  # type: ignore[call-overload]
-    if min(n_arm, n_ref) < MIN_RUNS:
+    if min(n_arm, n_ref) < MIN_RUNS:  # with the reason runs were left out, when some were (relative_to)
+        why = str(row.get("excluded_note") or "")
         return (f"{label}: not compared with {ref}: a comparison needs at least {MIN_RUNS} runs per arm "
-                f"(has {n_arm} vs {n_ref}).")
+                f"(has {n_arm} vs {n_ref}" + (f"; left out: {why}" if why else "") + ").")
     def rel(side: str) -> str:  # relapses after a phase change; crossings that never lasted the span
         n, u = int(row.get(f"relapsed_{side}", 0) or 0), int(row.get(f"unconfirmed_{side}", 0) or 0)  # type: ignore[call-overload]
         return (f", {n} relapsed after it" if n else "") + (f", {u} crossed without staying" if u else "")
