@@ -26,7 +26,7 @@ Two questions on the few-shot task (docs/science.md §2), in one study:
    reported as relapsed.
 
 Cost: 12 arms x 5 seeds of 1e6 sequences at lr 1e-5 (each run needs ~6e5-1e6
-sequences to cross): days of CPU.  ``studies/singh2024_scan_small.py`` is the
+sequences to cross): 38 min wall, 4,002 s of CPU on 2 cores (the README has the results).  ``studies/singh2024_scan_small.py`` is the
 same design on a small model that runs in minutes.
 
     clamp run studies/singh2024_scan.py
