@@ -44,11 +44,10 @@ def run_checked(args: argparse.Namespace, study: Study) -> int:
         import dataclasses
         import os
 
-        from clamp.execution.schedule import balance, stop_history
+        from clamp.execution.schedule import scheduled
 
-        history = stop_history(Path(args.out) / study.name, [a.name for a in study.arms]) if study.stop_after_phase else {}
-        p = dataclasses.replace(p, jobs=balance(p.jobs, (args.jobs or os.cpu_count() or 1) if not args.no_pack else 1,
-                                                history))
+        workers = 1 if args.no_pack else (args.jobs or os.cpu_count() or 1)
+        p = dataclasses.replace(p, jobs=scheduled(study, Path(args.out) / study.name, p.jobs, workers))
         print(f"grid   {evaluation_grid(study)}")
         for line in outlasting_windows(study):
             print(f"note   {line}")

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from clamp.execution.executors.local import Executor, InlineExecutor, Outcome, ProcessExecutor
 from clamp.execution.pack import PackJob
-from clamp.execution.schedule import balance, stop_history
+from clamp.execution.schedule import scheduled
 from clamp.execution.plan import conflict_message, job_label, move_aside, plan
 from clamp.execution.progress import Progress
 from clamp.execution.provenance import invocation, merge_study_record, now
@@ -92,8 +92,7 @@ def run_study(study: Study, *, out: str | Path = "results", arms: Sequence[str] 
         cores = os.cpu_count() or 1
         workers = jobs or cores
         # the packs' order and size: longest first, a long arm split where that ends the study sooner
-        history = stop_history(study_dir, [a.name for a in study.arms]) if study.stop_after_phase else {}
-        the_plan = dataclasses.replace(the_plan, jobs=balance(the_plan.jobs, workers if pack else 1, history))
+        the_plan = dataclasses.replace(the_plan, jobs=scheduled(study, study_dir, the_plan.jobs, workers if pack else 1))
         n_jobs = max(1, min(workers, len(the_plan.jobs) or 1))
         n_threads = threads or 1  # tiny models: one thread per job beats several (and never oversubscribes)
         this = invocation(study_file)

@@ -124,4 +124,11 @@ def balance(jobs: Sequence[PackJob], workers: int, history: dict[str, list[int]]
     return tuple(out)
 
 
-__all__ = ["balance", "expected_length", "makespan", "pack_cost", "stop_history"]
+def scheduled(study, study_dir: str | Path, jobs: Sequence[PackJob], workers: int) -> tuple[PackJob, ...]:
+    """The study's planned packs in the order and sizes to train them on ``workers`` (:func:`balance`), with the
+    folder's stops so far as the expected lengths of a study that stops runs after their phase change."""
+    history = stop_history(study_dir, [a.name for a in study.arms]) if study.stop_after_phase else {}
+    return balance(jobs, workers, history)
+
+
+__all__ = ["balance", "expected_length", "makespan", "pack_cost", "scheduled", "stop_history"]
