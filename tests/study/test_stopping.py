@@ -197,3 +197,17 @@ def test_stopping_run_resumes_after_an_interruption(tmp_path, monkeypatch):
         ra = json.loads((tmp_path / f"once/tiny/runs/control/seed{seed}/run.json").read_text())
         rb = json.loads((tmp_path / f"twice/tiny/runs/control/seed{seed}/run.json").read_text())
         assert ra["stopped_early"] == rb["stopped_early"]
+
+
+@pytest.mark.slow
+def test_a_run_whose_pack_shrinks_as_others_stop_has_the_numbers_it_has_alone(tmp_path):
+    """Stopping runs leave their pack (the trainer is rebuilt from the others' split state): the run that stops last
+    gives, bit for bit, the metrics it gives trained alone with the same stopping, whatever stopped beside it."""
+    s = study(n_sequences=960, stop_after_phase=StopAfterPhase(margin=160))
+    assert run_study(s, out=tmp_path / "pack", jobs=1, quiet=True, analyse=False) == 0
+    stops = {seed: json.loads((tmp_path / f"pack/tiny/runs/control/seed{seed}/run.json").read_text())["sequences_seen"]
+             for seed in (0, 1, 2)}
+    last = max(stops, key=stops.get)
+    assert len(set(stops.values())) > 1, "the test needs runs of the pack to stop at different points"
+    assert run_study(replace(s, seeds=[last]), out=tmp_path / "alone", jobs=1, quiet=True, analyse=False) == 0
+    pd.testing.assert_frame_equal(metrics(tmp_path / "pack", last), metrics(tmp_path / "alone", last))
